@@ -1,0 +1,363 @@
+// The arbiter: owns the listening sockets and the worker pool. Signals and worker exits
+// are queued and handled one at a time by a single loop, so two reloads never interleave.
+import { readFileSync, writeFileSync, unlinkSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Settings } from '../config/settings.js';
+import type { LoadedConfig } from '../config/load.js';
+import { openListeners, closeListeners, type Listener } from '../listeners/bind.js';
+import { forgetActivationEnv } from '../listeners/systemd.js';
+import { errorInfo, flushLogs, reopenLogFiles, resolvedFormat, type Logger } from '../log/logger.js';
+import { WorkerProcess } from './workers.js';
+import { SignalQueue, type ArbiterEvent } from './signals.js';
+import { EXIT_BOOT_ERROR } from '../protocol.js';
+import { VERSION } from '../version.js';
+
+/** After this many boots in a row fail, the arbiter gives up (exit 3) instead of looping. */
+const MAX_BOOT_FAILURES = 3;
+/** A worker that was ready this long before dying resets the crash backoff. */
+const STABLE_MS = 5000;
+const MAX_BACKOFF_MS = 10_000;
+
+export type ArbiterState = 'booting' | 'running' | 'reloading' | 'stopping';
+
+export interface ArbiterOptions {
+  config: LoadedConfig;
+  log: Logger;
+  /** Re-reads config file and environment on reload (SIGHUP). */
+  reloadConfig?: () => Promise<LoadedConfig>;
+  env?: NodeJS.ProcessEnv;
+}
+
+export class Arbiter {
+  state: ArbiterState = 'booting';
+  settings: Settings;
+  listeners: Listener[] = [];
+  readonly workers = new Set<WorkerProcess>();
+  readonly startedAt = Date.now();
+  private readonly log: Logger;
+  private readonly queue = new SignalQueue();
+  private config: LoadedConfig;
+  /** The generation that serves; reloads start a newer one and switch when it is ready. */
+  private generation = 0;
+  private generations = 0;
+  private announced = false;
+  private stopping: Promise<void> | null = null;
+  private nextId = 1;
+  private desired: number;
+  private crashStreak = 0;
+  private bootFailures = 0;
+  private respawnAt = 0;
+  private exitCode = 0;
+  private pidfile: string | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly opts: ArbiterOptions) {
+    this.config = opts.config;
+    this.settings = opts.config.settings;
+    this.log = opts.log;
+    this.desired = this.settings.workers;
+  }
+
+  /** Runs the server until it stops; resolves with the process exit code. */
+  async run(): Promise<number> {
+    const s = this.settings;
+    const env = this.opts.env ?? process.env;
+    this.log.info({ version: VERSION, node: process.version, app: s.app, workers: s.workers }, 'starting ws-proxy-kit');
+    this.listeners = await openListeners(s.bind, s, this.log, env);
+    forgetActivationEnv(env);
+    this.writePidfile();
+    this.queue.install();
+    this.timer = setInterval(() => this.queue.push({ type: 'tick' }), 500);
+
+    // The loop runs while the first workers boot, so a TERM during boot is honoured at once.
+    this.generation = ++this.generations;
+    for (let i = 1; i <= this.desired; i++) this.spawnWorker(i, this.generation);
+    this.state = 'running';
+    while (!this.isStopping()) {
+      const event = await this.queue.next();
+      await this.handle(event);
+      if (this.state === 'running') {
+        this.maintain();
+        this.announceReady();
+      }
+    }
+    return this.finish();
+  }
+
+  private isStopping(): boolean {
+    return this.state === 'stopping';
+  }
+
+  /** Logs "ready" once, when the whole first pool is up. */
+  private announceReady(): void {
+    if (this.announced) return;
+    const ready = this.current().filter((w) => w.state === 'ready');
+    if (ready.length < this.desired) return;
+    this.announced = true;
+    const addresses = this.listeners.map((l) => l.address);
+    const app = ready[0]?.appKind ?? this.settings.app;
+    this.log.info(
+      { binds: addresses, workers: this.desired, app, bootMs: Date.now() - this.startedAt },
+      `ready: serving ${app} on ${addresses.join(', ')} with ${this.desired} worker${this.desired === 1 ? '' : 's'}`,
+    );
+  }
+
+  private async handle(event: ArbiterEvent): Promise<void> {
+    switch (event.type) {
+      case 'tick':
+        this.checkHealth();
+        return;
+      case 'exit':
+        this.reap(event.worker);
+        return;
+      case 'command':
+        return;
+      case 'signal':
+        this.log.info({ signal: event.signal }, `received ${event.signal}`);
+        switch (event.signal) {
+          case 'SIGTERM':
+            return this.beginStop(true);
+          case 'SIGINT':
+          case 'SIGQUIT':
+            return this.beginStop(false);
+          case 'SIGHUP':
+            return this.reload();
+          case 'SIGTTIN':
+            this.desired++;
+            this.log.info({ workers: this.desired }, 'one worker more');
+            return;
+          case 'SIGTTOU':
+            if (this.desired > 1) this.desired--;
+            this.log.info({ workers: this.desired }, 'one worker fewer');
+            return;
+          case 'SIGUSR1':
+            reopenLogFiles();
+            for (const w of this.workers) w.signal('SIGUSR1');
+            this.log.info('log files reopened');
+            return;
+          default:
+            return;
+        }
+    }
+  }
+
+  private spawnWorker(index: number, generation: number): WorkerProcess {
+    const w = new WorkerProcess(this.nextId++, index, generation, {
+      settings: this.settings,
+      listeners: this.listeners,
+      configPath: this.config.configPath,
+      logFormat: resolvedFormat(this.settings),
+      onMessage: (worker, m) => {
+        if (m.type === 'boot-error') this.log.error({ worker: worker.index, pid: worker.pid, err: m.error }, 'worker could not load the app');
+        else if (m.type === 'fatal') this.log.error({ worker: worker.index, pid: worker.pid, reason: m.reason }, 'worker hit an uncaught error and is being replaced');
+      },
+    });
+    this.workers.add(w);
+    this.log.info({ worker: index, workerPid: w.pid, generation }, 'worker spawned');
+    void w.exited.then(() => this.queue.push({ type: 'exit', worker: w }));
+    void w.booted.then((ok) => {
+      if (ok) {
+        this.bootFailures = 0;
+        this.queue.push({ type: 'tick' });
+        this.log.debug({ worker: index, workerPid: w.pid, bootMs: w.readyAt! - w.spawnedAt }, 'worker ready');
+      }
+    });
+    return w;
+  }
+
+  /** Starts `count` workers of a new generation; resolves with it once all are ready, or null if one fails. */
+  private async spawnGeneration(count: number): Promise<number | null> {
+    const generation = ++this.generations;
+    const fresh: WorkerProcess[] = [];
+    for (let i = 1; i <= count; i++) fresh.push(this.spawnWorker(i, generation));
+    const results = await Promise.all(fresh.map((w) => w.booted));
+    return results.every(Boolean) ? generation : null;
+  }
+
+  private current(): WorkerProcess[] {
+    return [...this.workers].filter((w) => w.alive && w.state !== 'retiring' && w.generation === this.generation);
+  }
+
+  /** Keeps the pool at the desired size: respawns (with backoff) and retires extras. */
+  private maintain(): void {
+    const live = this.current();
+    if (live.length > this.desired) {
+      const extra = live.sort((a, b) => b.index - a.index).slice(0, live.length - this.desired);
+      for (const w of extra) w.retire('pool shrunk (TTOU)');
+      return;
+    }
+    if (live.length < this.desired && Date.now() >= this.respawnAt) {
+      const used = new Set(live.map((w) => w.index));
+      for (let i = 1; i <= this.desired && this.current().length < this.desired; i++) {
+        if (!used.has(i)) this.spawnWorker(i, this.generation);
+      }
+    }
+  }
+
+  /** A worker exited: log why, count failures, decide whether to give up. */
+  private reap(w: WorkerProcess): void {
+    this.workers.delete(w);
+    const { code, signal } = w.exit!;
+    const reason = w.describeExit();
+    const planned = w.state === 'retiring' && w.killReason !== null && !w.killReason.startsWith('killed:');
+    const fields = { worker: w.index, workerPid: w.pid, code, signal, reason, requests: w.stats.requests };
+    if (planned || this.state === 'stopping') this.log.info(fields, 'worker exited');
+    else this.log.warn(fields, 'worker exited unexpectedly');
+    // Only deaths in the serving generation call for a replacement (an aborted reload's don't).
+    if (this.state === 'stopping' || planned || w.generation !== this.generation) return;
+
+    if (w.readyAt === null) {
+      this.bootFailures++;
+      if (this.bootFailures >= MAX_BOOT_FAILURES) {
+        this.log.fatal(
+          { failures: this.bootFailures, err: w.bootError ?? undefined },
+          `workers failed to boot ${this.bootFailures} times in a row${w.bootError ? `: ${w.bootError.message}` : ''}. Stopping (exit 3).`,
+        );
+        this.exitCode = EXIT_BOOT_ERROR;
+        this.beginStop(false);
+        return;
+      }
+    }
+    const stableFor = w.readyAt ? Date.now() - w.readyAt : 0;
+    this.crashStreak = stableFor >= STABLE_MS ? 0 : this.crashStreak + 1;
+    const delay = this.crashStreak === 0 ? 0 : Math.min(100 * 2 ** (this.crashStreak - 1), MAX_BACKOFF_MS);
+    this.respawnAt = Date.now() + delay;
+    if (delay > 0) {
+      this.log.info({ delayMs: delay, crashes: this.crashStreak }, 'respawning after backoff');
+      setTimeout(() => this.queue.push({ type: 'tick' }), delay);
+    }
+  }
+
+  /** Kills workers whose event loop stopped answering, or that never finished booting. */
+  private checkHealth(): void {
+    const now = Date.now();
+    const s = this.settings;
+    for (const w of this.workers) {
+      if (!w.alive) continue;
+      if (w.state === 'booting' && now - w.spawnedAt > s.bootTimeout * 1000) {
+        this.log.error({ worker: w.index, workerPid: w.pid, bootTimeout: s.bootTimeout }, 'worker did not become ready within the boot timeout: killing it');
+        w.kill('killed: boot timeout');
+      } else if (w.state === 'ready' && s.timeout > 0 && now - w.lastHeartbeat > s.timeout * 1000) {
+        this.log.error({ worker: w.index, workerPid: w.pid, timeout: s.timeout, silentMs: now - w.lastHeartbeat }, 'worker timeout: its event loop is blocked; killing it');
+        w.kill('killed: timeout');
+      }
+    }
+  }
+
+  /** SIGHUP: new config, new workers; the old ones retire only once the new are ready. */
+  private async reload(): Promise<void> {
+    if (this.state !== 'running') return;
+    this.state = 'reloading';
+    const started = Date.now();
+    if (this.opts.reloadConfig) {
+      try {
+        const next = await this.opts.reloadConfig();
+        if (JSON.stringify(next.settings.bind) !== JSON.stringify(this.settings.bind)) {
+          this.log.warn('reload: binds changed in the configuration; they take effect on restart (or a USR2 upgrade)');
+        }
+        this.config = next;
+        this.settings = { ...next.settings, bind: this.settings.bind };
+        this.desired = next.settings.workers;
+      } catch (err) {
+        this.log.error({ err: errorInfo(err) }, 'reload aborted: the new configuration is invalid; the current workers keep serving');
+        this.state = 'running';
+        return;
+      }
+    }
+    const old = [...this.workers].filter((w) => w.alive);
+    const generation = await this.spawnGeneration(this.desired);
+    if (generation === null) {
+      const failed = [...this.workers].filter((w) => w.generation === this.generations);
+      const err = failed.find((w) => w.bootError)?.bootError;
+      for (const w of failed) w.kill('killed: reload aborted');
+      this.log.error({ err }, 'reload aborted: new workers failed to boot; the old workers keep serving');
+      this.state = 'running';
+      return;
+    }
+    this.generation = generation;
+    for (const w of old) w.retire('replaced by reload');
+    this.log.info({ workers: this.desired, reloadMs: Date.now() - started }, 'reload complete: new workers serving, old workers draining');
+    this.state = 'running';
+  }
+
+  private beginStop(graceful: boolean): void {
+    if (this.state === 'stopping') return;
+    this.state = 'stopping';
+    this.stopping = this.stopWorkers(graceful);
+  }
+
+  private async stopWorkers(graceful: boolean): Promise<void> {
+    const s = this.settings;
+    const all = [...this.workers].filter((w) => w.alive);
+    this.log.info({ graceful, workers: all.length }, graceful ? 'stopping gracefully' : 'stopping now');
+    for (const w of all) {
+      w.killReason ??= graceful ? 'server stopping' : 'server quitting';
+      w.state = 'retiring';
+      w.signal(graceful ? 'SIGTERM' : 'SIGQUIT');
+    }
+    const waitMs = graceful ? s.gracefulTimeout * 1000 + 1000 : Math.min(s.gracefulTimeout * 1000, 5000);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), waitMs)));
+    const done = Promise.all(all.map((w) => w.exited)).then(() => 'done' as const);
+    for (;;) {
+      // A second INT/QUIT during a graceful stop makes it quick, as in Gunicorn.
+      const event = await Promise.race([done, deadline, this.queue.next()]);
+      if (event === 'done') break;
+      if (event === 'timeout') {
+        for (const w of all) if (w.alive) w.kill('killed: graceful timeout');
+        await done;
+        break;
+      }
+      if (event.type === 'signal' && (event.signal === 'SIGINT' || event.signal === 'SIGQUIT')) {
+        this.log.info({ signal: event.signal }, 'stopping now');
+        for (const w of all) w.signal('SIGQUIT');
+      }
+    }
+    clearTimeout(timer);
+  }
+
+  private async finish(): Promise<number> {
+    await this.stopping;
+    if (this.timer) clearInterval(this.timer);
+    this.queue.uninstall();
+    closeListeners(this.listeners);
+    this.removePidfile();
+    this.log.info({ code: this.exitCode }, 'stopped');
+    flushLogs();
+    return this.exitCode;
+  }
+
+  private writePidfile(): void {
+    const file = this.settings.pid;
+    if (!file) return;
+    const path = resolve(file);
+    try {
+      const other = Number(readFileSync(path, 'utf8').trim());
+      if (Number.isInteger(other) && other > 0 && other !== process.pid && isAlive(other)) {
+        throw Object.assign(new Error(`The pidfile ${path} names process ${other}, which is running. Is another server using it?`), { exitCode: 1 });
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as { exitCode?: number }).exitCode) throw err;
+    }
+    writeFileSync(path, `${process.pid}\n`);
+    this.pidfile = path;
+  }
+
+  private removePidfile(): void {
+    if (!this.pidfile) return;
+    try {
+      if (readFileSync(this.pidfile, 'utf8').trim() === String(process.pid)) unlinkSync(this.pidfile);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

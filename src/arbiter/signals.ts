@@ -1,0 +1,51 @@
+// Signals become events in one queue; the arbiter's loop takes them one at a time
+// (Gunicorn's SIG_QUEUE), so a burst of HUPs never runs two reloads at once.
+import type { WorkerProcess } from './workers.js';
+
+export const HANDLED_SIGNALS = ['SIGHUP', 'SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const;
+export type HandledSignal = (typeof HANDLED_SIGNALS)[number];
+
+export type ArbiterEvent =
+  | { type: 'signal'; signal: HandledSignal }
+  | { type: 'exit'; worker: WorkerProcess }
+  | { type: 'tick' }
+  | { type: 'command'; name: string; args: unknown; reply: (result: unknown) => void };
+
+export class SignalQueue {
+  private readonly items: ArbiterEvent[] = [];
+  private waiter: ((e: ArbiterEvent) => void) | null = null;
+  private readonly handlers = new Map<HandledSignal, () => void>();
+
+  push(event: ArbiterEvent): void {
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = null;
+      w(event);
+      return;
+    }
+    // Ticks only ask "look at the pool again": one queued is enough.
+    if (event.type === 'tick' && this.items.some((e) => e.type === 'tick')) return;
+    // Gunicorn caps its signal queue at 5; beyond that a burst carries no new information.
+    if (event.type === 'signal' && this.items.filter((e) => e.type === 'signal').length >= 5) return;
+    this.items.push(event);
+  }
+
+  next(): Promise<ArbiterEvent> {
+    const e = this.items.shift();
+    if (e) return Promise.resolve(e);
+    return new Promise((resolve) => (this.waiter = resolve));
+  }
+
+  install(): void {
+    for (const sig of HANDLED_SIGNALS) {
+      const h = () => this.push({ type: 'signal', signal: sig });
+      this.handlers.set(sig, h);
+      process.on(sig, h);
+    }
+  }
+
+  uninstall(): void {
+    for (const [sig, h] of this.handlers) process.off(sig, h);
+    this.handlers.clear();
+  }
+}

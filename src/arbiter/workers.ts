@@ -1,0 +1,136 @@
+// Spawning and tracking worker processes. The pool policy (how many, when to respawn)
+// lives in arbiter.ts; this module knows how to start one worker and follow its life.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { BOOT_ENV, isWorkerMessage, type ErrorInfo, type WorkerBoot, type WorkerMessage, type WorkerStats } from '../protocol.js';
+import type { Listener } from '../listeners/bind.js';
+import type { Settings } from '../config/settings.js';
+
+const WORKER_ENTRY = fileURLToPath(new URL('../worker/worker.js', import.meta.url));
+
+export type WorkerState = 'booting' | 'ready' | 'retiring';
+
+export interface WorkerExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export class WorkerProcess {
+  state: WorkerState = 'booting';
+  readonly spawnedAt = Date.now();
+  readyAt: number | null = null;
+  lastHeartbeat = Date.now();
+  stats: WorkerStats = { requests: 0, inflight: 0, connections: 0, rss: 0 };
+  appKind = '';
+  bootError: ErrorInfo | null = null;
+  fatalError: ErrorInfo | null = null;
+  /** Why the arbiter ended this worker, when it did: logged with the exit. */
+  killReason: string | null = null;
+  exit: WorkerExit | null = null;
+  readonly exited: Promise<WorkerExit>;
+  /** Resolves true once ready, false if the worker exits first. */
+  readonly booted: Promise<boolean>;
+  private readonly child: ChildProcess;
+
+  constructor(
+    readonly id: number,
+    readonly index: number,
+    readonly generation: number,
+    opts: {
+      settings: Settings;
+      listeners: readonly Listener[];
+      configPath: string | null;
+      logFormat: 'json' | 'pretty';
+      onMessage: (w: WorkerProcess, m: WorkerMessage) => void;
+    },
+  ) {
+    const boot: WorkerBoot = {
+      id,
+      index,
+      generation,
+      listeners: opts.listeners.map((l, i) => ({ fd: 4 + i, address: l.address, unix: l.spec.kind === 'unix' || l.address.startsWith('unix:') })),
+      settings: opts.settings,
+      configPath: opts.configPath,
+      logFormat: opts.logFormat,
+    };
+    const execArgv = [
+      ...process.execArgv.filter((a) => !a.startsWith('--inspect')),
+      ...opts.settings.import.flatMap((m) => ['--import', m]),
+    ];
+    this.child = spawn(process.execPath, [...execArgv, WORKER_ENTRY], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...opts.listeners.map((l) => l.fd)],
+      env: { ...process.env, [BOOT_ENV]: JSON.stringify(boot) },
+      cwd: opts.settings.chdir ?? process.cwd(),
+    });
+    let onBooted!: (ok: boolean) => void;
+    this.booted = new Promise((resolve) => (onBooted = resolve));
+    this.exited = new Promise((resolve) => {
+      this.child.once('exit', (code, signal) => {
+        this.exit = { code, signal };
+        onBooted(false);
+        resolve(this.exit);
+      });
+    });
+    this.child.on('error', () => {
+      // spawn failures surface as an exit; nothing else to do here
+    });
+    this.child.on('message', (m: unknown) => {
+      if (!isWorkerMessage(m)) return;
+      this.lastHeartbeat = Date.now();
+      if (m.type === 'ready' && this.state === 'booting') {
+        this.state = 'ready';
+        this.readyAt = Date.now();
+        this.appKind = m.appKind;
+        onBooted(true);
+      } else if (m.type === 'heartbeat') {
+        const { type: _type, ...stats } = m;
+        this.stats = stats;
+      } else if (m.type === 'boot-error') {
+        this.bootError = m.error;
+      } else if (m.type === 'fatal') {
+        this.fatalError = m.error;
+      }
+      opts.onMessage(this, m);
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  get alive(): boolean {
+    return this.exit === null;
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    if (!this.alive) return;
+    try {
+      this.child.kill(sig);
+    } catch {
+      // already gone
+    }
+  }
+
+  /** Graceful stop: the worker stops accepting and finishes its requests. */
+  retire(reason: string): void {
+    if (this.state === 'retiring' || !this.alive) return;
+    this.state = 'retiring';
+    this.killReason ??= reason;
+    this.signal('SIGTERM');
+  }
+
+  kill(reason: string, sig: NodeJS.Signals = 'SIGKILL'): void {
+    this.state = 'retiring';
+    this.killReason ??= reason;
+    this.signal(sig);
+  }
+
+  /** What to say about this worker's exit in the log. */
+  describeExit(): string {
+    if (this.killReason) return this.killReason;
+    if (this.bootError) return 'failed to boot';
+    if (this.fatalError) return 'uncaught error';
+    if (this.exit?.signal) return `killed by ${this.exit.signal}`;
+    return this.exit?.code === 0 ? 'exited' : 'crashed';
+  }
+}

@@ -1,0 +1,24 @@
+// --print-config: every setting, its effective value and where it came from.
+import { settingsTable, kebab, type SettingDef } from '../config/settings.js';
+import type { LoadedConfig } from '../config/load.js';
+import { formatBind, type BindSpec } from '../listeners/bind-spec.js';
+
+export function displayValue(name: string, value: unknown): string {
+  if (name === 'bind') return (value as BindSpec[]).map(formatBind).join(', ');
+  if (name === 'socketMode' && typeof value === 'number') return '0' + value.toString(8);
+  if (value === null) return '(none)';
+  if (Array.isArray(value)) return value.length ? value.join(', ') : '(none)';
+  return String(value);
+}
+
+export function printConfig(config: LoadedConfig): string {
+  const rows = (settingsTable as readonly SettingDef[])
+    .filter((s) => s.name !== 'printConfig')
+    .map((s) => {
+      const src = config.sources[s.name as keyof typeof config.sources];
+      return [kebab(s.name), displayValue(s.name, (config.settings as Record<string, unknown>)[s.name]), src.origin === 'default' ? 'default' : `${src.origin}: ${src.where}`];
+    });
+  const w0 = Math.max(...rows.map((r) => r[0]!.length));
+  const w1 = Math.min(40, Math.max(...rows.map((r) => r[1]!.length)));
+  return rows.map(([a, b, c]) => `${a!.padEnd(w0)}  ${b!.padEnd(w1)}  ${c}`).join('\n') + '\n';
+}

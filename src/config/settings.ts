@@ -1,0 +1,379 @@
+// THE settings table. Each setting is declared once here; the CLI flags, the config
+// file keys, the environment variables, `--print-config` and the README's settings
+// reference are all derived from it (see load.ts, cli/main.ts, scripts/gen-settings-doc.ts).
+import { parseBind, type BindSpec } from '../listeners/bind-spec.js';
+import { passedSockets } from '../listeners/systemd.js';
+
+export type Section = 'Binding' | 'Workers' | 'HTTP' | 'Logging' | 'Process' | 'Proxy';
+
+export interface SettingDef<N extends string = string, T = unknown> {
+  /** camelCase name: the config-file key and the base of the flag and env var. */
+  readonly name: N;
+  readonly section: Section;
+  readonly short?: string;
+  /** 'boolean' flags take --x / --no-x; everything else takes a value. */
+  readonly kind: 'boolean' | 'value' | 'list';
+  /** Value used when nothing sets it; a function for defaults that depend on the env. */
+  readonly default: T | ((env: NodeJS.ProcessEnv) => T);
+  /** How the default reads in docs when it is computed. */
+  readonly defaultDoc?: string;
+  /** Extra environment variables read for this setting (lower precedence than ours). */
+  readonly envAliases?: readonly string[];
+  /** Human sentence naming what is accepted, used in errors and docs. */
+  readonly accepted: string;
+  /** Converts a raw value (string from CLI/env, anything from a config file). Throws on bad input. */
+  readonly parse: (raw: unknown) => T;
+  readonly doc: string;
+  /** Only meaningful on the command line (not in config files or env). */
+  readonly cliOnly?: boolean;
+}
+
+export class InvalidValue extends Error {}
+
+function def<const N extends string, T>(d: SettingDef<N, T>): SettingDef<N, T> {
+  return d;
+}
+
+// ---- parsers --------------------------------------------------------------
+
+function integer(min: number, max: number) {
+  return (raw: unknown): number => {
+    const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidValue();
+    return n;
+  };
+}
+
+function seconds(min: number, max: number) {
+  return (raw: unknown): number => {
+    const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidValue();
+    return n;
+  };
+}
+
+function bool(raw: unknown): boolean {
+  if (typeof raw === 'boolean') return raw;
+  if (typeof raw === 'string') {
+    const v = raw.trim().toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+    if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
+  }
+  throw new InvalidValue();
+}
+
+function text(raw: unknown): string {
+  if (typeof raw !== 'string' || raw.trim() === '') throw new InvalidValue();
+  return raw;
+}
+
+function optionalText(raw: unknown): string | null {
+  if (raw === null || raw === undefined || raw === '') return null;
+  return text(raw);
+}
+
+function oneOf<const V extends string>(values: readonly V[]) {
+  return (raw: unknown): V => {
+    if (typeof raw === 'string' && (values as readonly string[]).includes(raw.trim().toLowerCase())) {
+      return raw.trim().toLowerCase() as V;
+    }
+    throw new InvalidValue();
+  };
+}
+
+function fileMode(raw: unknown): number {
+  let n = NaN;
+  if (typeof raw === 'number') n = raw;
+  else if (typeof raw === 'string' && /^\s*(0o?)?[0-7]{1,4}\s*$/.test(raw)) n = parseInt(raw.trim().replace(/^0o/, ''), 8);
+  if (!Number.isInteger(n) || n < 0 || n > 0o7777) throw new InvalidValue();
+  return n;
+}
+
+/** A list from a config array, or a comma/whitespace separated string (env). */
+function list<T>(item: (raw: unknown) => T) {
+  return (raw: unknown): T[] => {
+    const items = Array.isArray(raw)
+      ? raw
+      : typeof raw === 'string'
+        ? raw.split(/[\s,]+/).filter(Boolean)
+        : (() => {
+            throw new InvalidValue();
+          })();
+    return items.map(item);
+  };
+}
+
+function bindList(raw: unknown): BindSpec[] {
+  const parsed = list((v) => {
+    try {
+      return parseBind(String(v));
+    } catch {
+      throw new InvalidValue();
+    }
+  })(raw);
+  if (parsed.length === 0) throw new InvalidValue();
+  return parsed;
+}
+
+// ---- the table --------------------------------------------------------------
+
+export const settingsTable = [
+  def({
+    name: 'app',
+    section: 'Process',
+    kind: 'value',
+    default: null as string | null,
+    accepted: 'a module path, optionally followed by :exportName (e.g. app.mjs or dist/server.js:handler)',
+    parse: optionalText,
+    doc: 'The application module (also the first positional argument). The export is a request listener, a `{ fetch }` handler or `{ request, upgrade }`.',
+  }),
+  def({
+    name: 'config',
+    section: 'Process',
+    short: 'c',
+    kind: 'value',
+    default: null as string | null,
+    defaultDoc: './ws-proxy-kit.config.{mjs,js,cjs,json} if present',
+    accepted: 'a path to a .mjs, .js, .cjs or .json file',
+    parse: optionalText,
+    doc: 'Configuration file. Its default export is an object whose keys are the setting names of this table.',
+    cliOnly: true,
+  }),
+  def({
+    name: 'bind',
+    section: 'Binding',
+    short: 'b',
+    kind: 'list',
+    default: (env) =>
+      passedSockets(env).length > 0
+        ? [parseBind('systemd')]
+        : [parseBind(`127.0.0.1:${env.PORT && /^\d+$/.test(env.PORT) ? env.PORT : '8000'}`)],
+    defaultDoc: "the sockets systemd passed, if any; else 127.0.0.1:8000 (127.0.0.1:$PORT when PORT is set)",
+    accepted: 'unix:PATH, HOST:PORT, [IPv6]:PORT, fd://N, systemd or systemd:NAME; repeat the flag for several',
+    parse: bindList,
+    doc: 'Where to listen. Repeat for several binds; all workers serve all of them.',
+  }),
+  def({
+    name: 'backlog',
+    section: 'Binding',
+    kind: 'value',
+    default: 2048,
+    accepted: 'an integer from 1 to 65535 (the kernel caps it at net.core.somaxconn)',
+    parse: integer(1, 65535),
+    doc: 'Length of the listen queue: connections waiting while every worker is busy or restarting.',
+  }),
+  def({
+    name: 'socketMode',
+    section: 'Binding',
+    kind: 'value',
+    default: 0o660,
+    defaultDoc: '0660',
+    accepted: 'an octal file mode such as 0660 or 0600 (no more than 4 octal digits)',
+    parse: fileMode,
+    doc: 'Permissions of UNIX socket files. 0660 lets a proxy user in the socket group connect and nobody else.',
+  }),
+  def({
+    name: 'socketUser',
+    section: 'Binding',
+    kind: 'value',
+    default: null as string | null,
+    accepted: 'a user name or numeric uid',
+    parse: optionalText,
+    doc: 'Owner of UNIX socket files (needs privileges to change).',
+  }),
+  def({
+    name: 'socketGroup',
+    section: 'Binding',
+    kind: 'value',
+    default: null as string | null,
+    accepted: 'a group name or numeric gid',
+    parse: optionalText,
+    doc: "Group of UNIX socket files: the proxy's group (e.g. www-data) so that nginx can connect.",
+  }),
+  def({
+    name: 'workers',
+    section: 'Workers',
+    short: 'w',
+    kind: 'value',
+    default: 1,
+    envAliases: ['WEB_CONCURRENCY'],
+    accepted: 'an integer from 1 to 1024',
+    parse: integer(1, 1024),
+    doc: 'Number of worker processes. One or two per core is a good start.',
+  }),
+  def({
+    name: 'timeout',
+    section: 'Workers',
+    short: 't',
+    kind: 'value',
+    default: 30,
+    accepted: 'a number of seconds from 0 to 86400 (0 disables)',
+    parse: seconds(0, 86400),
+    doc: "A worker whose event loop is blocked longer than this is killed and replaced. 0 disables.",
+  }),
+  def({
+    name: 'gracefulTimeout',
+    section: 'Workers',
+    kind: 'value',
+    default: 30,
+    accepted: 'a number of seconds from 0 to 86400',
+    parse: seconds(0, 86400),
+    doc: 'On a graceful stop or reload, how long workers may finish in-flight requests before they are killed.',
+  }),
+  def({
+    name: 'bootTimeout',
+    section: 'Workers',
+    kind: 'value',
+    default: 60,
+    accepted: 'a number of seconds from 1 to 86400',
+    parse: seconds(1, 86400),
+    doc: 'A worker that has not loaded the app and started accepting within this time is killed.',
+  }),
+  def({
+    name: 'keepAlive',
+    section: 'HTTP',
+    kind: 'value',
+    default: 5,
+    accepted: 'a number of seconds from 0 to 3600 (0 closes connections after each response)',
+    parse: seconds(0, 3600),
+    doc: "Idle keep-alive timeout. Keep it above the proxy's upstream keepalive_timeout so the proxy, not us, closes idle connections.",
+  }),
+  def({
+    name: 'headersTimeout',
+    section: 'HTTP',
+    kind: 'value',
+    default: 10,
+    accepted: 'a number of seconds from 1 to 3600',
+    parse: seconds(1, 3600),
+    doc: 'Time a client has to send the complete request headers (cuts slowloris clients).',
+  }),
+  def({
+    name: 'requestTimeout',
+    section: 'HTTP',
+    kind: 'value',
+    default: 300,
+    accepted: 'a number of seconds from 0 to 86400 (0 disables)',
+    parse: seconds(0, 86400),
+    doc: 'Time a client has to send the whole request, body included.',
+  }),
+  def({
+    name: 'limitRequestLine',
+    section: 'HTTP',
+    kind: 'value',
+    default: 4094,
+    accepted: 'an integer from 0 (no limit of our own) to 8190',
+    parse: integer(0, 8190),
+    doc: 'Longest request line (method, target and version) in bytes; longer gets 414.',
+  }),
+  def({
+    name: 'limitRequestFields',
+    section: 'HTTP',
+    kind: 'value',
+    default: 100,
+    accepted: 'an integer from 1 to 32768',
+    parse: integer(1, 32768),
+    doc: 'Most header fields in a request; more gets 431.',
+  }),
+  def({
+    name: 'limitRequestFieldSize',
+    section: 'HTTP',
+    kind: 'value',
+    default: 8190,
+    accepted: 'an integer from 0 (no limit of our own) to 65536',
+    parse: integer(0, 65536),
+    doc: 'Longest header field ("Name: value") in bytes; longer gets 431.',
+  }),
+  def({
+    name: 'logLevel',
+    section: 'Logging',
+    kind: 'value',
+    default: 'info' as 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal',
+    accepted: 'one of trace, debug, info, warn, error, fatal',
+    parse: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal']),
+    doc: 'Minimum level of the error log.',
+  }),
+  def({
+    name: 'logFormat',
+    section: 'Logging',
+    kind: 'value',
+    default: 'auto' as 'auto' | 'json' | 'pretty',
+    accepted: 'one of auto, json, pretty',
+    parse: oneOf(['auto', 'json', 'pretty']),
+    doc: 'JSON lines, or human-readable lines; auto is pretty when stderr is a terminal.',
+  }),
+  def({
+    name: 'errorLogfile',
+    section: 'Logging',
+    kind: 'value',
+    default: '-',
+    accepted: "a file path, or - for stderr",
+    parse: text,
+    doc: 'Where the server log goes.',
+  }),
+  def({
+    name: 'accessLogfile',
+    section: 'Logging',
+    kind: 'value',
+    default: null as string | null,
+    defaultDoc: 'off',
+    accepted: 'a file path, or - for stdout',
+    parse: optionalText,
+    doc: 'Where the access log goes (one JSON line per request). Off by default.',
+  }),
+  def({
+    name: 'pid',
+    section: 'Process',
+    short: 'p',
+    kind: 'value',
+    default: null as string | null,
+    accepted: 'a file path',
+    parse: optionalText,
+    doc: 'Write the master pid to this file; removed on exit.',
+  }),
+  def({
+    name: 'chdir',
+    section: 'Process',
+    kind: 'value',
+    default: null as string | null,
+    accepted: 'a directory path',
+    parse: optionalText,
+    doc: 'Change to this directory before loading the app.',
+  }),
+  def({
+    name: 'import',
+    section: 'Process',
+    kind: 'list',
+    default: [] as string[],
+    accepted: 'module specifiers, e.g. tsx',
+    parse: list(text),
+    doc: 'Modules preloaded in workers with `node --import` (e.g. `tsx` to run a TypeScript app).',
+  }),
+  def({
+    name: 'printConfig',
+    section: 'Process',
+    kind: 'boolean',
+    default: false,
+    accepted: 'true or false',
+    parse: bool,
+    doc: 'Print the effective settings with where each came from, and exit.',
+    cliOnly: true,
+  }),
+] as const;
+
+type Table = (typeof settingsTable)[number];
+export type SettingName = Table['name'];
+export type Settings = { [S in Table as S['name']]: ReturnType<S['parse']> };
+
+export function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+}
+
+export function envName(name: string): string {
+  return 'WS_PROXY_KIT_' + name.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+}
+
+export function defaultOf(setting: SettingDef, env: NodeJS.ProcessEnv): unknown {
+  return typeof setting.default === 'function' ? (setting.default as (e: NodeJS.ProcessEnv) => unknown)(env) : setting.default;
+}
+
+export const settingsByName: ReadonlyMap<string, SettingDef> = new Map(settingsTable.map((s) => [s.name, s as SettingDef]));

@@ -1,0 +1,42 @@
+// The access log: one JSON line per request (fields documented in docs/logging.md).
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { openDestination } from './logger.js';
+
+export interface AccessLog {
+  write(req: IncomingMessage, res: ServerResponse, requestId: string, durationMs: number, wireBytes: number): void;
+  flush(): void;
+}
+
+export function createAccessLog(file: string, worker: number): AccessLog {
+  // Asynchronous and buffered: the access log is on every request's path.
+  const dest = openDestination(file, 1, false);
+  return {
+    write(req, res, requestId, durationMs, wireBytes) {
+      const header = (res as ServerResponse & { _header?: string | null })._header;
+      const line = {
+        time: new Date().toISOString(),
+        remote: req.socket.remoteAddress ?? 'unix',
+        method: req.method,
+        path: req.url,
+        protocol: `HTTP/${req.httpVersion}`,
+        status: res.statusCode,
+        bytes: Math.max(0, wireBytes - (header ? Buffer.byteLength(header) : 0)),
+        duration_ms: Math.round(durationMs * 1000) / 1000,
+        request_id: requestId,
+        referer: req.headers.referer ?? null,
+        user_agent: req.headers['user-agent'] ?? null,
+        completed: res.writableFinished,
+        pid: process.pid,
+        worker,
+      };
+      dest.write(JSON.stringify(line) + '\n');
+    },
+    flush() {
+      try {
+        dest.flushSync();
+      } catch {
+        // not ready yet / closed: nothing to do at exit
+      }
+    },
+  };
+}

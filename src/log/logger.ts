@@ -1,0 +1,72 @@
+// Server logs through pino: JSON lines by default, pretty when stderr is a terminal or
+// --log-format pretty. File destinations can be reopened (SIGUSR1, for logrotate).
+import { pino, type Logger, type DestinationStream } from 'pino';
+import pretty from 'pino-pretty';
+
+export type { Logger };
+
+export interface LogOptions {
+  logLevel: string;
+  logFormat: 'auto' | 'json' | 'pretty';
+  errorLogfile: string;
+}
+
+type Reopenable = { reopen(file?: string): void; flushSync(): void };
+const reopenables: Reopenable[] = [];
+
+/** Opens a destination ('-' = the given fd) and remembers it for reopenLogFiles(). */
+export function openDestination(file: string, fd: 1 | 2, sync: boolean): DestinationStream & Reopenable {
+  const dest = pino.destination(file === '-' ? { dest: fd, sync } : { dest: file, append: true, mkdir: true, sync, minLength: sync ? 0 : 4096 });
+  if (file !== '-') reopenables.push(dest as unknown as Reopenable);
+  return dest as unknown as DestinationStream & Reopenable;
+}
+
+/** Reopens every file destination: logrotate renames the file, then we start a new one. */
+export function reopenLogFiles(): void {
+  for (const d of reopenables) d.reopen();
+}
+
+export function flushLogs(): void {
+  for (const d of reopenables) {
+    try {
+      d.flushSync();
+    } catch {
+      // nothing left to flush, or the file is gone: never fail an exit over it
+    }
+  }
+}
+
+export function resolvedFormat(opts: LogOptions): 'json' | 'pretty' {
+  if (opts.logFormat !== 'auto') return opts.logFormat;
+  return opts.errorLogfile === '-' && process.stderr.isTTY ? 'pretty' : 'json';
+}
+
+export function createLogger(opts: LogOptions, base: Record<string, unknown>): Logger {
+  const format = resolvedFormat(opts);
+  const options = {
+    level: opts.logLevel,
+    base: { pid: process.pid, ...base },
+    timestamp: pino.stdTimeFunctions.isoTime,
+  };
+  if (format === 'pretty') {
+    const destination = openDestination(opts.errorLogfile, 2, true);
+    const stream = pretty({
+      colorize: opts.errorLogfile === '-' && Boolean(process.stderr.isTTY),
+      destination,
+      sync: true,
+      translateTime: 'SYS:HH:MM:ss.l',
+      ignore: 'hostname',
+    });
+    return pino(options, stream);
+  }
+  return pino(options, openDestination(opts.errorLogfile, 2, true));
+}
+
+/** Message and stack of anything thrown, for logging and IPC. */
+export function errorInfo(err: unknown): { message: string; stack?: string; code?: string } {
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return { message: err.message, ...(err.stack ? { stack: err.stack } : {}), ...(code ? { code } : {}) };
+  }
+  return { message: String(err) };
+}

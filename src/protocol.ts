@@ -1,0 +1,45 @@
+// The small typed protocol between the arbiter and its workers. Neither side imports the
+// other's modules; they share only these types.
+import type { Settings } from './config/settings.js';
+
+/** Handed to a worker at spawn time (JSON in an environment variable). */
+export interface WorkerBoot {
+  id: number;
+  index: number;
+  generation: number;
+  /** The inherited listening sockets: fd numbers in the worker and their display address. */
+  listeners: { fd: number; address: string; unix: boolean }[];
+  settings: Settings;
+  configPath: string | null;
+  /** 'json' or 'pretty', resolved by the master (workers' stderr is the master's). */
+  logFormat: 'json' | 'pretty';
+}
+
+export const BOOT_ENV = 'WS_PROXY_KIT_INTERNAL_BOOT';
+
+export interface ErrorInfo {
+  message: string;
+  stack?: string;
+  code?: string;
+}
+
+export interface WorkerStats {
+  requests: number;
+  inflight: number;
+  connections: number;
+  rss: number;
+}
+
+export type WorkerMessage =
+  | { type: 'ready'; appKind: string }
+  | { type: 'boot-error'; error: ErrorInfo }
+  | ({ type: 'heartbeat' } & WorkerStats)
+  | { type: 'fatal'; reason: 'uncaughtException' | 'unhandledRejection'; error: ErrorInfo }
+  | { type: 'draining'; reason: string };
+
+export function isWorkerMessage(m: unknown): m is WorkerMessage {
+  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
+}
+
+/** Worker exit codes the arbiter understands. */
+export const EXIT_BOOT_ERROR = 3;

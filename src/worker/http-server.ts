@@ -1,0 +1,202 @@
+// node:http servers on the inherited fds, with our limits, error handling, request ids,
+// access log and the bookkeeping that graceful draining needs.
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../log/logger.js';
+import type { Settings } from '../config/settings.js';
+import type { LoadedApp } from './app.js';
+import type { AccessLog } from '../log/access.js';
+
+export interface ServeStats {
+  requests: number;
+  inflight: number;
+  connections: number;
+}
+
+const STATUS_TEXT: Record<number, string> = { 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error' };
+
+/** Header bytes node:http must accept so that our own, finer limits decide (see docs/hardening.md). */
+export function maxHeaderSizeFor(s: Pick<Settings, 'limitRequestLine' | 'limitRequestFields' | 'limitRequestFieldSize'>): number {
+  const line = s.limitRequestLine || 8190;
+  const field = s.limitRequestFieldSize || 65536;
+  return line + 2 + s.limitRequestFields * (field + 2) + 2;
+}
+
+export class HttpWorker {
+  readonly stats: ServeStats = { requests: 0, inflight: 0, connections: 0 };
+  readonly servers: http.Server[] = [];
+  private draining = false;
+  private readonly upgraded = new Set<Duplex>();
+  private readonly headersTimeoutMs: number;
+
+  constructor(
+    private readonly settings: Settings,
+    private readonly app: LoadedApp,
+    private readonly log: Logger,
+    private readonly access: AccessLog | null,
+  ) {
+    this.headersTimeoutMs = settings.headersTimeout * 1000;
+  }
+
+  /** Creates one server per fd and starts accepting. Resolves when all listen. */
+  async listen(listeners: { fd: number; address: string }[]): Promise<void> {
+    const s = this.settings;
+    const checkInterval = Math.max(250, Math.min(30_000, (Math.min(s.headersTimeout, s.requestTimeout || Infinity) * 1000) / 4));
+    for (const l of listeners) {
+      const server = http.createServer({
+        maxHeaderSize: maxHeaderSizeFor(s),
+        requestTimeout: s.requestTimeout * 1000,
+        headersTimeout: this.headersTimeoutMs,
+        keepAliveTimeout: s.keepAlive * 1000,
+        connectionsCheckingInterval: checkInterval,
+        requireHostHeader: true,
+      });
+      // Node silently drops headers past maxHeadersCount; one over our limit lets us answer 431.
+      server.maxHeadersCount = s.limitRequestFields + 1;
+      server.keepAliveTimeout = s.keepAlive * 1000;
+      if (s.keepAlive === 0) server.keepAliveTimeout = 1; // closes right after the response
+      server.on('request', (req, res) => this.onRequest(req, res));
+      server.on('connection', (sock: Socket) => this.onConnection(sock));
+      server.on('clientError', (err: NodeJS.ErrnoException, sock: Duplex) => this.onClientError(err, sock));
+      if (this.app.upgrade) {
+        const upgrade = this.app.upgrade;
+        server.on('upgrade', (req: IncomingMessage, sock: Duplex, head: Buffer) => {
+          this.upgraded.add(sock);
+          sock.once('close', () => this.upgraded.delete(sock));
+          try {
+            upgrade(req, sock, head);
+          } catch (err) {
+            this.log.error({ err, url: req.url }, 'app error in upgrade handler');
+            sock.destroy();
+          }
+        });
+      }
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ fd: l.fd, backlog: s.backlog }, () => {
+          server.off('error', reject);
+          server.on('error', (err) => this.log.error({ err, address: l.address }, 'server error'));
+          resolve();
+        });
+      });
+      this.servers.push(server);
+    }
+  }
+
+  private onConnection(sock: Socket): void {
+    this.stats.connections++;
+    sock.once('close', () => this.stats.connections--);
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, sock: Duplex): void {
+    // Malformed requests and timeouts: answer when we still can, then close. The app never sees them.
+    this.log.debug({ code: err.code, reason: err.message }, 'bad request from client');
+    if (!sock.writable || (sock as Socket & { _httpMessage?: unknown })._httpMessage) {
+      sock.destroy();
+      return;
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const text = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
+    sock.end(`HTTP/1.1 ${status} ${text}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+  }
+
+  private reject(res: ServerResponse, status: number): void {
+    res.shouldKeepAlive = false;
+    res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' });
+    res.end(`${STATUS_TEXT[status] ?? 'Error'}\n`);
+  }
+
+  /** Our own request limits, finer than node:http's single header-size cap. */
+  private limitStatus(req: IncomingMessage): number {
+    const s = this.settings;
+    // request line = METHOD SP target SP HTTP/x.y
+    if (s.limitRequestLine && req.method!.length + req.url!.length + 10 > s.limitRequestLine) return 414;
+    const raw = req.rawHeaders;
+    if (raw.length / 2 > s.limitRequestFields) return 431;
+    if (s.limitRequestFieldSize) {
+      for (let i = 0; i < raw.length; i += 2) {
+        if (raw[i]!.length + raw[i + 1]!.length + 2 > s.limitRequestFieldSize) return 431;
+      }
+    }
+    return 0;
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const stats = this.stats;
+    stats.requests++;
+    stats.inflight++;
+    const start = performance.now();
+    let requestId = req.headers['x-request-id'];
+    if (typeof requestId !== 'string' || requestId === '' || requestId.length > 200) {
+      requestId = randomUUID();
+      req.headers['x-request-id'] = requestId;
+    }
+    const sock = req.socket;
+    const written = sock.bytesWritten;
+    res.once('close', () => {
+      stats.inflight--;
+      if (this.access) this.access.write(req, res, requestId as string, performance.now() - start, sock.bytesWritten - written);
+      if (this.draining) setImmediate(() => this.closeIdle());
+    });
+    if (this.draining) res.shouldKeepAlive = false;
+
+    const limited = this.limitStatus(req);
+    if (limited) {
+      this.log.debug({ status: limited, url: req.url?.slice(0, 200), requestId }, 'request over a limit');
+      this.reject(res, limited);
+      return;
+    }
+    const handler = this.app.request;
+    if (!handler) {
+      res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
+      res.end('Upgrade Required\n');
+      return;
+    }
+    try {
+      const result = handler(req, res) as Promise<unknown> | undefined;
+      if (result && typeof result.then === 'function') result.then(undefined, (err: unknown) => this.appError(err, req, res, requestId as string));
+    } catch (err) {
+      this.appError(err, req, res, requestId);
+    }
+  }
+
+  appError(err: unknown, req: IncomingMessage, res: ServerResponse, requestId: string): void {
+    this.log.error({ err, requestId, method: req.method, url: req.url }, 'app error: answered 500');
+    if (!res.headersSent) {
+      res.shouldKeepAlive = false;
+      res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' });
+      res.end('Internal Server Error\n');
+    } else {
+      // Part of the response is out: the only honest signal left is cutting the connection.
+      res.destroy();
+    }
+  }
+
+  private closeIdle(): void {
+    for (const s of this.servers) s.closeIdleConnections();
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** Stops accepting, lets in-flight requests finish; resolves when every connection is gone. */
+  drain(): Promise<void> {
+    this.draining = true;
+    const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    this.closeIdle();
+    return Promise.all(closed).then(() => undefined);
+  }
+
+  /** Closes everything now (quick stop, or the graceful timeout ran out). */
+  closeAll(): void {
+    this.draining = true;
+    for (const s of this.servers) {
+      if (s.listening) s.close();
+      s.closeAllConnections();
+    }
+    for (const sock of this.upgraded) sock.destroy();
+  }
+}

@@ -1,0 +1,105 @@
+// Worker process entry: load the app, serve on the inherited fds, heartbeat to the
+// arbiter, drain on request. Spawned by the arbiter with its boot data in the environment.
+import { BOOT_ENV, EXIT_BOOT_ERROR, type WorkerBoot, type WorkerMessage } from '../protocol.js';
+import { createLogger, errorInfo, flushLogs, reopenLogFiles, type Logger } from '../log/logger.js';
+import { createAccessLog, type AccessLog } from '../log/access.js';
+import { loadApp } from './app.js';
+import { HttpWorker } from './http-server.js';
+
+const boot = JSON.parse(process.env[BOOT_ENV] ?? 'null') as WorkerBoot | null;
+if (!boot) {
+  process.stderr.write('ws-proxy-kit: this is the worker entry point; start the server with `ws-proxy-kit APP`.\n');
+  process.exit(2);
+}
+delete process.env[BOOT_ENV];
+
+const settings = boot.settings;
+const log: Logger = createLogger({ ...settings, logFormat: boot.logFormat }, { worker: boot.index });
+let access: AccessLog | null = null;
+let http: HttpWorker | null = null;
+let exiting = false;
+
+function send(msg: WorkerMessage): Promise<void> {
+  return new Promise((resolve) => {
+    if (process.connected) process.send!(msg, undefined, undefined, () => resolve());
+    else resolve();
+  });
+}
+
+function exit(code: number): never {
+  access?.flush();
+  flushLogs();
+  process.exit(code);
+}
+
+/** Graceful stop: no new connections, finish in-flight requests, then exit. */
+function drain(reason: string, code = 0): void {
+  if (exiting) return;
+  exiting = true;
+  void send({ type: 'draining', reason });
+  log.info({ reason, inflight: http?.stats.inflight ?? 0 }, 'worker draining');
+  if (!http) exit(code);
+  const deadline = setTimeout(() => {
+    log.warn({ inflight: http!.stats.inflight, connections: http!.stats.connections }, 'graceful timeout: closing remaining connections');
+    http!.closeAll();
+    exit(code);
+  }, settings.gracefulTimeout * 1000);
+  void http.drain().then(() => {
+    clearTimeout(deadline);
+    log.info('worker stopped');
+    exit(code);
+  });
+}
+
+function quit(reason: string): void {
+  if (exiting && !http) exit(0);
+  exiting = true;
+  log.info({ reason }, 'worker quitting now');
+  http?.closeAll();
+  exit(0);
+}
+
+process.on('SIGTERM', () => drain('SIGTERM'));
+process.on('SIGHUP', () => drain('SIGHUP'));
+process.on('SIGINT', () => quit('SIGINT'));
+process.on('SIGQUIT', () => quit('SIGQUIT'));
+process.on('SIGUSR1', () => {
+  reopenLogFiles();
+  log.info('log files reopened');
+});
+for (const sig of ['SIGUSR2', 'SIGWINCH', 'SIGTTIN', 'SIGTTOU'] as const) process.on(sig, () => {});
+// The arbiter is gone (crashed or SIGKILLed): nobody will replace or stop us. Finish and go.
+process.on('disconnect', () => drain('master went away'));
+
+for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
+  process.on(event, (err: unknown) => {
+    log.fatal({ err: errorInfo(err), event }, 'uncaught error outside a request: the worker finishes its requests and exits');
+    void send({ type: 'fatal', reason: event, error: errorInfo(err) });
+    drain(event, 1);
+  });
+}
+
+try {
+  const app = await loadApp(settings.app!, process.cwd(), (err) => log.error({ err }, 'app error in fetch handler: answered 500'));
+  access = settings.accessLogfile ? createAccessLog(settings.accessLogfile, boot.index) : null;
+  http = new HttpWorker(settings, app, log, access);
+  await http.listen(boot.listeners);
+  if (exiting) {
+    // A stop arrived while we were booting.
+    drain('stopped during boot');
+  } else {
+    log.debug({ app: app.description }, 'worker ready');
+    void send({ type: 'ready', appKind: app.description });
+  }
+} catch (err) {
+  const info = errorInfo(err);
+  log.error({ err: info, app: settings.app }, 'worker failed to boot: could not load the app');
+  await send({ type: 'boot-error', error: info });
+  exit(EXIT_BOOT_ERROR);
+}
+
+const heartbeatMs = Math.max(100, Math.min(1000, (settings.timeout * 1000) / 4 || 1000));
+setInterval(() => {
+  if (!http) return;
+  void send({ type: 'heartbeat', ...http.stats, rss: process.memoryUsage.rss() });
+}, heartbeatMs).unref();
