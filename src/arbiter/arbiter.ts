@@ -11,6 +11,7 @@ import { WorkerProcess } from './workers.js';
 import { SignalQueue, type ArbiterEvent } from './signals.js';
 import { EXIT_BOOT_ERROR } from '../protocol.js';
 import { VERSION } from '../version.js';
+import { noopNotifier, type Notifier } from '../notify/notifier.js';
 
 /** After this many boots in a row fail, the arbiter gives up (exit 3) instead of looping. */
 const MAX_BOOT_FAILURES = 3;
@@ -26,6 +27,8 @@ export interface ArbiterOptions {
   /** Re-reads config file and environment on reload (SIGHUP). */
   reloadConfig?: () => Promise<LoadedConfig>;
   env?: NodeJS.ProcessEnv;
+  /** Supervisor notifications (systemd); defaults to none. */
+  notifier?: Notifier;
 }
 
 export class Arbiter {
@@ -35,6 +38,7 @@ export class Arbiter {
   readonly workers = new Set<WorkerProcess>();
   readonly startedAt = Date.now();
   private readonly log: Logger;
+  private readonly notifier: Notifier;
   private readonly queue = new SignalQueue();
   private config: LoadedConfig;
   /** The generation that serves; reloads start a newer one and switch when it is ready. */
@@ -55,6 +59,7 @@ export class Arbiter {
     this.config = opts.config;
     this.settings = opts.config.settings;
     this.log = opts.log;
+    this.notifier = opts.notifier ?? noopNotifier;
     this.desired = this.settings.workers;
   }
 
@@ -80,6 +85,7 @@ export class Arbiter {
         this.maintain();
         this.announceReady();
       }
+      if (this.announced) this.publishStatus();
     }
     return this.finish();
   }
@@ -100,6 +106,35 @@ export class Arbiter {
       { binds: addresses, workers: this.desired, app, bootMs: Date.now() - this.startedAt },
       `ready: serving ${app} on ${addresses.join(', ')} with ${this.desired} worker${this.desired === 1 ? '' : 's'}`,
     );
+    this.notifier.ready(this.statusLine());
+    this.notifier.startWatchdog(() => this.isHealthy());
+  }
+
+  /** One line for `systemctl status` and logs. */
+  statusLine(): string {
+    const all = [...this.workers].filter((w) => w.alive);
+    const ready = all.filter((w) => w.state === 'ready' && w.generation === this.generation).length;
+    const retiring = all.filter((w) => w.state === 'retiring').length;
+    const booting = all.filter((w) => w.state === 'booting').length;
+    return `${this.state}: ${ready}/${this.desired} workers ready${booting ? `, ${booting} booting` : ''}${retiring ? `, ${retiring} draining` : ''}`;
+  }
+
+  /** Healthy = serving with at least one ready worker, none stuck past the timeout. */
+  isHealthy(): boolean {
+    if (this.state === 'stopping' || this.state === 'booting') return false;
+    const now = Date.now();
+    const ready = this.current().filter((w) => w.state === 'ready');
+    const limit = this.settings.timeout > 0 ? this.settings.timeout * 1000 : Infinity;
+    return ready.length > 0 && ready.some((w) => now - w.lastHeartbeat <= limit);
+  }
+
+  private lastStatus = '';
+  private publishStatus(): void {
+    const line = this.statusLine();
+    if (line !== this.lastStatus) {
+      this.lastStatus = line;
+      this.notifier.status(line);
+    }
   }
 
   private async handle(event: ArbiterEvent): Promise<void> {
@@ -248,6 +283,7 @@ export class Arbiter {
   private async reload(): Promise<void> {
     if (this.state !== 'running') return;
     this.state = 'reloading';
+    this.notifier.reloading();
     const started = Date.now();
     if (this.opts.reloadConfig) {
       try {
@@ -261,6 +297,7 @@ export class Arbiter {
       } catch (err) {
         this.log.error({ err: errorInfo(err) }, 'reload aborted: the new configuration is invalid; the current workers keep serving');
         this.state = 'running';
+        this.notifier.ready(this.statusLine());
         return;
       }
     }
@@ -272,17 +309,20 @@ export class Arbiter {
       for (const w of failed) w.kill('killed: reload aborted');
       this.log.error({ err }, 'reload aborted: new workers failed to boot; the old workers keep serving');
       this.state = 'running';
+      this.notifier.ready(this.statusLine());
       return;
     }
     this.generation = generation;
     for (const w of old) w.retire('replaced by reload');
     this.log.info({ workers: this.desired, reloadMs: Date.now() - started }, 'reload complete: new workers serving, old workers draining');
     this.state = 'running';
+    this.notifier.ready(this.statusLine());
   }
 
   private beginStop(graceful: boolean): void {
     if (this.state === 'stopping') return;
     this.state = 'stopping';
+    this.notifier.stopping();
     this.stopping = this.stopWorkers(graceful);
   }
 
@@ -322,6 +362,7 @@ export class Arbiter {
     this.queue.uninstall();
     closeListeners(this.listeners);
     this.removePidfile();
+    this.notifier.close();
     this.log.info({ code: this.exitCode }, 'stopped');
     flushLogs();
     return this.exitCode;
