@@ -13,7 +13,12 @@ export interface WorkerBoot {
   configPath: string | null;
   /** 'json' or 'pretty', resolved by the master (workers' stderr is the master's). */
   logFormat: 'json' | 'pretty';
+  /** Requests after which this worker asks to be replaced (max-requests + jitter); 0 = never. */
+  maxRequests: number;
 }
+
+/** Master → worker. */
+export type MasterMessage = { type: 'reopen-logs' };
 
 export const BOOT_ENV = 'WS_PROXY_KIT_INTERNAL_BOOT';
 
@@ -35,7 +40,9 @@ export type WorkerMessage =
   | { type: 'boot-error'; error: ErrorInfo }
   | ({ type: 'heartbeat' } & WorkerStats)
   | { type: 'fatal'; reason: 'uncaughtException' | 'unhandledRejection'; error: ErrorInfo }
-  | { type: 'draining'; reason: string };
+  | { type: 'draining'; reason: string }
+  /** Asks the arbiter for a replacement; the worker keeps serving until it is retired. */
+  | { type: 'retire-me'; reason: 'max-requests' };
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';

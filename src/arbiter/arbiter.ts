@@ -1,6 +1,7 @@
 // The arbiter: owns the listening sockets and the worker pool. Signals and worker exits
 // are queued and handled one at a time by a single loop, so two reloads never interleave.
-import { readFileSync, writeFileSync, unlinkSync } from 'node:fs';
+import { readFileSync, writeFileSync, unlinkSync, renameSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import type { Settings } from '../config/settings.js';
 import type { LoadedConfig } from '../config/load.js';
@@ -8,6 +9,8 @@ import { openListeners, closeListeners, type Listener } from '../listeners/bind.
 import { forgetActivationEnv } from '../listeners/systemd.js';
 import { errorInfo, flushLogs, reopenLogFiles, resolvedFormat, type Logger } from '../log/logger.js';
 import { WorkerProcess } from './workers.js';
+import { captureBlockedStack, formatFrames } from './hang-stack.js';
+import { spawnNewMaster, inheritedListeners, announceUpgradeReady } from './upgrade.js';
 import { SignalQueue, type ArbiterEvent } from './signals.js';
 import { EXIT_BOOT_ERROR } from '../protocol.js';
 import { VERSION } from '../version.js';
@@ -53,6 +56,12 @@ export class Arbiter {
   private respawnAt = 0;
   private exitCode = 0;
   private pidfile: string | null = null;
+  /** This master was started by USR2 on inherited sockets. */
+  private upgraded = false;
+  /** The master we started with USR2, while it runs. */
+  private newMaster: ChildProcess | null = null;
+  /** A new master took over our sockets: don't unlink them on exit. */
+  private handedOver = false;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: ArbiterOptions) {
@@ -68,7 +77,10 @@ export class Arbiter {
     const s = this.settings;
     const env = this.opts.env ?? process.env;
     this.log.info({ version: VERSION, node: process.version, app: s.app, workers: s.workers }, 'starting ws-proxy-kit');
-    this.listeners = await openListeners(s.bind, s, this.log, env);
+    const inherited = inheritedListeners(env);
+    this.upgraded = inherited !== null;
+    this.listeners = inherited ?? (await openListeners(s.bind, s, this.log, env));
+    if (inherited) this.log.info({ binds: inherited.map((l) => l.address), parent: process.ppid }, 'upgrade: serving the sockets inherited from the old master');
     forgetActivationEnv(env);
     this.writePidfile();
     this.queue.install();
@@ -108,6 +120,7 @@ export class Arbiter {
     );
     this.notifier.ready(this.statusLine());
     this.notifier.startWatchdog(() => this.isHealthy());
+    if (this.upgraded) announceUpgradeReady();
   }
 
   /** One line for `systemctl status` and logs. */
@@ -165,9 +178,18 @@ export class Arbiter {
             if (this.desired > 1) this.desired--;
             this.log.info({ workers: this.desired }, 'one worker fewer');
             return;
+          case 'SIGUSR2':
+            return this.upgrade();
+          case 'SIGWINCH':
+            // After an upgrade: the old master stops its workers but keeps its sockets,
+            // so a HUP can bring them back if the new master misbehaves.
+            this.desired = 0;
+            for (const w of this.workers) w.retire('stopped by WINCH');
+            this.log.info('all workers stopping (WINCH); the master stays');
+            return;
           case 'SIGUSR1':
             reopenLogFiles();
-            for (const w of this.workers) w.signal('SIGUSR1');
+            for (const w of this.workers) w.send({ type: 'reopen-logs' });
             this.log.info('log files reopened');
             return;
           default:
@@ -183,7 +205,9 @@ export class Arbiter {
       configPath: this.config.configPath,
       logFormat: resolvedFormat(this.settings),
       onMessage: (worker, m) => {
-        if (m.type === 'boot-error') this.log.error({ worker: worker.index, pid: worker.pid, err: m.error }, 'worker could not load the app');
+        if (m.type === 'heartbeat') this.checkMemory(worker);
+        else if (m.type === 'retire-me') this.replace(worker, 'max requests reached');
+        else if (m.type === 'boot-error') this.log.error({ worker: worker.index, pid: worker.pid, err: m.error }, 'worker could not load the app');
         else if (m.type === 'fatal') this.log.error({ worker: worker.index, pid: worker.pid, reason: m.reason }, 'worker hit an uncaught error and is being replaced');
       },
     });
@@ -209,12 +233,37 @@ export class Arbiter {
     return results.every(Boolean) ? generation : null;
   }
 
+  /** Workers that count towards the pool size (not retiring, not waiting for a replacement). */
   private current(): WorkerProcess[] {
-    return [...this.workers].filter((w) => w.alive && w.state !== 'retiring' && w.generation === this.generation);
+    return [...this.workers].filter((w) => w.alive && w.state !== 'retiring' && !w.replacing && w.generation === this.generation);
+  }
+
+  /**
+   * Recycles a worker without dropping anything: it keeps serving while maintain() starts
+   * its replacement, and is retired once the replacement is ready.
+   */
+  private replace(w: WorkerProcess, reason: string): void {
+    if (w.replacing || w.state === 'retiring' || !w.alive) return;
+    w.replacing = true;
+    w.killReason = reason;
+    this.log.info({ worker: w.index, workerPid: w.pid, reason }, 'recycling worker: starting its replacement first');
+    this.queue.push({ type: 'tick' });
+  }
+
+  private checkMemory(w: WorkerProcess): void {
+    const limitMb = this.settings.maxWorkerMemory;
+    if (limitMb <= 0 || w.replacing) return;
+    w.overMemory = w.stats.rss > limitMb * 1024 * 1024 ? w.overMemory + 1 : 0;
+    if (w.overMemory >= 3) this.replace(w, `memory: RSS ${Math.round(w.stats.rss / 1048576)} MB above --max-worker-memory ${limitMb}`);
   }
 
   /** Keeps the pool at the desired size: respawns (with backoff) and retires extras. */
   private maintain(): void {
+    for (const old of this.workers) {
+      if (!old.replacing || old.state === 'retiring') continue;
+      const successor = [...this.workers].some((w) => w !== old && w.index === old.index && w.state === 'ready' && !w.replacing && w.generation === this.generation);
+      if (successor || old.generation !== this.generation) old.retire(old.killReason ?? 'recycled');
+    }
     const live = this.current();
     if (live.length > this.desired) {
       const extra = live.sort((a, b) => b.index - a.index).slice(0, live.length - this.desired);
@@ -272,11 +321,58 @@ export class Arbiter {
       if (w.state === 'booting' && now - w.spawnedAt > s.bootTimeout * 1000) {
         this.log.error({ worker: w.index, workerPid: w.pid, bootTimeout: s.bootTimeout }, 'worker did not become ready within the boot timeout: killing it');
         w.kill('killed: boot timeout');
-      } else if (w.state === 'ready' && s.timeout > 0 && now - w.lastHeartbeat > s.timeout * 1000) {
-        this.log.error({ worker: w.index, workerPid: w.pid, timeout: s.timeout, silentMs: now - w.lastHeartbeat }, 'worker timeout: its event loop is blocked; killing it');
-        w.kill('killed: timeout');
+      } else if (w.state !== 'booting' && !w.hung && s.timeout > 0 && now - w.lastHeartbeat > s.timeout * 1000) {
+        w.hung = true;
+        void this.killHung(w, now - w.lastHeartbeat);
       }
     }
+  }
+
+  /** SIGUSR2: start a new master on our sockets; keep serving until WINCH/TERM. */
+  private async upgrade(): Promise<void> {
+    if (this.newMaster) {
+      this.log.warn({ newMasterPid: this.newMaster.pid }, 'upgrade already in progress: USR2 ignored');
+      return;
+    }
+    const oldPidfile = this.pidfile ? `${this.pidfile}.oldbin` : null;
+    if (this.pidfile && oldPidfile) {
+      renameSync(this.pidfile, oldPidfile);
+      this.pidfile = oldPidfile;
+    }
+    const child = spawnNewMaster(this.listeners, { ...process.env, ...this.notifier.childEnv?.() });
+    this.newMaster = child;
+    this.log.info({ newMasterPid: child.pid }, 'upgrade: new master started on our sockets');
+    child.on('message', (m: { type?: string; pid?: number }) => {
+      if (m?.type !== 'upgrade-ready') return;
+      this.handedOver = true;
+      this.notifier.mainPid(child.pid!);
+      this.log.info({ newMasterPid: child.pid }, 'upgrade: the new master is serving. Send WINCH to stop our workers, then TERM to stop this master.');
+    });
+    child.once('exit', (code, signal) => {
+      if (this.newMaster !== child) return;
+      this.newMaster = null;
+      if (!this.handedOver) {
+        this.log.error({ code, signal }, 'upgrade failed: the new master exited before serving; this master keeps serving');
+        if (this.pidfile && oldPidfile && this.settings.pid) {
+          renameSync(oldPidfile, resolve(this.settings.pid));
+          this.pidfile = resolve(this.settings.pid);
+        }
+      } else {
+        this.log.info({ code, signal }, 'the new master exited');
+      }
+    });
+  }
+
+  /** A worker's event loop is blocked: log where (its JS stack), then kill it. */
+  private async killHung(w: WorkerProcess, silentMs: number): Promise<void> {
+    const fields = { worker: w.index, workerPid: w.pid, timeout: this.settings.timeout, silentMs };
+    try {
+      const frames = await captureBlockedStack(w.pid, w.inspectPort);
+      this.log.error({ ...fields, stack: frames }, `worker timeout: its event loop is blocked; killing it. It was stuck at:\n${formatFrames(frames)}`);
+    } catch (err) {
+      this.log.error({ ...fields, stackError: (err as Error).message }, 'worker timeout: its event loop is blocked; killing it (its stack could not be read)');
+    }
+    w.kill('killed: timeout');
   }
 
   /** SIGHUP: new config, new workers; the old ones retire only once the new are ready. */
@@ -360,7 +456,8 @@ export class Arbiter {
     await this.stopping;
     if (this.timer) clearInterval(this.timer);
     this.queue.uninstall();
-    closeListeners(this.listeners);
+    // After an upgrade the sockets (and their files) belong to the new master.
+    closeListeners(this.listeners, { unlink: !this.handedOver });
     this.removePidfile();
     this.notifier.close();
     this.log.info({ code: this.exitCode }, 'stopped');

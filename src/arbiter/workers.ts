@@ -2,11 +2,16 @@
 // lives in arbiter.ts; this module knows how to start one worker and follow its life.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { BOOT_ENV, isWorkerMessage, type ErrorInfo, type WorkerBoot, type WorkerMessage, type WorkerStats } from '../protocol.js';
+import { BOOT_ENV, isWorkerMessage, type MasterMessage, type ErrorInfo, type WorkerBoot, type WorkerMessage, type WorkerStats } from '../protocol.js';
 import type { Listener } from '../listeners/bind.js';
 import type { Settings } from '../config/settings.js';
 
 const WORKER_ENTRY = fileURLToPath(new URL('../worker/worker.js', import.meta.url));
+
+/** A loopback port for the hang inspector; random in a range few services use. */
+function pickInspectPort(): number {
+  return 40000 + Math.floor(Math.random() * 20000);
+}
 
 export type WorkerState = 'booting' | 'ready' | 'retiring';
 
@@ -27,6 +32,13 @@ export class WorkerProcess {
   /** Why the arbiter ended this worker, when it did: logged with the exit. */
   killReason: string | null = null;
   exit: WorkerExit | null = null;
+  readonly inspectPort: number;
+  /** Heartbeats in a row with RSS over --max-worker-memory. */
+  overMemory = 0;
+  /** A replacement has been requested (max-requests, memory): don't ask twice. */
+  replacing = false;
+  /** The heartbeat stopped: a stack capture and kill are under way. */
+  hung = false;
   readonly exited: Promise<WorkerExit>;
   /** Resolves true once ready, false if the worker exits first. */
   readonly booted: Promise<boolean>;
@@ -52,10 +64,14 @@ export class WorkerProcess {
       settings: opts.settings,
       configPath: opts.configPath,
       logFormat: opts.logFormat,
+      maxRequests: opts.settings.maxRequests > 0 ? opts.settings.maxRequests + Math.floor(Math.random() * (opts.settings.maxRequestsJitter + 1)) : 0,
     };
+    this.inspectPort = pickInspectPort();
     const execArgv = [
       ...process.execArgv.filter((a) => !a.startsWith('--inspect')),
       ...opts.settings.import.flatMap((m) => ['--import', m]),
+      // Only used if the worker hangs: see hang-stack.ts. Nothing listens until SIGUSR1.
+      `--inspect-port=127.0.0.1:${this.inspectPort}`,
     ];
     this.child = spawn(process.execPath, [...execArgv, WORKER_ENTRY], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...opts.listeners.map((l) => l.fd)],
@@ -92,6 +108,10 @@ export class WorkerProcess {
       }
       opts.onMessage(this, m);
     });
+  }
+
+  send(msg: MasterMessage): void {
+    if (this.alive && this.child.connected) this.child.send(msg, () => {});
   }
 
   get pid(): number {

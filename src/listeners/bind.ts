@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { getSystemErrorName } from 'node:util';
 import { formatBind, type BindSpec } from './bind-spec.js';
 import type { Logger } from '../log/logger.js';
-import { systemdListeners, type SystemdSocket } from './systemd.js';
+import { systemdListeners, unixSocketPath, type SystemdSocket } from './systemd.js';
 
 export class BindError extends Error {
   readonly code = 'EWSPK_BIND';
@@ -184,7 +184,10 @@ function openInheritedFd(spec: Extract<BindSpec, { kind: 'fd' }>): Listener {
 }
 
 function fromSystemd(sock: SystemdSocket, spec: BindSpec): Listener {
-  return { spec, fd: sock.fd, address: `systemd:${sock.name}(fd ${sock.fd})`, createdPath: null, identity: null, close: () => {} };
+  // A UNIX socket is shown (and flagged to the workers) as unix:PATH; systemd owns its file.
+  const path = unixSocketPath(sock.fd);
+  const address = path ? `unix:${path} (systemd:${sock.name}, fd ${sock.fd})` : `systemd:${sock.name}(fd ${sock.fd})`;
+  return { spec, fd: sock.fd, address, createdPath: null, identity: null, close: () => {} };
 }
 
 /** Opens every bind, or closes what it opened and throws. */
@@ -210,6 +213,9 @@ export async function openListeners(specs: readonly BindSpec[], opts: BindOption
 /** Closes the sockets and removes the socket files this process created (if still ours). */
 export function closeListeners(listeners: readonly Listener[], opts: { unlink?: boolean } = {}): void {
   for (const l of listeners) {
+    // Closing a bound pipe handle makes libuv unlink its path: when the socket was handed
+    // to a new master (upgrade), leave the fd to the process exit instead.
+    if (opts.unlink === false && l.createdPath) continue;
     try {
       l.close();
     } catch {

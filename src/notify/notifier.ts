@@ -14,6 +14,8 @@ export interface Notifier {
   /** Starts the watchdog pings; they are sent only while healthy() is true. */
   startWatchdog(healthy: () => boolean): void;
   close(): void;
+  /** Environment a new master (USR2 upgrade) needs to keep notifying (e.g. NOTIFY_SOCKET). */
+  childEnv?(): NodeJS.ProcessEnv;
 }
 
 export const noopNotifier: Notifier = {

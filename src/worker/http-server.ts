@@ -1,13 +1,14 @@
 // node:http servers on the inherited fds, with our limits, error handling, request ids,
 // access log and the bookkeeping that graceful draining needs.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
 import type { Settings } from '../config/settings.js';
 import type { LoadedApp } from './app.js';
 import type { AccessLog } from '../log/access.js';
+import { clientErrorStatus, guardBody, rawErrorResponse, refuse, requestCheckStatus } from './request-checks.js';
 
 export interface ServeStats {
   requests: number;
@@ -29,6 +30,8 @@ export class HttpWorker {
   readonly servers: http.Server[] = [];
   private draining = false;
   private readonly upgraded = new Set<Duplex>();
+  /** Responses in progress: when draining, those not yet started are told to close. */
+  private readonly active = new Set<ServerResponse>();
   private readonly headersTimeoutMs: number;
 
   constructor(
@@ -55,6 +58,9 @@ export class HttpWorker {
       });
       // Node silently drops headers past maxHeadersCount; one over our limit lets us answer 431.
       server.maxHeadersCount = s.limitRequestFields + 1;
+      // Past the cap node 20 accepts and closes at once (event 'drop'); see docs/hardening.md.
+      if (s.workerConnections) server.maxConnections = s.workerConnections;
+      server.on('drop', () => this.log.debug({ max: s.workerConnections }, 'connection dropped: --worker-connections reached'));
       server.keepAliveTimeout = s.keepAlive * 1000;
       if (s.keepAlive === 0) server.keepAliveTimeout = 1; // closes right after the response
       server.on('request', (req, res) => this.onRequest(req, res));
@@ -97,9 +103,7 @@ export class HttpWorker {
       sock.destroy();
       return;
     }
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const text = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
-    sock.end(`HTTP/1.1 ${status} ${text}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+    sock.end(rawErrorResponse(clientErrorStatus(err)));
   }
 
   private reject(res: ServerResponse, status: number): void {
@@ -138,8 +142,9 @@ export class HttpWorker {
     res.once('close', () => {
       stats.inflight--;
       if (this.access) this.access.write(req, res, requestId as string, performance.now() - start, sock.bytesWritten - written);
-      if (this.draining) setImmediate(() => this.closeIdle());
+      this.active.delete(res);
     });
+    this.active.add(res);
     if (this.draining) res.shouldKeepAlive = false;
 
     const limited = this.limitStatus(req);
@@ -148,6 +153,14 @@ export class HttpWorker {
       this.reject(res, limited);
       return;
     }
+    // Requests node:http lets through that RFC 9110/9112 forbid or a proxy could read differently.
+    const refused = requestCheckStatus(req, this.settings.limitRequestBody);
+    if (refused) {
+      this.log.debug({ status: refused, method: req.method, url: req.url?.slice(0, 200), requestId }, 'request refused: malformed or ambiguous');
+      refuse(res, refused);
+      return;
+    }
+    guardBody(req, res, this.settings.limitRequestBody, (what) => this.log.debug({ requestId, what }, 'request refused while reading its body'));
     const handler = this.app.request;
     if (!handler) {
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
@@ -174,19 +187,21 @@ export class HttpWorker {
     }
   }
 
-  private closeIdle(): void {
-    for (const s of this.servers) s.closeIdleConnections();
-  }
-
   get isDraining(): boolean {
     return this.draining;
   }
 
-  /** Stops accepting, lets in-flight requests finish; resolves when every connection is gone. */
+  /**
+   * Stops accepting and lets in-flight requests finish; resolves when every connection is gone.
+   * Idle keep-alive connections are not cut at once: a request may already be on the wire
+   * (cutting it would reset the client — a lost request). Each one gets `Connection: close`
+   * on its next response, or ends at the keep-alive timeout, which a proxy reaches first.
+   */
   drain(): Promise<void> {
     this.draining = true;
-    const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
-    this.closeIdle();
+    for (const res of this.active) if (!res.headersSent) res.shouldKeepAlive = false;
+    // net.Server's close, not http.Server's: the latter also drops idle keep-alive sockets.
+    const closed = this.servers.map((s) => new Promise<void>((resolve) => net.Server.prototype.close.call(s, () => resolve())));
     return Promise.all(closed).then(() => undefined);
   }
 

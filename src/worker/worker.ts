@@ -1,6 +1,6 @@
 // Worker process entry: load the app, serve on the inherited fds, heartbeat to the
 // arbiter, drain on request. Spawned by the arbiter with its boot data in the environment.
-import { BOOT_ENV, EXIT_BOOT_ERROR, type WorkerBoot, type WorkerMessage } from '../protocol.js';
+import { BOOT_ENV, EXIT_BOOT_ERROR, type MasterMessage, type WorkerBoot, type WorkerMessage } from '../protocol.js';
 import { createLogger, errorInfo, flushLogs, reopenLogFiles, type Logger } from '../log/logger.js';
 import { createAccessLog, type AccessLog } from '../log/access.js';
 import { loadApp } from './app.js';
@@ -63,9 +63,13 @@ process.on('SIGTERM', () => drain('SIGTERM'));
 process.on('SIGHUP', () => drain('SIGHUP'));
 process.on('SIGINT', () => quit('SIGINT'));
 process.on('SIGQUIT', () => quit('SIGQUIT'));
-process.on('SIGUSR1', () => {
-  reopenLogFiles();
-  log.info('log files reopened');
+// SIGUSR1 is left to Node (it opens the inspector: the arbiter uses it to see where a hung
+// worker is stuck); the arbiter asks for log reopening over IPC instead.
+process.on('message', (m: MasterMessage) => {
+  if (m?.type === 'reopen-logs') {
+    reopenLogFiles();
+    log.debug('log files reopened');
+  }
 });
 for (const sig of ['SIGUSR2', 'SIGWINCH', 'SIGTTIN', 'SIGTTOU'] as const) process.on(sig, () => {});
 // The arbiter is gone (crashed or SIGKILLed): nobody will replace or stop us. Finish and go.
@@ -99,7 +103,15 @@ try {
 }
 
 const heartbeatMs = Math.max(100, Math.min(1000, (settings.timeout * 1000) / 4 || 1000));
+let askedToRetire = false;
 setInterval(() => {
   if (!http) return;
   void send({ type: 'heartbeat', ...http.stats, rss: process.memoryUsage.rss() });
+  // max-requests: the arbiter starts our replacement and retires us once it is ready,
+  // so recycling drops nothing. Checked with the heartbeat: off the request path.
+  if (boot.maxRequests > 0 && !askedToRetire && !exiting && http.stats.requests >= boot.maxRequests) {
+    askedToRetire = true;
+    log.info({ requests: http.stats.requests, maxRequests: boot.maxRequests }, 'max requests reached: asking for a replacement');
+    void send({ type: 'retire-me', reason: 'max-requests' });
+  }
 }, heartbeatMs).unref();
