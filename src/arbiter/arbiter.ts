@@ -10,11 +10,13 @@ import { forgetActivationEnv } from '../listeners/systemd.js';
 import { errorInfo, flushLogs, reopenLogFiles, resolvedFormat, type Logger } from '../log/logger.js';
 import { WorkerProcess } from './workers.js';
 import { captureBlockedStack, formatFrames } from './hang-stack.js';
+import { watchForReload } from './reloader.js';
 import { spawnNewMaster, inheritedListeners, announceUpgradeReady } from './upgrade.js';
 import { SignalQueue, type ArbiterEvent } from './signals.js';
 import { EXIT_BOOT_ERROR } from '../protocol.js';
 import { VERSION } from '../version.js';
 import { noopNotifier, type Notifier } from '../notify/notifier.js';
+import { runHook } from '../config/hooks.js';
 
 /** After this many boots in a row fail, the arbiter gives up (exit 3) instead of looping. */
 const MAX_BOOT_FAILURES = 3;
@@ -62,6 +64,7 @@ export class Arbiter {
   private newMaster: ChildProcess | null = null;
   /** A new master took over our sockets: don't unlink them on exit. */
   private handedOver = false;
+  private stopWatching: (() => Promise<void>) | null = null;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: ArbiterOptions) {
@@ -77,6 +80,7 @@ export class Arbiter {
     const s = this.settings;
     const env = this.opts.env ?? process.env;
     this.log.info({ version: VERSION, node: process.version, app: s.app, workers: s.workers }, 'starting ws-proxy-kit');
+    await this.hook('onStarting');
     const inherited = inheritedListeners(env);
     this.upgraded = inherited !== null;
     this.listeners = inherited ?? (await openListeners(s.bind, s, this.log, env));
@@ -84,6 +88,15 @@ export class Arbiter {
     forgetActivationEnv(env);
     this.writePidfile();
     this.queue.install();
+    if (s.reload && s.app) {
+      this.stopWatching = watchForReload({
+        app: s.app,
+        cwd: process.cwd(),
+        configPath: this.config.configPath,
+        log: this.log,
+        onChange: () => this.queue.push({ type: 'signal', signal: 'SIGHUP' }),
+      });
+    }
     this.timer = setInterval(() => this.queue.push({ type: 'tick' }), 500);
 
     // The loop runs while the first workers boot, so a TERM during boot is honoured at once.
@@ -121,6 +134,23 @@ export class Arbiter {
     this.notifier.ready(this.statusLine());
     this.notifier.startWatchdog(() => this.isHealthy());
     if (this.upgraded) announceUpgradeReady();
+    void this.hook('whenReady');
+  }
+
+  /** What hooks get as their first argument: a read-only view of the arbiter. */
+  hookView(): { pid: number; state: ArbiterState; settings: Settings; workers: ReturnType<WorkerProcess['info']>[]; log: Logger } {
+    return { pid: process.pid, state: this.state, settings: this.settings, workers: [...this.workers].map((w) => w.info()), log: this.log };
+  }
+
+  private hook(name: string, ...args: unknown[]): Promise<void> {
+    return runHook(this.config.hooks, name, this.log, this.hookView(), ...args);
+  }
+
+  private setDesired(n: number): void {
+    const old = this.desired;
+    if (n === old) return;
+    this.desired = n;
+    void this.hook('nworkersChanged', n, old);
   }
 
   /** One line for `systemctl status` and logs. */
@@ -171,11 +201,11 @@ export class Arbiter {
           case 'SIGHUP':
             return this.reload();
           case 'SIGTTIN':
-            this.desired++;
+            this.setDesired(this.desired + 1);
             this.log.info({ workers: this.desired }, 'one worker more');
             return;
           case 'SIGTTOU':
-            if (this.desired > 1) this.desired--;
+            if (this.desired > 1) this.setDesired(this.desired - 1);
             this.log.info({ workers: this.desired }, 'one worker fewer');
             return;
           case 'SIGUSR2':
@@ -183,7 +213,7 @@ export class Arbiter {
           case 'SIGWINCH':
             // After an upgrade: the old master stops its workers but keeps its sockets,
             // so a HUP can bring them back if the new master misbehaves.
-            this.desired = 0;
+            this.setDesired(0);
             for (const w of this.workers) w.retire('stopped by WINCH');
             this.log.info('all workers stopping (WINCH); the master stays');
             return;
@@ -199,6 +229,7 @@ export class Arbiter {
   }
 
   private spawnWorker(index: number, generation: number): WorkerProcess {
+    void this.hook('preFork', { index, generation });
     const w = new WorkerProcess(this.nextId++, index, generation, {
       settings: this.settings,
       listeners: this.listeners,
@@ -281,6 +312,7 @@ export class Arbiter {
   /** A worker exited: log why, count failures, decide whether to give up. */
   private reap(w: WorkerProcess): void {
     this.workers.delete(w);
+    void this.hook('childExit', w.info());
     const { code, signal } = w.exit!;
     const reason = w.describeExit();
     const planned = w.state === 'retiring' && w.killReason !== null && !w.killReason.startsWith('killed:');
@@ -339,6 +371,7 @@ export class Arbiter {
       renameSync(this.pidfile, oldPidfile);
       this.pidfile = oldPidfile;
     }
+    await this.hook('preExec');
     const child = spawnNewMaster(this.listeners, { ...process.env, ...this.notifier.childEnv?.() });
     this.newMaster = child;
     this.log.info({ newMasterPid: child.pid }, 'upgrade: new master started on our sockets');
@@ -369,6 +402,7 @@ export class Arbiter {
     try {
       const frames = await captureBlockedStack(w.pid, w.inspectPort);
       this.log.error({ ...fields, stack: frames }, `worker timeout: its event loop is blocked; killing it. It was stuck at:\n${formatFrames(frames)}`);
+      await this.hook('workerAbort', w.info(), frames);
     } catch (err) {
       this.log.error({ ...fields, stackError: (err as Error).message }, 'worker timeout: its event loop is blocked; killing it (its stack could not be read)');
     }
@@ -380,6 +414,7 @@ export class Arbiter {
     if (this.state !== 'running') return;
     this.state = 'reloading';
     this.notifier.reloading();
+    await this.hook('onReload');
     const started = Date.now();
     if (this.opts.reloadConfig) {
       try {
@@ -389,7 +424,7 @@ export class Arbiter {
         }
         this.config = next;
         this.settings = { ...next.settings, bind: this.settings.bind };
-        this.desired = next.settings.workers;
+        this.setDesired(next.settings.workers);
       } catch (err) {
         this.log.error({ err: errorInfo(err) }, 'reload aborted: the new configuration is invalid; the current workers keep serving');
         this.state = 'running';
@@ -434,7 +469,8 @@ export class Arbiter {
     const waitMs = graceful ? s.gracefulTimeout * 1000 + 1000 : Math.min(s.gracefulTimeout * 1000, 5000);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), waitMs)));
-    const done = Promise.all(all.map((w) => w.exited)).then(() => 'done' as const);
+    // The loop no longer runs: reap (log, childExit hook) as each worker exits.
+    const done = Promise.all(all.map((w) => w.exited.then(() => this.reap(w)))).then(() => 'done' as const);
     for (;;) {
       // A second INT/QUIT during a graceful stop makes it quick, as in Gunicorn.
       const event = await Promise.race([done, deadline, this.queue.next()]);
@@ -455,11 +491,13 @@ export class Arbiter {
   private async finish(): Promise<number> {
     await this.stopping;
     if (this.timer) clearInterval(this.timer);
+    await this.stopWatching?.();
     this.queue.uninstall();
     // After an upgrade the sockets (and their files) belong to the new master.
     closeListeners(this.listeners, { unlink: !this.handedOver });
     this.removePidfile();
     this.notifier.close();
+    await this.hook('onExit');
     this.log.info({ code: this.exitCode }, 'stopped');
     flushLogs();
     return this.exitCode;

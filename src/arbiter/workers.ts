@@ -114,6 +114,21 @@ export class WorkerProcess {
     if (this.alive && this.child.connected) this.child.send(msg, () => {});
   }
 
+  /** Plain data about this worker, for hooks and status. */
+  info(): { pid: number; index: number; generation: number; state: WorkerState; requests: number; rss: number; spawnedAt: number; exit: WorkerExit | null; reason: string | null } {
+    return {
+      pid: this.pid,
+      index: this.index,
+      generation: this.generation,
+      state: this.state,
+      requests: this.stats.requests,
+      rss: this.stats.rss,
+      spawnedAt: this.spawnedAt,
+      exit: this.exit,
+      reason: this.exit ? this.describeExit() : null,
+    };
+  }
+
   get pid(): number {
     return this.child.pid ?? -1;
   }

@@ -5,6 +5,8 @@ import { createLogger, errorInfo, flushLogs, reopenLogFiles, type Logger } from 
 import { createAccessLog, type AccessLog } from '../log/access.js';
 import { loadApp } from './app.js';
 import { HttpWorker } from './http-server.js';
+import { configFileLayer } from '../config/load.js';
+import { runHook, type Hooks } from '../config/hooks.js';
 
 const boot = JSON.parse(process.env[BOOT_ENV] ?? 'null') as WorkerBoot | null;
 if (!boot) {
@@ -27,6 +29,7 @@ function send(msg: WorkerMessage): Promise<void> {
 }
 
 function exit(code: number): never {
+  callHookSync('workerExit');
   access?.flush();
   flushLogs();
   process.exit(code);
@@ -54,6 +57,7 @@ function drain(reason: string, code = 0): void {
 function quit(reason: string): void {
   if (exiting && !http) exit(0);
   exiting = true;
+  callHookSync('workerInt');
   log.info({ reason }, 'worker quitting now');
   http?.closeAll();
   exit(0);
@@ -83,10 +87,30 @@ for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
   });
 }
 
+// Hooks that run in the worker (the others run in the arbiter): see docs/hooks.md.
+let hooks: Hooks = {};
+const workerView = { pid: process.pid, index: boot.index, id: boot.id, generation: boot.generation, log };
+/** For hooks on exit paths, which can't wait: a returned promise is not awaited. */
+function callHookSync(name: string, ...args: unknown[]): void {
+  const fn = hooks[name] as ((...a: unknown[]) => unknown) | undefined;
+  if (!fn) return;
+  try {
+    const r = fn(workerView, ...args) as Promise<unknown> | undefined;
+    if (r && typeof r.then === 'function') r.then(undefined, (err: unknown) => log.error({ hook: name, err: errorInfo(err) }, `hook ${name} threw; continuing`));
+  } catch (err) {
+    log.error({ hook: name, err: errorInfo(err) }, `hook ${name} threw; continuing`);
+  }
+}
+
 try {
+  if (boot.configPath) hooks = (await configFileLayer(boot.configPath)).hooks;
+  await runHook(hooks, 'postFork', log, workerView);
   const app = await loadApp(settings.app!, process.cwd(), (err) => log.error({ err }, 'app error in fetch handler: answered 500'));
   access = settings.accessLogfile ? createAccessLog(settings.accessLogfile, boot.index) : null;
   http = new HttpWorker(settings, app, log, access);
+  if (hooks.preRequest) http.preRequest = (req) => callHookSync('preRequest', req);
+  if (hooks.postRequest) http.postRequest = (req, res) => callHookSync('postRequest', req, res);
+  await runHook(hooks, 'postWorkerInit', log, workerView);
   await http.listen(boot.listeners);
   if (exiting) {
     // A stop arrived while we were booting.
