@@ -65,6 +65,9 @@ export class Arbiter {
   /** A new master took over our sockets: don't unlink them on exit. */
   private handedOver = false;
   private stopWatching: (() => Promise<void>) | null = null;
+  private listenersClosed = false;
+  /** Workers that died without being asked to, since start (logged with each such exit). */
+  private unexpectedExits = 0;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: ArbiterOptions) {
@@ -318,7 +321,7 @@ export class Arbiter {
     const planned = w.state === 'retiring' && w.killReason !== null && !w.killReason.startsWith('killed:');
     const fields = { worker: w.index, workerPid: w.pid, code, signal, reason, requests: w.stats.requests };
     if (planned || this.state === 'stopping') this.log.info(fields, 'worker exited');
-    else this.log.warn(fields, 'worker exited unexpectedly');
+    else this.log.warn({ ...fields, unexpectedExits: ++this.unexpectedExits }, 'worker exited unexpectedly');
     // Only deaths in the serving generation call for a replacement (an aborted reload's don't).
     if (this.state === 'stopping' || planned || w.generation !== this.generation) return;
 
@@ -466,6 +469,10 @@ export class Arbiter {
       w.state = 'retiring';
       w.signal(graceful ? 'SIGTERM' : 'SIGQUIT');
     }
+    // Stop taking connections now (as Gunicorn does): new clients are refused at once instead
+    // of waiting in a backlog nobody will accept from. After an upgrade the sockets stay.
+    closeListeners(this.listeners, { unlink: !this.handedOver });
+    this.listenersClosed = true;
     const waitMs = graceful ? s.gracefulTimeout * 1000 + 1000 : Math.min(s.gracefulTimeout * 1000, 5000);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), waitMs)));
@@ -494,7 +501,7 @@ export class Arbiter {
     await this.stopWatching?.();
     this.queue.uninstall();
     // After an upgrade the sockets (and their files) belong to the new master.
-    closeListeners(this.listeners, { unlink: !this.handedOver });
+    if (!this.listenersClosed) closeListeners(this.listeners, { unlink: !this.handedOver });
     this.removePidfile();
     this.notifier.close();
     await this.hook('onExit');

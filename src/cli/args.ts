@@ -28,19 +28,42 @@ function settingFlags(): Record<string, MeowFlag> {
   return flags;
 }
 
-/** Rejects unknown flags before meow sees them, suggesting the closest known one. */
-function checkUnknownFlags(argv: readonly string[], flags: Record<string, MeowFlag>): void {
+const isNegativeNumber = (t: string) => /^-\d/.test(t);
+
+/**
+ * Index of the value that follows the flag at i. A flag there instead is an error: the
+ * parser underneath would take it as a flag and silently leave this one empty.
+ */
+function valueAt(argv: readonly string[], i: number, flag: string): number {
+  const next = argv[i + 1];
+  if (next === undefined) throw new ConfigError(`${flag} needs a value. See --help.`);
+  if (next.startsWith('-') && next !== '-' && !isNegativeNumber(next)) {
+    throw new ConfigError(`${flag} needs a value, but the next argument ${next} is a flag. For a value that starts with "-", write ${flag.startsWith('--') ? `${flag}=VALUE` : `${flag}VALUE`}.`);
+  }
+  return i + 1;
+}
+
+/**
+ * Rejects unknown flags before meow sees them, suggesting the closest known one, and
+ * rewrites every flag that takes a value to `--long-name=value`: the parser underneath
+ * would otherwise read a value such as `-` (stdout) or `-1` as something else.
+ */
+function normalizeArgv(argv: readonly string[], flags: Record<string, MeowFlag>): string[] {
   const long = new Map<string, MeowFlag>();
-  const short = new Map<string, MeowFlag>();
+  const short = new Map<string, { flag: MeowFlag; long: string }>();
   for (const [name, f] of Object.entries({ ...flags, help: { type: 'boolean' } as MeowFlag, version: { type: 'boolean' } as MeowFlag })) {
     long.set(kebab(name), f);
     if (f.type === 'boolean') long.set('no-' + kebab(name), f);
-    if (f.shortFlag) short.set(f.shortFlag, f);
+    if (f.shortFlag) short.set(f.shortFlag, { flag: f, long: kebab(name) });
   }
-  short.set('h', { type: 'boolean' });
+  short.set('h', { flag: { type: 'boolean' }, long: 'help' });
+  const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const token = argv[i]!;
-    if (token === '--') break;
+    if (token === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
     if (token.startsWith('--')) {
       const [name, inline] = [token.slice(2).split('=')[0]!, token.includes('=')];
       const f = long.get(name);
@@ -48,13 +71,22 @@ function checkUnknownFlags(argv: readonly string[], flags: Record<string, MeowFl
         const hint = closest(name, [...long.keys()].filter((k) => !k.startsWith('no-')));
         throw new ConfigError(`Unknown flag --${name}.${hint ? ` Did you mean --${hint}?` : ''} See --help.`);
       }
-      if (f.type === 'string' && !inline) i++;
-    } else if (token.startsWith('-') && token.length > 1) {
+      if (f.type === 'string' && !inline) {
+        i = valueAt(argv, i, `--${name}`);
+        out.push(`--${name}=${argv[i]!}`);
+      } else out.push(token);
+    } else if (token.startsWith('-') && token.length > 1 && !isNegativeNumber(token)) {
       const f = short.get(token[1]!);
       if (!f) throw new ConfigError(`Unknown flag ${token}. See --help.`);
-      if (f.type === 'string' && token.length === 2) i++;
-    }
+      if (f.flag.type !== 'string') out.push(token);
+      else if (token.length > 2) out.push(`--${f.long}=${token.slice(token[2] === '=' ? 3 : 2)}`);
+      else {
+        i = valueAt(argv, i, token);
+        out.push(`--${f.long}=${argv[i]!}`);
+      }
+    } else out.push(token);
   }
+  return out;
 }
 
 export function helpText(command: string, extra: ExtraFlags = {}): string {
@@ -68,6 +100,7 @@ export function helpText(command: string, extra: ExtraFlags = {}): string {
     sections.set(s.section, list);
   }
   lines.push(`  Usage`, `    $ ws-proxy-kit ${command}`, '');
+  lines.push('  Commands', '    serve (default)   run the server', '    check             validate the configuration and load the app once (exit 0 or 1)', '    init              generate the nginx site, systemd units and config file for a deployment', '');
   if (Object.keys(extra).length) {
     lines.push('  Options');
     for (const [name, f] of Object.entries(extra)) lines.push(`        --${kebab(name)}${f.type === 'boolean' ? '' : ' VALUE'}`.padEnd(41) + ` ${f.doc ?? ''}`);
@@ -83,10 +116,12 @@ export function helpText(command: string, extra: ExtraFlags = {}): string {
 export function parseArgs(argv: string[], opts: { command: string; extra?: ExtraFlags; origin?: 'command line' | 'environment'; via?: string }): ParsedArgs {
   const extra = opts.extra ?? {};
   const flags = { ...settingFlags(), ...extra };
-  checkUnknownFlags(argv, flags);
+  const normalized = normalizeArgv(argv, flags);
+  // meow only knows --help; -h is the short form users try first.
+  if (opts.origin !== 'environment') (flags as Record<string, MeowFlag>).help = { type: 'boolean', shortFlag: 'h' };
   const cli = meow(helpText(opts.command, extra), {
     importMeta: import.meta,
-    argv,
+    argv: normalized,
     flags: flags as never,
     allowUnknownFlags: true,
     booleanDefault: undefined,

@@ -17,6 +17,7 @@ import {
 } from './settings.js';
 import { hookNames, type Hooks } from './hooks.js';
 import { closest } from './did-you-mean.js';
+import { passedSockets } from '../listeners/systemd.js';
 
 export class ConfigError extends Error {
   readonly exitCode = 2;
@@ -60,7 +61,8 @@ function parseValue(setting: SettingDef, raw: RawValue): unknown {
   } catch (err) {
     if (!(err instanceof InvalidValue)) throw err;
     const shown = typeof raw.value === 'string' ? JSON.stringify(raw.value) : safeJson(raw.value);
-    throw new ConfigError(`Invalid value for ${describe(setting, raw.source)}: ${shown}. Accepted: ${setting.accepted}.`);
+    const reason = err.message ? ` (${err.message})` : '';
+    throw new ConfigError(`Invalid value for ${describe(setting, raw.source)}: ${shown}${reason}. Accepted: ${setting.accepted}.`);
   }
 }
 
@@ -88,8 +90,10 @@ export function envLayer(env: NodeJS.ProcessEnv): RawLayer {
     if (!key.startsWith('WS_PROXY_KIT_') || NON_SETTING_ENV.has(key) || key.startsWith(INTERNAL_ENV_PREFIX)) continue;
     const s = known.get(key);
     if (!s) {
-      const hint = closest(key, [...known.keys(), ...NON_SETTING_ENV]);
-      throw new ConfigError(`Unknown environment variable ${key}.${hint ? ` Did you mean ${hint}?` : ''}`);
+      // Compare what follows the prefix, so that any short name is not "close" to every other.
+      const strip = (k: string) => k.slice('WS_PROXY_KIT_'.length);
+      const hint = closest(strip(key), [...known.keys(), ...NON_SETTING_ENV].map(strip));
+      throw new ConfigError(`Unknown environment variable ${key}.${hint ? ` Did you mean WS_PROXY_KIT_${hint}?` : ''} Unset it, or see --help for the settings.`);
     }
     if (value === undefined) continue;
     layer.set(s.name, { value, source: { origin: 'environment', where: key } });
@@ -130,9 +134,12 @@ export async function configFileLayer(path: string): Promise<{ layer: RawLayer; 
       continue;
     }
     const s = settingsByName.get(key);
-    if (!s || s.cliOnly) {
+    if (s?.cliOnly) {
+      throw new ConfigError(`"${key}" in ${path} can only be given on the command line (--${kebab(key)}); remove it from the config file.`);
+    }
+    if (!s) {
       const hint = closest(key, allowedKeys);
-      throw new ConfigError(`Unknown setting "${key}" in ${path}.${hint ? ` Did you mean "${hint}"?` : ''}`);
+      throw new ConfigError(`Unknown setting "${key}" in ${path}.${hint ? ` Did you mean "${hint}"?` : ''} The keys are the setting names listed by --help (camelCase).`);
     }
     if (value === undefined) continue;
     layer.set(key, { value, source: { origin: 'config file', where: `${key} in ${path}` } });
@@ -176,8 +183,14 @@ export async function loadConfig(opts: {
       settings[s.name] = parseValue(s, raw);
       sources[s.name] = raw.source;
     } else {
-      settings[s.name] = defaultOf(s, opts.env);
-      sources[s.name] = { origin: 'default', where: 'default' };
+      try {
+        settings[s.name] = defaultOf(s, opts.env);
+      } catch (err) {
+        if (err instanceof InvalidValue) throw new ConfigError(`Invalid value for ${s.name}: ${err.message}`);
+        throw err;
+      }
+      const fromPort = s.name === 'bind' && opts.env.PORT?.trim() && passedSockets(opts.env).length === 0;
+      sources[s.name] = { origin: 'default', where: fromPort ? `default (PORT=${opts.env.PORT!.trim()})` : 'default' };
     }
   }
   settings.config = configPath;

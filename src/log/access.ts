@@ -1,6 +1,7 @@
-// The access log: one JSON line per request (fields documented in docs/logging.md).
+// The access log: one JSON line per request (fields documented in README.md, "Logs").
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { openDestination } from './logger.js';
+import type { RequestWithClientInfo } from '../proxy/trust.js';
 
 export interface AccessLog {
   write(req: IncomingMessage, res: ServerResponse, requestId: string, durationMs: number, wireBytes: number): void;
@@ -15,7 +16,8 @@ export function createAccessLog(file: string, worker: number): AccessLog {
       const header = (res as ServerResponse & { _header?: string | null })._header;
       const line = {
         time: new Date().toISOString(),
-        remote: req.socket.remoteAddress ?? 'unix',
+        // The resolved client (docs/proxies.md), not the proxy in front of us.
+        remote: (req as Partial<RequestWithClientInfo>).clientInfo?.address ?? req.socket.remoteAddress ?? 'unix',
         method: req.method,
         path: req.url,
         protocol: `HTTP/${req.httpVersion}`,

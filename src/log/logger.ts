@@ -16,7 +16,9 @@ const reopenables: Reopenable[] = [];
 
 /** Opens a destination ('-' = the given fd) and remembers it for reopenLogFiles(). */
 export function openDestination(file: string, fd: 1 | 2, sync: boolean): DestinationStream & Reopenable {
-  const dest = pino.destination(file === '-' ? { dest: fd, sync } : { dest: file, append: true, mkdir: true, sync, minLength: sync ? 0 : 4096 });
+  // No minLength: asynchronous writes already batch under load, and a quiet server's lines
+  // must reach the file now (tail -f, log shippers), not once 4 KiB have piled up.
+  const dest = pino.destination(file === '-' ? { dest: fd, sync } : { dest: file, append: true, mkdir: true, sync });
   if (file !== '-') reopenables.push(dest as unknown as Reopenable);
   return dest as unknown as DestinationStream & Reopenable;
 }
