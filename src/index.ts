@@ -3,6 +3,7 @@ export { Arbiter, type ArbiterOptions, type ArbiterState } from './arbiter/arbit
 export { loadConfig, ConfigError, type LoadedConfig, type Source } from './config/load.js';
 export { settingsTable, type Settings, type SettingName, type SettingDef } from './config/settings.js';
 export { parseBind, formatBind, type BindSpec } from './listeners/bind-spec.js';
-export type { RequestListener, UpgradeListener, AppKind } from './worker/app.js';
+export type { RequestListener, UpgradeListener, AppKind, FetchInfo } from './worker/app.js';
+export type { ClientInfo, RequestWithClientInfo } from './proxy/trust.js';
 export type { Hooks } from './config/hooks.js';
 export { VERSION } from './version.js';

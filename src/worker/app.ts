@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
+import { trustedUrl, type ClientInfo, type RequestWithClientInfo } from '../proxy/trust.js';
 
 export type RequestListener = (req: IncomingMessage, res: ServerResponse) => unknown;
 export type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => unknown;
@@ -42,6 +43,27 @@ function resolveModule(module: string, cwd: string): string {
   throw new AppLoadError(`The app module "${module}" was not found (looked for ${asPath}).`);
 }
 
+type FetchCallback = Parameters<typeof getRequestListener>[0];
+
+/** What a fetch handler gets as its second argument: @hono/node-server's bindings plus the resolved client. */
+export interface FetchInfo {
+  incoming: IncomingMessage;
+  outgoing: ServerResponse;
+  /** The client as resolved from the socket, PROXY header and trusted forwarding headers (docs/proxies.md). */
+  clientInfo: ClientInfo;
+}
+
+/** Hands the fetch handler `info.clientInfo`, and a Request whose URL has the trusted scheme and host. */
+function withClientInfo(fetch: FetchCallback): FetchCallback {
+  return (request, env) => {
+    const clientInfo = (env.incoming as Partial<RequestWithClientInfo>).clientInfo;
+    if (!clientInfo) return fetch(request, env);
+    const url = trustedUrl(request.url, clientInfo);
+    const info: typeof env & { clientInfo: ClientInfo } = { ...env, clientInfo };
+    return fetch(url ? new Request(url, request) : request, info);
+  };
+}
+
 function isFunction(v: unknown): v is (...args: unknown[]) => unknown {
   return typeof v === 'function';
 }
@@ -63,7 +85,7 @@ export async function loadApp(spec: string, cwd: string, onFetchError?: (err: un
   const where = `${module}:${exportName}${call ? '()' : ''}`;
   const obj = value as Record<string, unknown> | null;
   if (obj && (typeof obj === 'object' || isFunction(obj)) && isFunction(obj.fetch)) {
-    const fetch = obj.fetch.bind(obj) as Parameters<typeof getRequestListener>[0];
+    const fetch = withClientInfo(obj.fetch.bind(obj) as FetchCallback);
     const request = getRequestListener(fetch, {
       errorHandler: (err) => {
         onFetchError?.(err);
