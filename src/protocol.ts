@@ -1,6 +1,7 @@
 // The small typed protocol between the arbiter and its workers. Neither side imports the
 // other's modules; they share only these types.
 import type { Settings } from './config/settings.js';
+import type { MetricsSnapshot } from './metrics/worker-metrics.js';
 
 /** Handed to a worker at spawn time (JSON in an environment variable). */
 export interface WorkerBoot {
@@ -33,12 +34,15 @@ export interface WorkerStats {
   inflight: number;
   connections: number;
   rss: number;
+  /** CPU time used by the worker (user + system), in seconds. */
+  cpuSeconds?: number;
 }
 
 export type WorkerMessage =
   | { type: 'ready'; appKind: string }
   | { type: 'boot-error'; error: ErrorInfo }
-  | ({ type: 'heartbeat' } & WorkerStats)
+  /** `metrics` only when --metrics-bind is set (src/metrics/). */
+  | ({ type: 'heartbeat'; metrics?: MetricsSnapshot } & WorkerStats)
   | { type: 'fatal'; reason: 'uncaughtException' | 'unhandledRejection'; error: ErrorInfo }
   | { type: 'draining'; reason: string }
   /** Asks the arbiter for a replacement; the worker keeps serving until it is retired. */

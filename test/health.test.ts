@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
-import { writeFileSync, readFileSync, renameSync, copyFileSync, existsSync } from 'node:fs';
+import { writeFileSync, readFileSync, renameSync, existsSync } from 'node:fs';
 import { startServer, request, tempDir, cleanup, FIXTURES, until, isAlive } from './helpers/server.js';
 import { startLoad, failures } from './helpers/load.js';
 

@@ -112,8 +112,8 @@ test('the service: notify, reload by HUP, mixed kill, stop and watchdog timeouts
   assert.is(one(s, 'Service.User'), 'demo');
   assert.is(one(s, 'Service.Group'), 'demo');
   assert.is(one(s, 'Service.WorkingDirectory'), o.workingDirectory);
-  assert.is(one(s, 'Service.RuntimeDirectory'), 'demo-app');
-  assert.is(one(s, 'Service.RuntimeDirectoryPreserve'), 'yes', 'the socket file lives there: it must survive a stop');
+  assert.is(one(s, 'Service.RuntimeDirectory'), 'demo-app/server', 'a subdirectory: systemd re-owns a RuntimeDirectory, which must not reach the socket file');
+  assert.is(one(s, 'Service.RuntimeDirectoryPreserve'), 'yes', 'kept across stops');
   assert.is(one(s, 'Unit.Requires'), 'demo-app.socket');
   assert.match(one(s, 'Unit.After'), /\bdemo-app\.socket\b/);
   for (const [key, value] of [
@@ -177,7 +177,7 @@ test('systemd/ws-proxy-kit@.socket and @.service are the rendered templates', ()
   assert.is(readFileSync(join(ROOT, 'systemd', u.serviceFile), 'utf8'), u.serviceUnit, 'regenerate systemd/ws-proxy-kit@.service');
   const s = parseUnit(u.serviceUnit);
   assert.is(one(s, 'Unit.Requires'), 'ws-proxy-kit@%i.socket');
-  assert.is(one(s, 'Service.RuntimeDirectory'), 'ws-proxy-kit-%i');
+  assert.is(one(s, 'Service.RuntimeDirectory'), 'ws-proxy-kit-%i/server');
   assert.is(one(parseUnit(u.socketUnit), 'Socket.ListenStream'), '/run/ws-proxy-kit-%i/app.sock');
 });
 

@@ -11,12 +11,15 @@ import { errorInfo, flushLogs, reopenLogFiles, resolvedFormat, type Logger } fro
 import { WorkerProcess } from './workers.js';
 import { captureBlockedStack, formatFrames } from './hang-stack.js';
 import { watchForReload } from './reloader.js';
+import { ControlServer, controlSocketPath } from './control.js';
+import { displayValue } from '../cli/print-config.js';
 import { spawnNewMaster, inheritedListeners, announceUpgradeReady } from './upgrade.js';
 import { SignalQueue, type ArbiterEvent } from './signals.js';
 import { EXIT_BOOT_ERROR } from '../protocol.js';
 import { VERSION } from '../version.js';
 import { noopNotifier, type Notifier } from '../notify/notifier.js';
 import { runHook } from '../config/hooks.js';
+import { MasterMetrics } from '../metrics/master-metrics.js';
 
 /** After this many boots in a row fail, the arbiter gives up (exit 3) instead of looping. */
 const MAX_BOOT_FAILURES = 3;
@@ -66,9 +69,12 @@ export class Arbiter {
   private handedOver = false;
   private stopWatching: (() => Promise<void>) | null = null;
   private listenersClosed = false;
+  private control: ControlServer | null = null;
   /** Workers that died without being asked to, since start (logged with each such exit). */
   private unexpectedExits = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** The Prometheus endpoint (--metrics-bind), when set. */
+  private metrics: MasterMetrics | null = null;
 
   constructor(private readonly opts: ArbiterOptions) {
     this.config = opts.config;
@@ -89,6 +95,14 @@ export class Arbiter {
     this.listeners = inherited ?? (await openListeners(s.bind, s, this.log, env));
     if (inherited) this.log.info({ binds: inherited.map((l) => l.address), parent: process.ppid }, 'upgrade: serving the sockets inherited from the old master');
     forgetActivationEnv(env);
+    if (s.metricsBind) {
+      this.metrics = new MasterMetrics({ bind: s.metricsBind, log: this.log, workers: () => this.workers, listeners: () => this.listeners });
+      // After USR2 the old master still holds the address: the new one retries until it is free.
+      await this.metrics.listen(this.upgraded).catch((err: unknown) => {
+        closeListeners(this.listeners, { unlink: !this.upgraded });
+        throw err;
+      });
+    }
     this.writePidfile();
     this.queue.install();
     if (s.reload && s.app) {
@@ -101,6 +115,7 @@ export class Arbiter {
       });
     }
     this.timer = setInterval(() => this.queue.push({ type: 'tick' }), 500);
+    await this.openControlSocket();
 
     // The loop runs while the first workers boot, so a TERM during boot is honoured at once.
     this.generation = ++this.generations;
@@ -192,6 +207,11 @@ export class Arbiter {
         this.reap(event.worker);
         return;
       case 'command':
+        try {
+          event.reply({ ok: true, result: await this.runCommand(event.request.command, event.request.args) });
+        } catch (err) {
+          event.reply({ ok: false, error: (err as Error).message });
+        }
         return;
       case 'signal':
         this.log.info({ signal: event.signal }, `received ${event.signal}`);
@@ -202,7 +222,8 @@ export class Arbiter {
           case 'SIGQUIT':
             return this.beginStop(false);
           case 'SIGHUP':
-            return this.reload();
+            await this.reload();
+            return;
           case 'SIGTTIN':
             this.setDesired(this.desired + 1);
             this.log.info({ workers: this.desired }, 'one worker more');
@@ -239,7 +260,10 @@ export class Arbiter {
       configPath: this.config.configPath,
       logFormat: resolvedFormat(this.settings),
       onMessage: (worker, m) => {
-        if (m.type === 'heartbeat') this.checkMemory(worker);
+        if (m.type === 'heartbeat') {
+          this.checkMemory(worker);
+          this.metrics?.heartbeat(worker, m.metrics);
+        }
         else if (m.type === 'retire-me') this.replace(worker, 'max requests reached');
         else if (m.type === 'boot-error') this.log.error({ worker: worker.index, pid: worker.pid, err: m.error }, 'worker could not load the app');
         else if (m.type === 'fatal') this.log.error({ worker: worker.index, pid: worker.pid, reason: m.reason }, 'worker hit an uncaught error and is being replaced');
@@ -315,6 +339,7 @@ export class Arbiter {
   /** A worker exited: log why, count failures, decide whether to give up. */
   private reap(w: WorkerProcess): void {
     this.workers.delete(w);
+    this.metrics?.workerExited(w, w.describeExit());
     void this.hook('childExit', w.info());
     const { code, signal } = w.exit!;
     const reason = w.describeExit();
@@ -361,6 +386,111 @@ export class Arbiter {
         void this.killHung(w, now - w.lastHeartbeat);
       }
     }
+  }
+
+  private async openControlSocket(): Promise<void> {
+    const path = controlSocketPath(this.settings);
+    if (!path) return;
+    const control = new ControlServer(
+      path,
+      (request) => new Promise((resolve, reject) => this.queue.push({ type: 'command', request, reply: (r) => (r.ok ? resolve(r.result) : reject(new Error(r.error))) })),
+      this.log,
+    );
+    try {
+      await control.listen();
+      this.control = control;
+      this.log.info({ path }, 'control socket listening (ws-proxy-kit ctl)');
+    } catch (err) {
+      // ctl is a convenience: a server must not fail to start over it.
+      this.log.warn({ path, err: (err as Error).message }, 'control socket not available');
+    }
+  }
+
+  /** `ws-proxy-kit ctl` commands; same effects as the signals, run from the same queue. */
+  private async runCommand(command: string, args: string[]): Promise<unknown> {
+    const count = (i: number) => {
+      const n = args[i] === undefined ? 1 : Number(args[i]);
+      if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`expected a count from 1 to 1024, got "${args[i]}"`);
+      return n;
+    };
+    switch (`${command} ${args[0] ?? ''}`.trim()) {
+      case 'status':
+        return this.status();
+      case 'workers':
+        return this.workerTable();
+      case 'reload': {
+        const started = Date.now();
+        const reloaded = await this.reload();
+        if (!reloaded) throw new Error('reload did not happen (the server is not running, or the new workers or configuration failed: see its log)');
+        return { reloaded, ms: Date.now() - started };
+      }
+      case 'workers add':
+        this.setDesired(this.desired + count(1));
+        return { workers: this.desired };
+      case 'workers remove':
+        this.setDesired(Math.max(1, this.desired - count(1)));
+        return { workers: this.desired };
+      case 'reopen-logs':
+        await this.handle({ type: 'signal', signal: 'SIGUSR1' });
+        return { reopened: true };
+      case 'shutdown':
+      case 'shutdown graceful':
+      case 'shutdown quick': {
+        const graceful = args[0] !== 'quick';
+        // Through the queue, as the signal would: the loop then ends and finishes the stop.
+        this.queue.push({ type: 'signal', signal: graceful ? 'SIGTERM' : 'SIGQUIT' });
+        return { stopping: graceful ? 'graceful' : 'quick' };
+      }
+      default:
+        if (command === 'worker' && args[0] === 'kill') {
+          const pid = Number(args[1]);
+          const w = [...this.workers].find((x) => x.pid === pid && x.alive);
+          if (!w) throw new Error(`no worker with pid ${args[1] ?? '(missing)'}; see "ws-proxy-kit ctl workers"`);
+          w.retire('stopped by ctl');
+          return { retiring: pid };
+        }
+        throw new Error(
+          `unknown command "${[command, ...args].join(' ')}". Commands: status, workers, reload, workers add [N], workers remove [N], worker kill PID, reopen-logs, shutdown [graceful|quick]`,
+        );
+    }
+  }
+
+  status(): Record<string, unknown> {
+    const changed: Record<string, string> = {};
+    for (const [name, src] of Object.entries(this.config.sources)) {
+      if (src.origin !== 'default') changed[name] = `${displayValue(name, (this.settings as Record<string, unknown>)[name])} (${src.where})`;
+    }
+    return {
+      pid: process.pid,
+      version: VERSION,
+      state: this.state,
+      uptimeSec: Math.round((Date.now() - this.startedAt) / 1000),
+      app: this.settings.app,
+      binds: this.listeners.map((l) => l.address),
+      workers: this.desired,
+      ready: this.current().filter((w) => w.state === 'ready').length,
+      status: this.statusLine(),
+      settings: changed,
+    };
+  }
+
+  workerTable(): Record<string, unknown>[] {
+    const now = Date.now();
+    return [...this.workers]
+      .filter((w) => w.alive)
+      .sort((a, b) => a.index - b.index || a.spawnedAt - b.spawnedAt)
+      .map((w) => ({
+        pid: w.pid,
+        index: w.index,
+        generation: w.generation,
+        state: w.replacing ? 'replacing' : w.state,
+        ageSec: Math.round((now - w.spawnedAt) / 1000),
+        requests: w.stats.requests,
+        inflight: w.stats.inflight,
+        connections: w.stats.connections,
+        rssMb: Math.round((w.stats.rss / 1048576) * 10) / 10,
+        heartbeatMsAgo: now - w.lastHeartbeat,
+      }));
   }
 
   /** SIGUSR2: start a new master on our sockets; keep serving until WINCH/TERM. */
@@ -413,8 +543,9 @@ export class Arbiter {
   }
 
   /** SIGHUP: new config, new workers; the old ones retire only once the new are ready. */
-  private async reload(): Promise<void> {
-    if (this.state !== 'running') return;
+  /** Resolves true when the new workers took over, false when the reload did not happen. */
+  private async reload(): Promise<boolean> {
+    if (this.state !== 'running') return false;
     this.state = 'reloading';
     this.notifier.reloading();
     await this.hook('onReload');
@@ -432,7 +563,7 @@ export class Arbiter {
         this.log.error({ err: errorInfo(err) }, 'reload aborted: the new configuration is invalid; the current workers keep serving');
         this.state = 'running';
         this.notifier.ready(this.statusLine());
-        return;
+        return false;
       }
     }
     const old = [...this.workers].filter((w) => w.alive);
@@ -444,13 +575,14 @@ export class Arbiter {
       this.log.error({ err }, 'reload aborted: new workers failed to boot; the old workers keep serving');
       this.state = 'running';
       this.notifier.ready(this.statusLine());
-      return;
+      return false;
     }
     this.generation = generation;
     for (const w of old) w.retire('replaced by reload');
     this.log.info({ workers: this.desired, reloadMs: Date.now() - started }, 'reload complete: new workers serving, old workers draining');
     this.state = 'running';
     this.notifier.ready(this.statusLine());
+    return true;
   }
 
   private beginStop(graceful: boolean): void {
@@ -473,6 +605,7 @@ export class Arbiter {
     // of waiting in a backlog nobody will accept from. After an upgrade the sockets stay.
     closeListeners(this.listeners, { unlink: !this.handedOver });
     this.listenersClosed = true;
+    this.control?.close();
     const waitMs = graceful ? s.gracefulTimeout * 1000 + 1000 : Math.min(s.gracefulTimeout * 1000, 5000);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), waitMs)));
@@ -487,6 +620,7 @@ export class Arbiter {
         await done;
         break;
       }
+      if (event.type === 'command') event.reply({ ok: false, error: 'the server is stopping' });
       if (event.type === 'signal' && (event.signal === 'SIGINT' || event.signal === 'SIGQUIT')) {
         this.log.info({ signal: event.signal }, 'stopping now');
         for (const w of all) w.signal('SIGQUIT');
@@ -499,6 +633,7 @@ export class Arbiter {
     await this.stopping;
     if (this.timer) clearInterval(this.timer);
     await this.stopWatching?.();
+    await this.metrics?.close();
     this.queue.uninstall();
     // After an upgrade the sockets (and their files) belong to the new master.
     if (!this.listenersClosed) closeListeners(this.listeners, { unlink: !this.handedOver });

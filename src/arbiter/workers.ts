@@ -99,7 +99,7 @@ export class WorkerProcess {
         this.appKind = m.appKind;
         onBooted(true);
       } else if (m.type === 'heartbeat') {
-        const { type: _type, ...stats } = m;
+        const { type: _type, metrics: _metrics, ...stats } = m;
         this.stats = stats;
       } else if (m.type === 'boot-error') {
         this.bootError = m.error;

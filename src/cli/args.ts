@@ -116,7 +116,9 @@ export function helpText(command: string, extra: ExtraFlags = {}): string {
 export function parseArgs(argv: string[], opts: { command: string; extra?: ExtraFlags; origin?: 'command line' | 'environment'; via?: string }): ParsedArgs {
   const extra = opts.extra ?? {};
   const flags = { ...settingFlags(), ...extra };
-  const normalized = normalizeArgv(argv, flags);
+  // Negative forms of value settings that mean "off".
+  const aliased = argv.map((a) => (a === '--no-control-socket' ? '--control-socket=off' : a));
+  const normalized = normalizeArgv(aliased, flags);
   // meow only knows --help; -h is the short form users try first.
   if (opts.origin !== 'environment') (flags as Record<string, MeowFlag>).help = { type: 'boolean', shortFlag: 'h' };
   const cli = meow(helpText(opts.command, extra), {

@@ -8,8 +8,10 @@ import { printConfig } from './print-config.js';
 import { createLogger, errorInfo, flushLogs } from '../log/logger.js';
 import { Arbiter } from '../arbiter/arbiter.js';
 import { loadApp } from '../worker/app.js';
+import { checkProxyAccess, formatProxyAccess, socketPlanFromSettings } from '../deploy/proxy-access.js';
+import { createSdNotifier } from '../notify/sd-notify.js';
 
-const COMMANDS = ['serve', 'check'] as const;
+const COMMANDS = ['serve', 'check', 'init', 'ctl'] as const;
 type Command = (typeof COMMANDS)[number];
 
 function fail(message: string, exitCode: number): never {
@@ -41,7 +43,21 @@ async function readConfig(parsed: ParsedArgs, env: NodeJS.ProcessEnv): Promise<L
 
 async function main(argv: string[]): Promise<number> {
   const command: Command = (COMMANDS as readonly string[]).includes(argv[0] ?? '') ? (argv.shift() as Command) : 'serve';
-  const parsed = parseArgs(argv, { command: command === 'check' ? 'check [options] APP[:export]' : '[serve] [options] APP[:export]' });
+  if (command === 'init') {
+    // Loaded on demand: serving never needs the deploy renderers.
+    const { initFlags, runInit, alignedSettingsFrom } = await import('./init.js');
+    const init = parseArgs(argv, { command: 'init [options]', extra: initFlags });
+    if (init.positionals.length) throw new ConfigError(`init takes flags only (got ${init.positionals.join(' ')}); the app is --app PATH.`);
+    return runInit(init.extra as Parameters<typeof runInit>[0], process.cwd(), alignedSettingsFrom(init.layer));
+  }
+  if (command === 'ctl') {
+    const { ctlFlags, runCtl } = await import('./ctl.js');
+    const ctl = parseArgs(argv, { command: 'ctl [--socket PATH] [--json] COMMAND [ARGS]', extra: ctlFlags });
+    const config = await loadConfig({ cli: ctl.layer, env: process.env, cwd: process.cwd() });
+    return runCtl(ctl.positionals, ctl.extra as { socket?: string; json?: boolean }, config);
+  }
+  const checkFlags = command === 'check' ? { proxyUser: { type: 'string' as const, doc: "tell whether this user (nginx's, e.g. www-data) can connect to the UNIX sockets" } } : undefined;
+  const parsed = parseArgs(argv, { command: command === 'check' ? 'check [options] APP[:export]' : '[serve] [options] APP[:export]', ...(checkFlags ? { extra: checkFlags } : {}) });
   const config = await readConfig(parsed, process.env);
   const s = config.settings;
   if (s.printConfig) {
@@ -59,10 +75,22 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'check') {
     const app = await loadApp(s.app, process.cwd());
     process.stdout.write(`ok: configuration valid${config.configPath ? ` (${config.configPath})` : ''}; app ${app.description}\n`);
-    return 0;
+    const proxyUser = parsed.extra.proxyUser as string | undefined;
+    if (!proxyUser) return 0;
+    let accessOk = true;
+    const sockets = s.bind.filter((b) => b.kind === 'unix');
+    if (sockets.length === 0) process.stdout.write(`--proxy-user: no unix: bind configured; nothing to check.\n`);
+    for (const b of sockets) {
+      const report = checkProxyAccess(proxyUser, b.path, socketPlanFromSettings(b.path, s));
+      process.stdout.write(formatProxyAccess(report));
+      accessOk &&= report.ok;
+    }
+    return accessOk ? 0 : 1;
   }
   const log = createLogger(s, { role: 'master' });
-  const arbiter = new Arbiter({ config, log, reloadConfig: () => readConfig(parsed, process.env) });
+  // Takes NOTIFY_SOCKET/WATCHDOG_* out of the environment so workers don't inherit them.
+  const notifier = createSdNotifier(process.env, log) ?? undefined;
+  const arbiter = new Arbiter({ config, log, reloadConfig: () => readConfig(parsed, process.env), notifier });
   try {
     return await arbiter.run();
   } catch (err) {

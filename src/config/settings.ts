@@ -3,6 +3,8 @@
 // reference are all derived from it (see load.ts, cli/main.ts, scripts/gen-settings-doc.ts).
 import { parseBind, type BindSpec } from '../listeners/bind-spec.js';
 import { passedSockets } from '../listeners/systemd.js';
+import { allowListEntries, compileAllowList, ALLOW_LIST_ACCEPTED } from '../proxy/trust.js';
+import { compileAccessFormat } from '../log/access-format.js';
 
 export type Section = 'Binding' | 'Workers' | 'HTTP' | 'Logging' | 'Process' | 'Proxy';
 
@@ -28,6 +30,7 @@ export interface SettingDef<N extends string = string, T = unknown> {
   readonly cliOnly?: boolean;
 }
 
+/** Thrown by parsers; a message, when there is one, says what exactly is wrong. */
 export class InvalidValue extends Error {}
 
 function def<const N extends string, T>(d: SettingDef<N, T>): SettingDef<N, T> {
@@ -107,12 +110,44 @@ function bindList(raw: unknown): BindSpec[] {
   const parsed = list((v) => {
     try {
       return parseBind(String(v));
-    } catch {
-      throw new InvalidValue();
+    } catch (err) {
+      throw new InvalidValue(err instanceof Error ? err.message : '');
     }
   })(raw);
   if (parsed.length === 0) throw new InvalidValue();
   return parsed;
+}
+
+/** PORT (Heroku-style) sets the default bind; a PORT that is not a port is an error, not ignored. */
+function portFromEnv(env: NodeJS.ProcessEnv): number {
+  const raw = env.PORT;
+  if (raw === undefined || raw.trim() === '') return 8000;
+  const port = /^\s*\d{1,5}\s*$/.test(raw) ? Number(raw) : NaN;
+  if (port >= 1 && port <= 65535) return port;
+  throw new InvalidValue(
+    `PORT is ${JSON.stringify(raw)} in the environment, which is not a TCP port (an integer from 1 to 65535). PORT sets the default bind 127.0.0.1:$PORT: fix or unset PORT, or give --bind.`,
+  );
+}
+
+/** Trusted-proxy allow lists: every entry is checked now, so a typo fails at startup. */
+function allowList(raw: unknown): string[] {
+  try {
+    const entries = allowListEntries(raw);
+    compileAllowList(entries);
+    return entries;
+  } catch {
+    throw new InvalidValue();
+  }
+}
+
+function proxyProtocolMode(raw: unknown): 'off' | 'v1' | 'v2' | 'auto' {
+  if (raw === true) return 'auto';
+  if (raw === false) return 'off';
+  const v = typeof raw === 'string' ? raw.trim().toLowerCase() : '';
+  if (v === 'off' || v === 'v1' || v === 'v2' || v === 'auto') return v;
+  if (['true', 'on', 'yes', '1'].includes(v)) return 'auto';
+  if (['false', 'no', '0'].includes(v)) return 'off';
+  throw new InvalidValue();
 }
 
 // ---- the table --------------------------------------------------------------
@@ -147,7 +182,7 @@ export const settingsTable = [
     default: (env) =>
       passedSockets(env).length > 0
         ? [parseBind('systemd')]
-        : [parseBind(`127.0.0.1:${env.PORT && /^\d+$/.test(env.PORT) ? env.PORT : '8000'}`)],
+        : [parseBind(`127.0.0.1:${portFromEnv(env)}`)],
     defaultDoc: "the sockets systemd passed, if any; else 127.0.0.1:8000 (127.0.0.1:$PORT when PORT is set)",
     accepted: 'unix:PATH, HOST:PORT, [IPv6]:PORT, fd://N, systemd or systemd:NAME; repeat the flag for several',
     parse: bindList,
@@ -320,6 +355,80 @@ export const settingsTable = [
     doc: 'Longest header field ("Name: value") in bytes; longer gets 431.',
   }),
   def({
+    name: 'limitRequestBody',
+    section: 'HTTP',
+    kind: 'value',
+    default: 0,
+    defaultDoc: '0 (off)',
+    accepted: 'an integer number of bytes from 0 (no limit) to 2^53-1',
+    parse: integer(0, Number.MAX_SAFE_INTEGER),
+    doc: 'Largest request body in bytes; larger gets 413 and the connection is closed without reading the rest (Content-Length up front, chunked bodies as they stream).',
+  }),
+  def({
+    name: 'workerConnections',
+    section: 'HTTP',
+    kind: 'value',
+    default: 1000,
+    accepted: 'an integer from 0 (no cap) to 1000000',
+    parse: integer(0, 1_000_000),
+    doc: 'Most concurrent connections per worker; past it the worker closes new connections at once (see docs/hardening.md). Keep it under the fd limit (ulimit -n).',
+  }),
+  def({
+    name: 'forwardedAllowIps',
+    section: 'Proxy',
+    kind: 'list',
+    default: ['127.0.0.1', '::1'],
+    envAliases: ['FORWARDED_ALLOW_IPS'],
+    accepted: ALLOW_LIST_ACCEPTED,
+    parse: allowList,
+    doc: 'Peers trusted to say who the client is (X-Forwarded-*, Forwarded). From anyone else those headers are ignored. See docs/proxies.md.',
+  }),
+  def({
+    name: 'forwardedAllowUnix',
+    section: 'Proxy',
+    kind: 'boolean',
+    default: true,
+    accepted: 'true or false',
+    parse: bool,
+    doc: 'Trust peers on UNIX socket binds: only processes allowed by the socket file\'s permissions can connect.',
+  }),
+  def({
+    name: 'forwardedHeader',
+    section: 'Proxy',
+    kind: 'value',
+    default: 'x-forwarded-for' as 'x-forwarded-for' | 'forwarded',
+    accepted: 'x-forwarded-for (with X-Forwarded-Proto/-Host/-Port) or forwarded (RFC 7239)',
+    parse: oneOf(['x-forwarded-for', 'forwarded']),
+    doc: 'Which headers of a trusted peer give the client address, scheme and host.',
+  }),
+  def({
+    name: 'stripUntrustedForwarded',
+    section: 'Proxy',
+    kind: 'boolean',
+    default: true,
+    accepted: 'true or false',
+    parse: bool,
+    doc: 'Remove X-Forwarded-*, Forwarded, X-Real-IP and X-Request-Id sent by an untrusted peer before the app sees the request.',
+  }),
+  def({
+    name: 'proxyProtocol',
+    section: 'Proxy',
+    kind: 'value',
+    default: 'off' as 'off' | 'v1' | 'v2' | 'auto',
+    accepted: 'off, v1, v2 or auto (either version; true means auto)',
+    parse: proxyProtocolMode,
+    doc: 'Require a PROXY protocol header (HAProxy, nginx stream, load balancers) at the start of every connection on every bind.',
+  }),
+  def({
+    name: 'proxyAllowIps',
+    section: 'Proxy',
+    kind: 'list',
+    default: ['127.0.0.1', '::1'],
+    accepted: ALLOW_LIST_ACCEPTED,
+    parse: allowList,
+    doc: 'Peers allowed to send a PROXY protocol header; others are disconnected. UNIX socket peers always are.',
+  }),
+  def({
     name: 'logLevel',
     section: 'Logging',
     kind: 'value',
@@ -354,7 +463,46 @@ export const settingsTable = [
     defaultDoc: 'off',
     accepted: 'a file path, or - for stdout',
     parse: optionalText,
-    doc: 'Where the access log goes (one JSON line per request). Off by default.',
+    doc: 'Where the access log goes (one JSON line per request, or see --access-logformat). Off by default.',
+  }),
+  def({
+    name: 'accessLogformat',
+    section: 'Logging',
+    kind: 'value',
+    default: null as string | null,
+    defaultDoc: 'empty: one JSON object per line',
+    accepted: 'a Gunicorn access log format, e.g. \'%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"\' (atoms in docs/operations.md)',
+    parse: (raw: unknown) => {
+      if (raw === null || raw === undefined || raw === '') return null;
+      if (typeof raw !== 'string') throw new InvalidValue();
+      try {
+        compileAccessFormat(raw);
+      } catch (err) {
+        throw new InvalidValue((err as Error).message);
+      }
+      return raw;
+    },
+    doc: 'Access log lines in Gunicorn\'s format-string syntax instead of JSON; `%({x-request-id}i)s` is the request id.',
+  }),
+  def({
+    name: 'metricsBind',
+    section: 'Process',
+    kind: 'value',
+    default: null as string | null,
+    defaultDoc: 'off',
+    accepted: 'HOST:PORT, [IPv6]:PORT or unix:PATH',
+    parse: (raw: unknown) => {
+      if (raw === null || raw === undefined || raw === '') return null;
+      let spec: BindSpec;
+      try {
+        spec = parseBind(String(raw));
+      } catch (err) {
+        throw new InvalidValue(err instanceof Error ? err.message : '');
+      }
+      if (spec.kind !== 'tcp' && spec.kind !== 'unix') throw new InvalidValue(`"${spec.text}": the metrics endpoint takes HOST:PORT or unix:PATH`);
+      return spec.text; // parsed again by the master (src/metrics/master-metrics.ts)
+    },
+    doc: 'Serve Prometheus metrics (GET /metrics) from the master on this address. Off by default.',
   }),
   def({
     name: 'pid',
@@ -383,6 +531,20 @@ export const settingsTable = [
     accepted: 'module specifiers, e.g. tsx',
     parse: list(text),
     doc: 'Modules preloaded in workers with `node --import` (e.g. `tsx` to run a TypeScript app).',
+  }),
+  def({
+    name: 'controlSocket',
+    section: 'Process',
+    kind: 'value',
+    default: 'auto' as string,
+    defaultDoc: 'auto: NAME.ctl next to the first UNIX bind NAME.sock (else next to the pidfile, else in $XDG_RUNTIME_DIR or /tmp)',
+    accepted: 'a socket path, auto, or off (also --no-control-socket)',
+    parse: (raw: unknown) => {
+      if (raw === false) return 'off';
+      const v = text(raw).trim();
+      return v === 'off' || v === 'false' || v === 'none' ? 'off' : v;
+    },
+    doc: 'UNIX socket (mode 0600) for `ws-proxy-kit ctl`. Only its file permissions guard it.',
   }),
   def({
     name: 'printConfig',

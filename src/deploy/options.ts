@@ -31,3 +31,15 @@ export interface DeployOptions {
   /** Largest request body nginx accepts, nginx syntax (e.g. "10m"). */
   clientMaxBodySize: string;
 }
+
+/**
+ * The directory the server itself writes to under systemd (control socket, pidfile): a
+ * subdirectory of the socket's. systemd re-owns a RuntimeDirectory= and everything in it
+ * to User= on every start, which must never reach the socket file: its group is nginx's.
+ * null when the socket is not under /run (no RuntimeDirectory= then).
+ */
+export function serverRuntimeDir(socketPath: string): string | null {
+  const dir = socketPath.slice(0, socketPath.lastIndexOf('/'));
+  if (!dir.startsWith('/run/') || dir === '/run') return null;
+  return `${dir}/server`;
+}

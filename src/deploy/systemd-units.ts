@@ -1,8 +1,8 @@
 // The systemd .socket/.service pair for one app (rendered by `init`), and the generic
 // ws-proxy-kit@.socket/.service templates in systemd/ (rendered from the same code, so a
 // test can check that the checked-in templates are current). docs/systemd.md explains them.
-import { dirname, posix } from 'node:path';
-import type { DeployOptions } from './options.js';
+import { posix } from 'node:path';
+import { serverRuntimeDir, type DeployOptions } from './options.js';
 
 export interface SystemdUnits {
   socketUnit: string;
@@ -38,11 +38,10 @@ function plain(value: string, template: boolean): string {
   return template ? value : value.replace(/%/g, '%%');
 }
 
-/** The RuntimeDirectory= for a socket under /run, or null if it lives elsewhere. */
+/** The RuntimeDirectory= (relative to /run) for a socket under /run, or null if it lives elsewhere. */
 function runtimeDirectoryOf(socketPath: string): string | null {
-  const dir = dirname(socketPath);
-  if (!dir.startsWith('/run/') || dir === '/run') return null;
-  return posix.relative('/run', dir);
+  const dir = serverRuntimeDir(socketPath);
+  return dir === null ? null : posix.relative('/run', dir);
 }
 
 function render(o: DeployOptions, names: RenderNames): { socketUnit: string; serviceUnit: string } {
@@ -114,8 +113,9 @@ TimeoutStopSec=${stopSec}
 WatchdogSec=${watchdogSec}
 Restart=on-failure
 RestartSec=1
-${runtimeDir !== null ? `# /run/${plain(runtimeDir, t)}, owned by ${plain(o.user, t)}. Kept across stops: the socket unit's file lives
-# in it, and removing it would cut nginx off until the socket unit is restarted.
+${runtimeDir !== null ? `# /run/${plain(runtimeDir, t)}, owned by ${plain(o.user, t)}: the control socket. A subdirectory on purpose:
+# systemd re-owns a RuntimeDirectory and all it holds to User= on every start, which
+# would take the socket file (group ${plain(o.proxyGroup, t)}) away from nginx.
 RuntimeDirectory=${plain(runtimeDir, t)}
 RuntimeDirectoryMode=0755
 RuntimeDirectoryPreserve=yes

@@ -68,7 +68,7 @@ export function resolveId(kind: 'user' | 'group', value: string): number {
 }
 
 /** Is something accepting connections on this socket file? */
-function probeUnixSocket(path: string): Promise<'live' | 'stale'> {
+export function probeUnixSocket(path: string): Promise<'live' | 'stale'> {
   return new Promise((resolvePromise, reject) => {
     const sock = net.connect({ path });
     const timer = setTimeout(() => {

@@ -1,6 +1,8 @@
-// The access log: one JSON line per request (fields documented in README.md, "Logs").
+// The access log: one JSON line per request (fields in docs/operations.md), or a
+// Gunicorn-style line when --access-logformat is set (access-format.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { openDestination } from './logger.js';
+import { compileAccessFormat } from './access-format.js';
 import type { RequestWithClientInfo } from '../proxy/trust.js';
 
 export interface AccessLog {
@@ -8,12 +10,18 @@ export interface AccessLog {
   flush(): void;
 }
 
-export function createAccessLog(file: string, worker: number): AccessLog {
+export function createAccessLog(file: string, worker: number, format: string | null = null): AccessLog {
   // Asynchronous and buffered: the access log is on every request's path.
   const dest = openDestination(file, 1, false);
+  const formatLine = format ? compileAccessFormat(format) : null;
   return {
     write(req, res, requestId, durationMs, wireBytes) {
       const header = (res as ServerResponse & { _header?: string | null })._header;
+      if (formatLine) {
+        const bodyBytes = Math.max(0, wireBytes - (header ? Buffer.byteLength(header) : 0));
+        dest.write(formatLine({ req, res, bodyBytes, durationMs }) + '\n');
+        return;
+      }
       const line = {
         time: new Date().toISOString(),
         // The resolved client (docs/proxies.md), not the proxy in front of us.

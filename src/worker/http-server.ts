@@ -8,6 +8,9 @@ import type { Logger } from '../log/logger.js';
 import type { Settings } from '../config/settings.js';
 import type { LoadedApp } from './app.js';
 import type { AccessLog } from '../log/access.js';
+import type { WorkerMetrics } from '../metrics/worker-metrics.js';
+import { ForwardedTrust, compileAllowList, type RequestWithClientInfo } from '../proxy/trust.js';
+import { ProxyProtocolAcceptor, isUnixListener, peerOf } from '../proxy/proxy-protocol.js';
 import { clientErrorStatus, guardBody, rawErrorResponse, refuse, requestCheckStatus } from './request-checks.js';
 
 export interface ServeStats {
@@ -33,6 +36,16 @@ export class HttpWorker {
   /** Responses in progress: when draining, those not yet started are told to close. */
   private readonly active = new Set<ServerResponse>();
   private readonly headersTimeoutMs: number;
+  /** Trusted proxies (docs/proxies.md). */
+  private readonly trust: ForwardedTrust;
+  private readonly unixSockets = new WeakSet<Socket>();
+  private readonly proxyAcceptors: ProxyProtocolAcceptor[] = [];
+
+  /** preRequest / postRequest server hooks; undefined (free) unless the config defines them. */
+  preRequest?: (req: IncomingMessage) => void;
+  postRequest?: (req: IncomingMessage, res: ServerResponse) => void;
+  /** Request metrics (--metrics-bind); undefined, and so free, when metrics are off. */
+  metrics?: WorkerMetrics;
 
   constructor(
     private readonly settings: Settings,
@@ -41,10 +54,11 @@ export class HttpWorker {
     private readonly access: AccessLog | null,
   ) {
     this.headersTimeoutMs = settings.headersTimeout * 1000;
+    this.trust = new ForwardedTrust(settings);
   }
 
   /** Creates one server per fd and starts accepting. Resolves when all listen. */
-  async listen(listeners: { fd: number; address: string }[]): Promise<void> {
+  async listen(listeners: { fd: number; address: string; unix?: boolean }[]): Promise<void> {
     const s = this.settings;
     const checkInterval = Math.max(250, Math.min(30_000, (Math.min(s.headersTimeout, s.requestTimeout || Infinity) * 1000) / 4));
     for (const l of listeners) {
@@ -65,13 +79,22 @@ export class HttpWorker {
       if (s.keepAlive === 0) server.keepAliveTimeout = 1; // closes right after the response
       server.on('request', (req, res) => this.onRequest(req, res));
       server.on('connection', (sock: Socket) => this.onConnection(sock));
+      // Trusted proxies: remember which connections came over a UNIX socket (they have no address).
+      let unixListener = Boolean(l.unix);
+      server.on('connection', (sock: Socket) => unixListener && this.unixSockets.add(sock));
       server.on('clientError', (err: NodeJS.ErrnoException, sock: Duplex) => this.onClientError(err, sock));
       if (this.app.upgrade) {
         const upgrade = this.app.upgrade;
         server.on('upgrade', (req: IncomingMessage, sock: Duplex, head: Buffer) => {
+          const refused = requestCheckStatus(req);
+          if (refused) {
+            sock.end(rawErrorResponse(refused));
+            return;
+          }
           this.upgraded.add(sock);
           sock.once('close', () => this.upgraded.delete(sock));
           try {
+            this.resolveClient(req);
             upgrade(req, sock, head);
           } catch (err) {
             this.log.error({ err, url: req.url }, 'app error in upgrade handler');
@@ -79,9 +102,15 @@ export class HttpWorker {
           }
         });
       }
+      if (s.proxyProtocol !== 'off') {
+        unixListener = await this.listenProxyProtocol(server, l);
+        this.servers.push(server);
+        continue;
+      }
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen({ fd: l.fd, backlog: s.backlog }, () => {
+          unixListener ||= isUnixListener(server);
           server.off('error', reject);
           server.on('error', (err) => this.log.error({ err, address: l.address }, 'server error'));
           resolve();
@@ -89,6 +118,37 @@ export class HttpWorker {
       });
       this.servers.push(server);
     }
+  }
+
+  /**
+   * PROXY protocol: our own net.Server accepts on the fd and reads the header, then node:http
+   * gets the socket. Resolves whether the bind is a UNIX socket.
+   */
+  private async listenProxyProtocol(server: http.Server, l: { fd: number; address: string; unix?: boolean }): Promise<boolean> {
+    const s = this.settings;
+    const acceptor = new ProxyProtocolAcceptor({
+      mode: s.proxyProtocol as Exclude<typeof s.proxyProtocol, 'off'>,
+      allow: compileAllowList(s.proxyAllowIps),
+      unixListener: Boolean(l.unix),
+      timeoutMs: this.headersTimeoutMs,
+      log: this.log,
+      onReady: (sock) => server.emit('connection', sock),
+    });
+    if (s.workerConnections) acceptor.server.maxConnections = s.workerConnections;
+    await acceptor.listen(l.fd, s.backlog);
+    // node:http starts tracking connections (header/request timeouts, closing idle ones) on
+    // 'listening'; this server never listens itself, so it is told.
+    server.emit('listening');
+    this.proxyAcceptors.push(acceptor);
+    return isUnixListener(acceptor.server) || Boolean(l.unix);
+  }
+
+  /** Trusted proxies (docs/proxies.md): who the client is, decided before anything reads headers. */
+  private resolveClient(req: IncomingMessage): void {
+    const peer = peerOf(req.socket, this.unixSockets.has(req.socket));
+    const clientInfo = this.trust.resolve(req, peer, (removed) => this.log.debug({ removed, peer: peer.address ?? 'unix' }, 'forwarding headers from an untrusted peer removed'));
+    (req as RequestWithClientInfo).clientInfo = clientInfo;
+    if (!clientInfo.trusted) delete req.headers['x-request-id']; // only a trusted proxy names the request
   }
 
   private onConnection(sock: Socket): void {
@@ -99,7 +159,8 @@ export class HttpWorker {
   private onClientError(err: NodeJS.ErrnoException, sock: Duplex): void {
     // Malformed requests and timeouts: answer when we still can, then close. The app never sees them.
     this.log.debug({ code: err.code, reason: err.message }, 'bad request from client');
-    if (!sock.writable || (sock as Socket & { _httpMessage?: unknown })._httpMessage) {
+    // Mid-body errors (bad chunk): the app has the request; if its response has not started, answer like node does.
+    if (!sock.writable || (sock as Socket & { _httpMessage?: ServerResponse })._httpMessage?.headersSent) {
       sock.destroy();
       return;
     }
@@ -132,6 +193,7 @@ export class HttpWorker {
     stats.requests++;
     stats.inflight++;
     const start = performance.now();
+    this.resolveClient(req);
     let requestId = req.headers['x-request-id'];
     if (typeof requestId !== 'string' || requestId === '' || requestId.length > 200) {
       requestId = randomUUID();
@@ -141,6 +203,8 @@ export class HttpWorker {
     const written = sock.bytesWritten;
     res.once('close', () => {
       stats.inflight--;
+      if (this.postRequest) this.postRequest(req, res);
+      if (this.metrics) this.metrics.observe(req.method, res.statusCode, performance.now() - start);
       if (this.access) this.access.write(req, res, requestId as string, performance.now() - start, sock.bytesWritten - written);
       this.active.delete(res);
     });
@@ -161,6 +225,7 @@ export class HttpWorker {
       return;
     }
     guardBody(req, res, this.settings.limitRequestBody, (what) => this.log.debug({ requestId, what }, 'request refused while reading its body'));
+    if (this.preRequest) this.preRequest(req);
     const handler = this.app.request;
     if (!handler) {
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
@@ -202,6 +267,7 @@ export class HttpWorker {
     for (const res of this.active) if (!res.headersSent) res.shouldKeepAlive = false;
     // net.Server's close, not http.Server's: the latter also drops idle keep-alive sockets.
     const closed = this.servers.map((s) => new Promise<void>((resolve) => net.Server.prototype.close.call(s, () => resolve())));
+    closed.push(...this.proxyAcceptors.map((a) => a.close())); // PROXY protocol binds: the acceptor counts the connections
     return Promise.all(closed).then(() => undefined);
   }
 
@@ -213,5 +279,6 @@ export class HttpWorker {
       s.closeAllConnections();
     }
     for (const sock of this.upgraded) sock.destroy();
+    for (const a of this.proxyAcceptors) a.destroyPending();
   }
 }

@@ -3,6 +3,7 @@
 import { BOOT_ENV, EXIT_BOOT_ERROR, type MasterMessage, type WorkerBoot, type WorkerMessage } from '../protocol.js';
 import { createLogger, errorInfo, flushLogs, reopenLogFiles, type Logger } from '../log/logger.js';
 import { createAccessLog, type AccessLog } from '../log/access.js';
+import { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { loadApp } from './app.js';
 import { HttpWorker } from './http-server.js';
 import { configFileLayer } from '../config/load.js';
@@ -47,9 +48,11 @@ function drain(reason: string, code = 0): void {
     http!.closeAll();
     exit(code);
   }, settings.gracefulTimeout * 1000);
-  void http.drain().then(() => {
+  void http.drain().then(async () => {
     clearTimeout(deadline);
     log.info('worker stopped');
+    // Metrics: the final counts, so the master's totals include this worker's last requests.
+    if (http!.metrics) await send(heartbeat(0));
     exit(code);
   });
 }
@@ -106,8 +109,9 @@ try {
   if (boot.configPath) hooks = (await configFileLayer(boot.configPath)).hooks;
   await runHook(hooks, 'postFork', log, workerView);
   const app = await loadApp(settings.app!, process.cwd(), (err) => log.error({ err }, 'app error in fetch handler: answered 500'));
-  access = settings.accessLogfile ? createAccessLog(settings.accessLogfile, boot.index) : null;
+  access = settings.accessLogfile ? createAccessLog(settings.accessLogfile, boot.index, settings.accessLogformat) : null;
   http = new HttpWorker(settings, app, log, access);
+  if (settings.metricsBind) http.metrics = new WorkerMetrics();
   if (hooks.preRequest) http.preRequest = (req) => callHookSync('preRequest', req);
   if (hooks.postRequest) http.postRequest = (req, res) => callHookSync('postRequest', req, res);
   await runHook(hooks, 'postWorkerInit', log, workerView);
@@ -126,11 +130,29 @@ try {
   exit(EXIT_BOOT_ERROR);
 }
 
+/** The heartbeat message: stats, CPU time, and the metrics snapshot when --metrics-bind is set. */
+function heartbeat(rss: number): WorkerMessage {
+  const cpu = process.cpuUsage();
+  const stats = http!.stats;
+  return { type: 'heartbeat', ...stats, rss, cpuSeconds: (cpu.user + cpu.system) / 1e6, metrics: http!.metrics?.snapshot(stats) };
+}
+
+let atFdLimit = false;
 const heartbeatMs = Math.max(100, Math.min(1000, (settings.timeout * 1000) / 4 || 1000));
 let askedToRetire = false;
 setInterval(() => {
   if (!http) return;
-  void send({ type: 'heartbeat', ...http.stats, rss: process.memoryUsage.rss() });
+  let rss = 0;
+  try {
+    rss = process.memoryUsage.rss();
+    atFdLimit = false;
+  } catch (err) {
+    // EMFILE (it reads /proc): a missed figure, not a crash. libuv then closes the connections
+    // it cannot accept without telling node, so this is where the fd limit becomes visible.
+    if (!atFdLimit) log.warn({ code: (err as NodeJS.ErrnoException).code, connections: http.stats.connections }, 'at the open-file limit: new connections are closed unserved; raise `ulimit -n` (LimitNOFILE=) or lower --worker-connections');
+    atFdLimit = true;
+  }
+  void send(heartbeat(rss));
   // max-requests: the arbiter starts our replacement and retires us once it is ready,
   // so recycling drops nothing. Checked with the heartbeat: off the request path.
   if (boot.maxRequests > 0 && !askedToRetire && !exiting && http.stats.requests >= boot.maxRequests) {

@@ -1,0 +1,116 @@
+// Load generators: autocannon straight on the UNIX socket, wrk through nginx.
+import autocannon from 'autocannon';
+import net from 'node:net';
+import { start } from './procs.js';
+
+export type Shape = 'keepalive' | 'churn' | 'slow';
+export const SHAPES: Shape[] = ['keepalive', 'churn', 'slow'];
+
+/** Connections and path per shape (same numbers on both paths). */
+export const SHAPE_LOAD: Record<Shape, { connections: number; path: string; closeEach: boolean }> = {
+  keepalive: { connections: 64, path: '/', closeEach: false },
+  churn: { connections: 32, path: '/', closeEach: true },
+  slow: { connections: 256, path: '/slow', closeEach: false },
+};
+
+export interface LoadResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  requests: number;
+}
+
+/** Straight on the socket: autocannon, except churn (autocannon counts every server close as an error). */
+export async function autocannonLoad(socketPath: string, shape: Shape, durationS: number): Promise<LoadResult> {
+  const load = SHAPE_LOAD[shape];
+  if (load.closeEach) return churnLoad(socketPath, load.connections, load.path, durationS);
+  const result = await autocannon({
+    url: `http://localhost${load.path}`,
+    socketPath,
+    connections: load.connections,
+    duration: durationS,
+    headers: load.closeEach ? { connection: 'close' } : {},
+    timeout: 10,
+  });
+  return {
+    rps: result.requests.total / durationS,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.errors + result.timeouts + result.non2xx,
+    requests: result.requests.total,
+  };
+}
+
+/** wrk (one thread per core) against nginx; churn goes to nginx's server without upstream keepalive. */
+export async function wrkLoad(url: string, shape: Shape, durationS: number, threads: number): Promise<LoadResult> {
+  const load = SHAPE_LOAD[shape];
+  const p = start('wrk', 'wrk', [`-t${threads}`, `-c${load.connections}`, `-d${durationS}s`, '--timeout', '10s', '--latency', `${url}${load.path}`]);
+  await p.exited;
+  if (p.child.exitCode !== 0) throw new Error(`wrk failed (exit ${p.child.exitCode}):\n${p.text}`);
+  return parseWrk(p.text, durationS);
+}
+
+function toMs(value: string, unit: string): number {
+  const n = Number(value);
+  return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n;
+}
+
+export function parseWrk(text: string, durationS: number): LoadResult {
+  const pct = (p: string) => {
+    const m = new RegExp(`^\\s*${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(text);
+    return m ? toMs(m[1]!, m[2]!) : NaN;
+  };
+  const total = /(\d+) requests in ([\d.]+)(us|ms|s|m)/.exec(text);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(text);
+  const requests = total ? Number(total[1]) : 0;
+  const seconds = total ? toMs(total[2]!, total[3]!) / 1000 : durationS;
+  // wrk counts a peer closing an idle keep-alive connection as a read error; those are not failed requests,
+  // but we report them: behind nginx there should be none.
+  const errors = (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0) + (non2xx ? Number(non2xx[1]) : 0);
+  return { rps: requests / seconds, p50: pct('50'), p99: pct('99'), errors, requests };
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
+}
+
+/**
+ * Connection churn: `concurrency` loops, each opening a connection, sending one request with
+ * `Connection: close`, reading the response to the server's close, and starting over.
+ * Latency is from connect() to the response's last byte.
+ */
+export function churnLoad(socketPath: string, concurrency: number, path: string, durationS: number): Promise<LoadResult> {
+  const request = `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`;
+  const latencies: number[] = [];
+  let errors = 0;
+  const t0 = performance.now();
+  const end = t0 + durationS * 1000;
+  const one = (): Promise<void> =>
+    new Promise((resolve) => {
+      const started = performance.now();
+      const sock = net.connect(socketPath);
+      let head = '';
+      sock.setEncoding('latin1');
+      sock.on('connect', () => sock.write(request));
+      sock.on('data', (d: string) => {
+        if (head.length < 16) head += d;
+      });
+      sock.setTimeout(10_000, () => sock.destroy(new Error('timeout')));
+      sock.on('error', () => {});
+      sock.on('close', (hadError) => {
+        if (!hadError && head.startsWith('HTTP/1.1 200')) latencies.push(performance.now() - started);
+        else errors++;
+        resolve();
+      });
+    });
+  const loop = async () => {
+    while (performance.now() < end) await one();
+  };
+  return Promise.all(Array.from({ length: concurrency }, loop)).then(() => {
+    const seconds = (performance.now() - t0) / 1000;
+    latencies.sort((a, b) => a - b);
+    return { rps: latencies.length / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors, requests: latencies.length };
+  });
+}

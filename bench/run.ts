@@ -1,0 +1,255 @@
+// The side-by-side benchmark (issue 10): the same hello app on raw node:http, node:cluster
+// (both policies), PM2, ws-proxy-kit and Gunicorn, loaded on the UNIX socket and through
+// nginx, in interleaved rounds. Usage: npm run bench -- [--duration 2] [--rounds 3] [--json]
+import { parseArgs } from 'node:util';
+import { mkdtempSync, rmSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir, availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { ENGINES, EXTRA_ENGINES, type RunningEngine } from './engines.js';
+import { autocannonLoad, wrkLoad, SHAPES, SHAPE_LOAD, type Shape, type LoadResult } from './load.js';
+import { startNginx, type NginxFront } from './nginx.js';
+import { cpuTicks, rssBytes, stopAll, CLOCK_TICKS } from './procs.js';
+import { addRatios, summarize, markdown, median, type Cell, type EngineInfo, type Path } from './report.js';
+
+const { values: opts } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '2' },
+    rounds: { type: 'string', default: '3' },
+    workers: { type: 'string', default: '2' },
+    engines: { type: 'string', default: ENGINES.map((e) => e.name).join(',') },
+    paths: { type: 'string', default: 'socket,nginx' },
+    shapes: { type: 'string', default: SHAPES.join(',') },
+    reloads: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '1' },
+    json: { type: 'boolean', default: false },
+    tmpdir: { type: 'string', default: tmpdir() },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (opts.help) {
+  console.log(`usage: npm run bench -- [options]
+  --duration S     seconds of load per cell (default 2)
+  --rounds N       interleaved rounds; medians are reported (default 3)
+  --workers N      workers for every pooled engine (default 2)
+  --engines LIST   subset of ${ENGINES.map((e) => e.name).join(',')}
+                   (experiments, only when named: ${EXTRA_ENGINES.map((e) => e.name).join(',')})
+  --paths LIST     socket,nginx
+  --shapes LIST    ${SHAPES.join(',')}
+  --reloads N      HUP reloads to time per engine that has one (default 3; 0 skips)
+  --warmup S       seconds of keep-alive load per engine before the rounds (default 1; 0 skips)
+  --json           print JSON (with the markdown table in "markdown") instead of markdown
+  --tmpdir DIR     where the temporary directory for sockets and nginx goes (default the OS's)`);
+  process.exit(0);
+}
+
+const durationS = Number(opts.duration);
+const rounds = Number(opts.rounds);
+const workers = Number(opts.workers);
+const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+const paths = list(opts.paths) as Path[];
+const shapes = list(opts.shapes) as Shape[];
+for (const s of shapes) if (!SHAPES.includes(s)) throw new Error(`unknown shape ${s}: use ${SHAPES.join(', ')}`);
+for (const p of paths) if (p !== 'socket' && p !== 'nginx') throw new Error(`unknown path ${p}: use socket, nginx`);
+const wanted = list(opts.engines);
+const ALL_ENGINES = [...ENGINES, ...EXTRA_ENGINES];
+for (const name of wanted) if (!ALL_ENGINES.some((e) => e.name === name)) throw new Error(`unknown engine ${name}: use ${ALL_ENGINES.map((e) => e.name).join(', ')}`);
+
+const progress = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const dir = mkdtempSync(join(opts.tmpdir, 'wspk-bench-'));
+const running: RunningEngine[] = [];
+let nginx: NginxFront | null = null;
+
+async function teardown(): Promise<void> {
+  for (const e of running.splice(0)) {
+    try {
+      await e.stop();
+    } catch (err) {
+      progress(`stopping ${e.name}: ${String(err)}`);
+    }
+  }
+  if (nginx) await nginx.stop().catch(() => {});
+  nginx = null;
+  await stopAll();
+  rmSync(dir, { recursive: true, force: true });
+}
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    progress(`${sig}: stopping everything`);
+    void teardown().finally(() => process.exit(130));
+  });
+}
+
+function workerCounts(e: RunningEngine): Map<number, { requests: number; connections: number }> {
+  const out = new Map<number, { requests: number; connections: number }>();
+  for (const f of readdirSync(e.statsDir)) {
+    try {
+      const s = JSON.parse(readFileSync(join(e.statsDir, f), 'utf8')) as { pid: number; requests: number; connections: number };
+      out.set(s.pid, s);
+    } catch {
+      // being written: the next read has it
+    }
+  }
+  return out;
+}
+
+async function measureCell(round: number, path: Path, shape: Shape, e: RunningEngine): Promise<Cell> {
+  const workerPids = e.workers();
+  const before = workerCounts(e);
+  const ticks0 = new Map([...workerPids, ...(e.master ? [e.master] : [])].map((p) => [p, cpuTicks(p)]));
+  const t0 = performance.now();
+  let load: LoadResult;
+  if (path === 'socket') load = await autocannonLoad(e.socket, shape, durationS);
+  else load = await wrkLoad(nginx!.url(e.name, shape), shape, durationS, availableParallelism());
+  const wallS = (performance.now() - t0) / 1000;
+  const delta = (pid: number) => cpuTicks(pid) - (ticks0.get(pid) ?? 0);
+  const masterTicks = e.master ? delta(e.master) : null;
+  const workerTicks = workerPids.reduce((a, p) => a + delta(p), 0);
+  await sleep(300); // the app writes its counts every 100 ms
+  const after = workerCounts(e);
+  const per = workerPids.map((pid) => ({
+    requests: (after.get(pid)?.requests ?? 0) - (before.get(pid)?.requests ?? 0),
+    connections: (after.get(pid)?.connections ?? 0) - (before.get(pid)?.connections ?? 0),
+  }));
+  per.sort((a, b) => b.requests - a.requests);
+  const served = per.map((p) => p.requests);
+  return {
+    round,
+    path,
+    shape,
+    engine: e.name,
+    ...load,
+    workerRequests: served,
+    workerConnections: per.map((p) => p.connections),
+    // null when the engine reported no counts (or one process): nothing to compare.
+    fairness: served.length > 1 && served[0]! > 0 ? served[0]! / served[served.length - 1]! : null,
+    masterCpuShare: masterTicks === null ? null : masterTicks / Math.max(1, masterTicks + workerTicks),
+    masterCpuMachine: masterTicks === null ? null : masterTicks / CLOCK_TICKS / (wallS * availableParallelism()),
+    // CPU the server spent per request: unlike req/s, barely moved by other load on the machine.
+    cpuUsPerRequest: load.requests > 0 ? (((masterTicks ?? 0) + workerTicks) / CLOCK_TICKS / load.requests) * 1e6 : NaN,
+  };
+}
+
+/** The first line of the error and the last line of the server's output. */
+function startFailure(err: unknown): string {
+  const lines = String((err as Error).message ?? err).trim().split('\n');
+  return (lines.length > 1 ? `${lines[0]} ${lines.at(-1)}` : lines[0]!).slice(0, 400);
+}
+
+async function main(): Promise<void> {
+  const skipped: { engine: string; reason: string }[] = [];
+  if (paths.includes('nginx')) {
+    for (const [cmd, pkg] of [['nginx', 'nginx'], ['wrk', 'wrk']] as const) {
+      if (spawnSync(cmd, ['-v'], { stdio: 'ignore' }).error) throw new Error(`${cmd} is not installed: apt-get install -y ${pkg}, or run with --paths socket`);
+    }
+  }
+  const infos: EngineInfo[] = [];
+  for (const engine of ALL_ENGINES.filter((e) => wanted.includes(e.name))) {
+    const reason = engine.missing();
+    if (reason) {
+      skipped.push({ engine: engine.name, reason });
+      progress(`skip ${engine.name}: ${reason}`);
+      continue;
+    }
+    try {
+      progress(`starting ${engine.name}`);
+      const r = await engine.start({ dir, workers });
+      running.push(r);
+      infos.push({
+        engine: r.name,
+        readyMs: r.readyMs,
+        idleWorkerRssMB: r.workers().map((p) => rssBytes(p) / 2 ** 20),
+        idleMasterRssMB: r.master ? rssBytes(r.master) / 2 ** 20 : null,
+        masterRssMB: null,
+        workerRssMB: [],
+        reloadMs: [],
+        pids: [],
+      });
+    } catch (err) {
+      skipped.push({ engine: engine.name, reason: `could not start: ${startFailure(err)}` });
+      progress(`skip ${engine.name}: ${String(err)}`);
+    }
+  }
+  if (running.length === 0) throw new Error('no engine could run');
+  if (paths.includes('nginx')) nginx = await startNginx(dir, running.map((e) => ({ name: e.name, socket: e.socket })), availableParallelism());
+
+  if (Number(opts.warmup) > 0) {
+    for (const e of running) {
+      progress(`warm-up ${e.name}`);
+      await autocannonLoad(e.socket, 'keepalive', Number(opts.warmup));
+    }
+  }
+
+  const cells: Cell[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    for (const path of paths) {
+      for (const shape of shapes) {
+        for (const e of running) {
+          const cell = await measureCell(round, path, shape, e);
+          progress(`round ${round} ${path} ${shape} ${e.name}: ${Math.round(cell.rps)} req/s, p99 ${cell.p99.toFixed(2)} ms, errors ${cell.errors}, workers ${cell.workerRequests.join('/')}`);
+          cells.push(cell);
+        }
+      }
+    }
+  }
+
+  for (const e of running) {
+    const info = infos.find((i) => i.engine === e.name)!;
+    info.masterRssMB = e.master ? rssBytes(e.master) / 2 ** 20 : null;
+    info.workerRssMB = e.workers().map((p) => rssBytes(p) / 2 ** 20);
+    info.pids = [...(e.master ? [e.master] : []), ...e.workers()];
+    if (e.reload) {
+      for (let i = 0; i < Number(opts.reloads); i++) {
+        try {
+          info.reloadMs.push(await e.reload());
+          progress(`reload ${e.name}: ${Math.round(info.reloadMs.at(-1)!)} ms`);
+        } catch (err) {
+          info.reloadError = startFailure(err);
+          progress(`reload ${e.name} failed: ${info.reloadError}`);
+          break;
+        }
+      }
+    }
+  }
+
+  addRatios(cells);
+  const rows = summarize(cells);
+  const meta = {
+    duration: `${durationS}s`,
+    rounds,
+    workers,
+    cpus: availableParallelism(),
+    node: process.version,
+    connections: shapes.map((s) => `${s}:${SHAPE_LOAD[s].connections}`).join(' '),
+  };
+  for (const e of running) {
+    const info = infos.find((i) => i.engine === e.name)!;
+    info.pids = [...new Set([...info.pids, ...(e.master ? [e.master] : []), ...e.workers()])];
+  }
+  if (opts.json) {
+    console.log(JSON.stringify({ meta, rows, engines: infos, skipped, cells, markdown: markdown(rows, infos, skipped, meta) }, null, 2));
+  } else {
+    console.log(markdown(rows, infos, skipped, meta));
+    const fairCells = cells.filter((c) => c.path === 'nginx' && c.shape === 'keepalive' && c.workerRequests.length > 1);
+    if (fairCells.length) {
+      console.log('Requests (connections) per worker, nginx keep-alive, each round:');
+      for (const c of fairCells) console.log(`- round ${c.round} ${c.engine}: ${c.workerRequests.map((r, i) => `${r} (${c.workerConnections[i]})`).join(' / ')}`);
+    }
+    const reloads = infos.filter((i) => i.reloadMs.length);
+    if (reloads.length) console.log(`\nReloads: ${reloads.map((i) => `${i.engine} median ${Math.round(median(i.reloadMs))} ms of ${i.reloadMs.map((x) => Math.round(x)).join(', ')}`).join('; ')}`);
+  }
+}
+
+let failed = false;
+try {
+  await main();
+} catch (err) {
+  failed = true;
+  console.error(err instanceof Error ? err.message : err);
+} finally {
+  await teardown();
+}
+process.exit(failed ? 1 : 0);

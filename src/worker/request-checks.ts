@@ -1,0 +1,256 @@
+// Request checks that node:http's parser (llhttp) does not make, run on every request
+// before the app sees it. Each closes a gap where RFC 9110/9112 forbid a request, or where
+// a proxy in front of us could read the request differently from us (request smuggling,
+// host confusion). What node already rejects itself is listed in docs/hardening.md.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** The parts of a request the checks read (an IncomingMessage has them all). */
+export interface RequestHead {
+  method?: string;
+  url?: string;
+  httpVersionMajor: number;
+  httpVersionMinor: number;
+  rawHeaders: string[];
+}
+
+/**
+ * Fields that may appear once: their grammar has no list form, and node:http keeps the
+ * first copy and drops the others while a proxy may have used the last (RFC 9110 5.3).
+ * Content-Length and Transfer-Encoding duplicates node rejects itself.
+ */
+const SINGLETONS = new Set([
+  'host',
+  'content-length',
+  'content-type',
+  'authorization',
+  'proxy-authorization',
+  'user-agent',
+  'referer',
+  'from',
+  'if-modified-since',
+  'if-unmodified-since',
+  'if-range',
+  'max-forwards',
+  'range',
+]);
+
+// RFC 3986 host: IP-literal / IPv4address / reg-name, then an optional port.
+const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
+
+/**
+ * 0 when the request may go to the app, else the status to answer (the connection is
+ * then closed): 400 malformed or ambiguous, 413 body over the limit, 501 a transfer coding
+ * we do not implement, 505 a protocol version we do not serve.
+ */
+export function requestCheckStatus(req: RequestHead, limitRequestBody = 0): number {
+  // node parses HTTP/0.9 ("GET /") and HTTP/2.0 request lines and hands them over as such.
+  if (req.httpVersionMajor !== 1) return 505;
+  const http10 = req.httpVersionMinor === 0;
+
+  const raw = req.rawHeaders;
+  const seen = new Set<string>();
+  let host: string | undefined;
+  let transferEncoding: string | undefined;
+  let contentLength: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (SINGLETONS.has(name)) {
+      if (seen.has(name)) return 400;
+      seen.add(name);
+    }
+    if (name === 'host') host = raw[i + 1]!;
+    else if (name === 'content-length') contentLength = raw[i + 1]!;
+    else if (name === 'transfer-encoding') transferEncoding = transferEncoding === undefined ? raw[i + 1]! : `${transferEncoding},${raw[i + 1]!}`;
+  }
+
+  if (transferEncoding !== undefined) {
+    // RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing (1.0 proxies ignore it).
+    if (http10) return 400;
+    const codings = transferEncoding
+      .split(',')
+      .map((c) => c.trim().toLowerCase())
+      .filter((c) => c !== '');
+    if (codings.length === 0) return 400;
+    // node accepts "gzip, chunked" and hands the app a still-gzipped body: we implement only chunked.
+    if (codings.some((c) => c !== 'chunked')) return 501;
+    if (codings.length > 1) return 400;
+  }
+  if (contentLength !== undefined && limitRequestBody > 0 && Number(contentLength) > limitRequestBody) return 413;
+
+  if (host !== undefined && !HOST_RE.test(host)) return 400;
+  return targetStatus(req.method ?? '', req.url ?? '', host);
+}
+
+/** Request-target forms (RFC 9112 3.2) and whether this method may use them. */
+function targetStatus(method: string, url: string, host: string | undefined): number {
+  if (url === '*') return method === 'OPTIONS' ? 0 : 400;
+  // A fragment is never part of a request-target.
+  if (url.includes('#')) return 400;
+  if (url.startsWith('/')) return 0;
+  // absolute-form: node passes any scheme and authority; the Host header then disagrees
+  // with what the proxy routed on. Accept http(s) whose authority is the Host field.
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?]*)/.exec(url);
+  if (!m) return 400;
+  const scheme = m[1]!.toLowerCase();
+  const authority = m[2]!;
+  if (scheme !== 'http' && scheme !== 'https') return 400;
+  if (authority === '' || authority.includes('@')) return 400;
+  if (host === undefined || host.toLowerCase() !== authority.toLowerCase()) return 400;
+  return 0;
+}
+
+/**
+ * Fields a sender must not put in trailers (RFC 9110 6.5.1): framing, routing, request
+ * modifiers, authentication and content metadata. node hands trailers to the app as sent.
+ */
+const FORBIDDEN_TRAILERS = new Set([
+  'transfer-encoding',
+  'content-length',
+  'host',
+  'te',
+  'trailer',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'expect',
+  'max-forwards',
+  'cache-control',
+  'pragma',
+  'range',
+  'if-match',
+  'if-none-match',
+  'if-modified-since',
+  'if-unmodified-since',
+  'if-range',
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'set-cookie',
+  'content-type',
+  'content-encoding',
+  'content-range',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-real-ip',
+]);
+
+/** Names of the forbidden fields in a rawTrailers array (empty when all are allowed). */
+export function forbiddenTrailers(rawTrailers: readonly string[]): string[] {
+  const bad: string[] = [];
+  for (let i = 0; i < rawTrailers.length; i += 2) if (FORBIDDEN_TRAILERS.has(rawTrailers[i]!.toLowerCase())) bad.push(rawTrailers[i]!);
+  return bad;
+}
+
+/**
+ * Watches a request's body as it streams: counts bytes against limitRequestBody (chunked
+ * bodies have no Content-Length to check up front) and drops trailer fields that must not
+ * be trailers before the app reads them. Call before the app runs, so this runs first.
+ */
+export function guardBody(req: IncomingMessage, res: ServerResponse, limitRequestBody: number, onViolation: (what: string) => void): void {
+  // Content-Length bodies were checked up front and cannot carry trailers.
+  if (req.headers['transfer-encoding'] === undefined) return;
+  let received = 0;
+  let over = false;
+  const push = req.push.bind(req);
+  req.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+    if (over) return false;
+    if (chunk === null) {
+      stripTrailers(req, res, onViolation);
+      return push(chunk, encoding);
+    }
+    received += (chunk as Buffer).length;
+    if (limitRequestBody > 0 && received > limitRequestBody) {
+      over = true;
+      onViolation('body over --limit-request-body');
+      refuse(res, 413);
+      return false;
+    }
+    return push(chunk, encoding);
+  };
+}
+
+function stripTrailers(req: IncomingMessage, res: ServerResponse, onViolation: (what: string) => void): void {
+  const raw = req.rawTrailers;
+  if (!raw || raw.length === 0) return;
+  const bad = forbiddenTrailers(raw);
+  if (bad.length === 0) return;
+  // node builds req.trailers lazily from rawTrailers and a count it keeps: build it now,
+  // then remove the fields from both views.
+  const trailers = req.trailers;
+  for (const name of bad) delete trailers[name.toLowerCase()];
+  for (let i = raw.length - 2; i >= 0; i -= 2) if (FORBIDDEN_TRAILERS.has(raw[i]!.toLowerCase())) raw.splice(i, 2);
+  // A client that sends these is broken or probing: no more requests on this connection.
+  res.shouldKeepAlive = false;
+  onViolation(`forbidden trailer fields dropped: ${bad.join(', ')}`);
+}
+
+const REASON: Record<number, string> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  413: 'Content Too Large',
+  414: 'URI Too Long',
+  431: 'Request Header Fields Too Large',
+  501: 'Not Implemented',
+  505: 'HTTP Version Not Supported',
+};
+
+/** Milliseconds a refused connection stays open after our answer, so the client can read it. */
+const LINGER_MS = 2000;
+
+/**
+ * Answers `status` and closes the connection without reading the rest of the request
+ * (a body nobody will use). If the response has started, only closing is left.
+ */
+export function refuse(res: ServerResponse, status: number): void {
+  const sock = res.socket;
+  if (res.headersSent || !sock) {
+    sock?.destroy();
+    return;
+  }
+  res.shouldKeepAlive = false;
+  res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' });
+  res.end(`${REASON[status] ?? 'Error'}\n`, () => {
+    // Stop reading what is left of the request; give the client a moment to read our
+    // answer (closing with unread data sends a reset that can destroy it), then close.
+    sock.pause();
+    const timer = setTimeout(() => sock.destroy(), LINGER_MS);
+    timer.unref();
+    sock.once('close', () => clearTimeout(timer));
+  });
+}
+
+/** Status for a node:http clientError code (a request node refused before the app). */
+export function clientErrorStatus(err: NodeJS.ErrnoException & { reason?: string; rawPacket?: Buffer; bytesParsed?: number }): number {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      // No line break before the point of overflow: still in the request line, so the target
+      // is what is too long. (A single header longer than a read chunk would also look so.)
+      return err.rawPacket && !err.rawPacket.subarray(0, err.bytesParsed ?? err.rawPacket.length).includes(10) ? 414 : 431;
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'HPE_HEADER_TIMEOUT':
+      return 408;
+    case 'HPE_INVALID_VERSION':
+      // "HTTP/1.2", "HTTP/3.0": well formed, not ours. "HTTP/1.x" or a bad line end: malformed.
+      return /invalid (http|major) version/i.test(err.reason ?? err.message) ? 505 : 400;
+    case 'HPE_PAUSED_H2_UPGRADE':
+      return 505; // the HTTP/2 connection preface
+    case 'HPE_INVALID_METHOD':
+      // A well-formed method token node does not know is 501 (RFC 9110 9.1); garbage is 400.
+      return err.rawPacket && /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ /.test(err.rawPacket.toString('latin1', 0, 64)) ? 501 : 400;
+    case 'HPE_INVALID_TRANSFER_ENCODING':
+      // "Request has invalid `Transfer-Encoding`": a coding other than chunked (gzip, identity).
+      return /^request has invalid/i.test(err.reason ?? err.message) ? 501 : 400;
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return 413;
+    default:
+      return 400;
+  }
+}
+
+/** The bytes of a whole error response for a raw socket (node:http gave us no response object). */
+export function rawErrorResponse(status: number): string {
+  const text = REASON[status] ?? 'Bad Request';
+  return `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length + 1}\r\nConnection: close\r\n\r\n${text}\n`;
+}

@@ -1,0 +1,82 @@
+// `ws-proxy-kit ctl` against a running server: the same effects as the signals.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { join } from 'node:path';
+import { statSync, existsSync } from 'node:fs';
+import { startServer, runCli, request, tempDir, cleanup, FIXTURES, until, isAlive } from './helpers/server.js';
+
+test.after.each(cleanup);
+const APP = join(FIXTURES, 'app.mjs');
+
+async function ctl(args: string[], cwd?: string) {
+  return runCli(['ctl', ...args], cwd ? { cwd } : {});
+}
+
+test('the control socket sits next to the app socket, mode 0600, and goes away on exit', async () => {
+  const dir = tempDir();
+  const sock = join(dir, 'app.sock');
+  const server = startServer([APP, '-b', `unix:${sock}`, '-w', '2']);
+  await server.ready();
+  const ctlPath = join(dir, 'app.ctl');
+  await until(() => existsSync(ctlPath), 10_000, 'control socket');
+  assert.equal(statSync(ctlPath).mode & 0o777, 0o600);
+
+  const status = await ctl(['--bind', `unix:${sock}`, 'status', '--json']);
+  assert.equal(status.code, 0, status.stderr);
+  const s = JSON.parse(status.stdout) as Record<string, unknown>;
+  assert.equal(s.pid, server.pid);
+  assert.equal(s.workers, 2);
+  assert.equal(s.ready, 2);
+  assert.equal(s.binds, [`unix:${sock}`]);
+  assert.match(JSON.stringify(s.settings), /workers/);
+
+  const human = await ctl(['--socket', ctlPath, 'workers']);
+  assert.equal(human.code, 0);
+  assert.match(human.stdout, /^PID\s+INDEX\s+GENERATION\s+STATE/);
+  assert.equal(human.stdout.trim().split('\n').length, 3);
+  await server.stop();
+  assert.not.ok(existsSync(ctlPath));
+});
+
+test('ctl workers add/remove, worker kill, reload and shutdown act like the signals', async () => {
+  const dir = tempDir();
+  const sock = join(dir, 'app.sock');
+  const ctlPath = join(dir, 'app.ctl');
+  const server = startServer([APP, '-b', `unix:${sock}`]);
+  await server.ready();
+  await until(() => existsSync(ctlPath), 10_000, 'control socket');
+  const workers = async () => JSON.parse((await ctl(['--socket', ctlPath, '--json', 'workers'])).stdout) as { pid: number; state: string; requests: number }[];
+
+  assert.equal((await ctl(['--socket', ctlPath, 'workers', 'add', '2'])).code, 0);
+  await until(async () => (await workers()).filter((w) => w.state === 'ready').length === 3, 20_000, 'three ready workers');
+  assert.equal((await ctl(['--socket', ctlPath, 'workers', 'remove'])).code, 0);
+  await until(async () => (await workers()).length === 2, 20_000, 'two workers');
+
+  const [victim] = await workers();
+  assert.equal((await ctl(['--socket', ctlPath, 'worker', 'kill', String(victim!.pid)])).code, 0);
+  await until(() => !isAlive(victim!.pid), 20_000, 'killed worker gone');
+  await until(async () => (await workers()).filter((w) => w.state === 'ready').length === 2, 20_000, 'replacement');
+
+  const before = (await workers()).map((w) => w.pid);
+  const reload = await ctl(['--socket', ctlPath, '--json', 'reload']);
+  assert.equal(reload.code, 0, reload.stderr);
+  assert.equal((JSON.parse(reload.stdout) as { reloaded: boolean }).reloaded, true);
+  await until(async () => (await workers()).every((w) => !before.includes(w.pid)), 20_000, 'new generation only');
+  assert.equal((await request({ socketPath: sock }, '/')).status, 200);
+
+  const bad = await ctl(['--socket', ctlPath, 'frobnicate']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /unknown command "frobnicate". Commands: status/);
+  assert.ok(isAlive(server.pid), 'a bad command never hurts the master');
+
+  assert.equal((await ctl(['--socket', ctlPath, 'shutdown'])).code, 0);
+  assert.equal((await server.exited).code, 0);
+});
+
+test('ctl against no server says what is wrong', async () => {
+  const r = await ctl(['--socket', join(tempDir(), 'none.ctl'), 'status']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /cannot reach .*no such socket/);
+});
+
+test.run();
