@@ -7,9 +7,6 @@ import { parseArgs, splitCommandLine, type ParsedArgs } from './args.js';
 import { printConfig } from './print-config.js';
 import { createLogger, errorInfo, flushLogs } from '../log/logger.js';
 import { Arbiter } from '../arbiter/arbiter.js';
-import { loadApp } from '../worker/app.js';
-import { checkProxyAccess, formatProxyAccess, socketPlanFromSettings } from '../deploy/proxy-access.js';
-import { createSdNotifier } from '../notify/sd-notify.js';
 
 const COMMANDS = ['serve', 'check', 'init', 'ctl'] as const;
 type Command = (typeof COMMANDS)[number];
@@ -73,10 +70,12 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   if (command === 'check') {
+    const { loadApp } = await import('../worker/app.js');
     const app = await loadApp(s.app, process.cwd());
     process.stdout.write(`ok: configuration valid${config.configPath ? ` (${config.configPath})` : ''}; app ${app.description}\n`);
     const proxyUser = parsed.extra.proxyUser as string | undefined;
     if (!proxyUser) return 0;
+    const { checkProxyAccess, formatProxyAccess, socketPlanFromSettings } = await import('../deploy/proxy-access.js');
     let accessOk = true;
     const sockets = s.bind.filter((b) => b.kind === 'unix');
     if (sockets.length === 0) process.stdout.write(`--proxy-user: no unix: bind configured; nothing to check.\n`);
@@ -89,7 +88,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const log = createLogger(s, { role: 'master' });
   // Takes NOTIFY_SOCKET/WATCHDOG_* out of the environment so workers don't inherit them.
-  const notifier = createSdNotifier(process.env, log) ?? undefined;
+  const notifier = process.env.NOTIFY_SOCKET ? ((await import('../notify/sd-notify.js')).createSdNotifier(process.env, log) ?? undefined) : undefined;
   const arbiter = new Arbiter({ config, log, reloadConfig: () => readConfig(parsed, process.env), notifier });
   try {
     return await arbiter.run();

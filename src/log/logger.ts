@@ -1,7 +1,11 @@
 // Server logs through pino: JSON lines by default, pretty when stderr is a terminal or
 // --log-format pretty. File destinations can be reopened (SIGUSR1, for logrotate).
 import { pino, type Logger, type DestinationStream } from 'pino';
-import pretty from 'pino-pretty';
+import { createRequire } from 'node:module';
+import type PinoPretty from 'pino-pretty';
+
+// pino-pretty only when pretty output is asked for: JSON-only processes never pay for it.
+const loadPretty = (): typeof PinoPretty => createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
 
 export type { Logger };
 
@@ -52,7 +56,7 @@ export function createLogger(opts: LogOptions, base: Record<string, unknown>): L
   };
   if (format === 'pretty') {
     const destination = openDestination(opts.errorLogfile, 2, true);
-    const stream = pretty({
+    const stream = loadPretty()({
       colorize: opts.errorLogfile === '-' && Boolean(process.stderr.isTTY),
       destination,
       sync: true,
