@@ -129,7 +129,7 @@ test('integration: Gunicorn format with the resolved client, request id and esca
   const lines = (await until(() => (readLines(log).length >= 2 ? readLines(log) : null), 10_000, 'two access log lines'))!;
   assert.match(lines[0]!, /^198\.51\.100\.4 - - \[[^\]]+\] "GET \/hello\?a=1 HTTP\/1\.1" 200 \d+ "-" "test\/1" trace-abc \/hello a=1$/);
   // No trusted forwarding on the second: a UNIX peer has no address; the request id was generated.
-  assert.match(lines[1]!, /^- - - \[[^\]]+\] "GET \/p\\"q HTTP\/1\.1" 200 \d+ "-" "a\\"b\\\\c \\xff" [0-9a-f-]{36} \/p\\"q $/);
+  assert.match(lines[1]!, /^- - - \[[^\]]+\] "GET \/p\\"q HTTP\/1\.1" 200 \d+ "-" "a\\"b\\\\c \\xff" [0-9a-f]{12}-[0-9a-z]+ \/p\\"q $/);
   await server.stop();
 });
 

@@ -82,23 +82,10 @@ function parseV2(buf: Buffer): HeaderResult {
   return { kind: 'ok', version: 2, peer: null, length };
 }
 
-// ---- per-socket peers ---------------------------------------------------------
-
-const peers = new WeakMap<Socket, Peer>();
-
-/** Remembers the peer of a connection (PROXY header, or which kind of listener accepted it). */
-export function rememberPeer(socket: Socket, peer: Peer): void {
-  peers.set(socket, peer);
-}
-
-/** The peer to judge a request by: the PROXY header's source, else the socket's own address. */
-export function peerOf(socket: Socket, unixListener: boolean): Peer {
-  const known = peers.get(socket);
-  if (known) return known;
-  if (unixListener) return { address: null, port: null, unix: true, source: 'socket' };
-  const address = socket.remoteAddress;
-  return { address: address ? normalizeAddress(address) : null, port: socket.remotePort ?? null, unix: false, source: 'socket' };
-}
+// Per-socket peers live in peer.ts (light: loaded by every worker); this module, with its
+// parsers, is loaded only when --proxy-protocol is on.
+export { rememberPeer, peerOf, isUnixListener } from './peer.js';
+import { rememberPeer, isUnixListener } from './peer.js';
 
 // ---- accepting ----------------------------------------------------------------
 
@@ -198,7 +185,3 @@ export class ProxyProtocolAcceptor {
 }
 
 /** A listening server on a UNIX socket? (fd:// and systemd binds do not say; the socket does.) */
-export function isUnixListener(server: net.Server): boolean {
-  const address = server.address();
-  return address === null || typeof address === 'string';
-}
