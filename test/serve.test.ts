@@ -173,4 +173,16 @@ test('fetch handlers and named exports are served; a bad export is a boot error'
   assert.match(bad.stderrText, /is not an app/);
 });
 
+test('a TypeScript app runs with --import tsx (the documented loader)', async () => {
+  const dir = tempDir();
+  const sock = join(dir, 'ts.sock');
+  const app = join(dir, 'app.ts');
+  writeFileSync(app, `import type { IncomingMessage, ServerResponse } from 'node:http';\nconst greet = (name: string): string => \`typed \${name}\\n\`;\nexport default (req: IncomingMessage, res: ServerResponse): void => { res.end(greet('hello')); };\n`);
+  // tsx resolves from the project, as it would from the user's own node_modules.
+  const server = startServer([app, '-b', `unix:${sock}`, '--import', 'tsx'], { cwd: ROOT });
+  await server.ready(30_000);
+  assert.equal((await request({ socketPath: sock }, '/')).body, 'typed hello\n');
+  await server.stop();
+});
+
 test.run();
