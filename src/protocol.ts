@@ -19,7 +19,13 @@ export interface WorkerBoot {
 }
 
 /** Master → worker. */
-export type MasterMessage = { type: 'reopen-logs' };
+export type MasterMessage =
+  | { type: 'reopen-logs' }
+  /**
+   * Readiness as the pool sees it (src/worker/health.ts): ready once the whole first pool
+   * is booted; not ready from the moment a stop begins (the drain window, --drain-seconds).
+   */
+  | { type: 'readiness'; ready: boolean; reason: string };
 
 export const BOOT_ENV = 'WS_PROXY_KIT_INTERNAL_BOOT';
 

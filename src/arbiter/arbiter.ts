@@ -7,10 +7,9 @@ import type { Settings } from '../config/settings.js';
 import type { LoadedConfig } from '../config/load.js';
 import { openListeners, closeListeners, type Listener } from '../listeners/bind.js';
 import { forgetActivationEnv } from '../listeners/systemd.js';
+import { parseBind } from '../listeners/bind-spec.js';
 import { errorInfo, flushLogs, reopenLogFiles, resolvedFormat, type Logger } from '../log/logger.js';
 import { WorkerProcess } from './workers.js';
-import { captureBlockedStack, formatFrames } from './hang-stack.js';
-import { watchForReload } from './reloader.js';
 import { ControlServer, controlSocketPath } from './control.js';
 import { displayValue } from '../cli/print-config.js';
 import { spawnNewMaster, inheritedListeners, announceUpgradeReady } from './upgrade.js';
@@ -19,7 +18,9 @@ import { EXIT_BOOT_ERROR } from '../protocol.js';
 import { VERSION } from '../version.js';
 import { noopNotifier, type Notifier } from '../notify/notifier.js';
 import { runHook } from '../config/hooks.js';
-import { MasterMetrics } from '../metrics/master-metrics.js';
+// Loaded when used (hang capture, --reload, --metrics-bind): a master that doesn't use
+// them doesn't carry ws, chokidar or prom-client.
+import type { MasterMetrics } from '../metrics/master-metrics.js';
 
 /** After this many boots in a row fail, the arbiter gives up (exit 3) instead of looping. */
 const MAX_BOOT_FAILURES = 3;
@@ -93,9 +94,19 @@ export class Arbiter {
     const inherited = inheritedListeners(env);
     this.upgraded = inherited !== null;
     this.listeners = inherited ?? (await openListeners(s.bind, s, this.log, env));
+    // --health-bind: one more socket, appended after the app binds; workers serve only the
+    // health paths on it (src/worker/health.ts). After USR2 it is among the inherited ones.
+    if (!inherited && s.healthBind) {
+      const health = await openListeners([parseBind(s.healthBind)], s, this.log, env).catch((err: unknown) => {
+        closeListeners(this.listeners);
+        throw err;
+      });
+      this.listeners.push(...health);
+    }
     if (inherited) this.log.info({ binds: inherited.map((l) => l.address), parent: process.ppid }, 'upgrade: serving the sockets inherited from the old master');
     forgetActivationEnv(env);
     if (s.metricsBind) {
+      const { MasterMetrics } = await import('../metrics/master-metrics.js');
       this.metrics = new MasterMetrics({ bind: s.metricsBind, log: this.log, workers: () => this.workers, listeners: () => this.listeners });
       // After USR2 the old master still holds the address: the new one retries until it is free.
       await this.metrics.listen(this.upgraded).catch((err: unknown) => {
@@ -106,6 +117,7 @@ export class Arbiter {
     this.writePidfile();
     this.queue.install();
     if (s.reload && s.app) {
+      const { watchForReload } = await import('./reloader.js');
       this.stopWatching = watchForReload({
         app: s.app,
         cwd: process.cwd(),
@@ -143,6 +155,7 @@ export class Arbiter {
     const ready = this.current().filter((w) => w.state === 'ready');
     if (ready.length < this.desired) return;
     this.announced = true;
+    for (const w of this.workers) w.send({ type: 'readiness', ready: true, reason: 'serving' });
     const addresses = this.listeners.map((l) => l.address);
     const app = ready[0]?.appKind ?? this.settings.app;
     this.log.info(
@@ -270,6 +283,7 @@ export class Arbiter {
       },
     });
     this.workers.add(w);
+    if (this.announced && this.state !== 'stopping') w.send({ type: 'readiness', ready: true, reason: 'serving' });
     this.log.info({ worker: index, workerPid: w.pid, generation }, 'worker spawned');
     void w.exited.then(() => this.queue.push({ type: 'exit', worker: w }));
     void w.booted.then((ok) => {
@@ -533,6 +547,7 @@ export class Arbiter {
   private async killHung(w: WorkerProcess, silentMs: number): Promise<void> {
     const fields = { worker: w.index, workerPid: w.pid, timeout: this.settings.timeout, silentMs };
     try {
+      const { captureBlockedStack, formatFrames } = await import('./hang-stack.js');
       const frames = await captureBlockedStack(w.pid, w.inspectPort);
       this.log.error({ ...fields, stack: frames }, `worker timeout: its event loop is blocked; killing it. It was stuck at:\n${formatFrames(frames)}`);
       await this.hook('workerAbort', w.info(), frames);
@@ -589,22 +604,58 @@ export class Arbiter {
     if (this.state === 'stopping') return;
     this.state = 'stopping';
     this.notifier.stopping();
-    this.stopping = this.stopWorkers(graceful);
+    // Readiness probes fail from now on (src/worker/health.ts), during the drain window too.
+    for (const w of this.workers) w.send({ type: 'readiness', ready: false, reason: 'stopping' });
+    const drain = graceful && this.settings.drainSeconds > 0 ? this.drainWindow() : Promise.resolve(graceful);
+    this.stopping = drain.then((stillGraceful) => this.stopWorkers(stillGraceful));
+  }
+
+  /**
+   * --drain-seconds: keep every listener open and every worker serving while load balancers
+   * and endpoint controllers notice the failing readiness and stop sending. Resolves false
+   * when a QUIT/INT asks for a quick stop meanwhile.
+   */
+  private async drainWindow(): Promise<boolean> {
+    const ms = this.settings.drainSeconds * 1000;
+    this.log.info({ drainSeconds: this.settings.drainSeconds }, `draining: readiness fails, still serving for ${this.settings.drainSeconds} s`);
+    let timer: NodeJS.Timeout | undefined;
+    const over = new Promise<'over'>((r) => (timer = setTimeout(() => r('over'), ms)));
+    let next = this.queue.next();
+    try {
+      for (;;) {
+        const event = await Promise.race([next, over]); // next first: an event already taken from the queue is never dropped
+        if (event === 'over') break;
+        next = this.queue.next();
+        if (event.type === 'command') event.reply({ ok: false, error: 'the server is draining before it stops' });
+        else if (event.type === 'exit') this.reap(event.worker);
+        else if (event.type === 'signal' && (event.signal === 'SIGINT' || event.signal === 'SIGQUIT')) {
+          this.log.info({ signal: event.signal }, 'drain window cut short: stopping now');
+          return false;
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    this.log.info('drain window over: stopping the workers');
+    return true;
   }
 
   private async stopWorkers(graceful: boolean): Promise<void> {
     const s = this.settings;
     const all = [...this.workers].filter((w) => w.alive);
     this.log.info({ graceful, workers: all.length }, graceful ? 'stopping gracefully' : 'stopping now');
+    // Stop taking connections now (as Gunicorn does): new clients are refused at once instead
+    // of waiting in a backlog nobody will accept from. After an upgrade the sockets stay.
+    // Before the workers are signalled: with UNIX paths unlinked nothing new can queue, and
+    // each worker accepts what is queued before it closes its fd (HttpWorker.drain), so a
+    // planned stop resets no queued connection.
+    closeListeners(this.listeners, { unlink: !this.handedOver });
+    this.listenersClosed = true;
     for (const w of all) {
       w.killReason ??= graceful ? 'server stopping' : 'server quitting';
       w.state = 'retiring';
       w.signal(graceful ? 'SIGTERM' : 'SIGQUIT');
     }
-    // Stop taking connections now (as Gunicorn does): new clients are refused at once instead
-    // of waiting in a backlog nobody will accept from. After an upgrade the sockets stay.
-    closeListeners(this.listeners, { unlink: !this.handedOver });
-    this.listenersClosed = true;
     this.control?.close();
     const waitMs = graceful ? s.gracefulTimeout * 1000 + 1000 : Math.min(s.gracefulTimeout * 1000, 5000);
     let timer: NodeJS.Timeout | undefined;

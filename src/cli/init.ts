@@ -13,6 +13,8 @@ import { serverRuntimeDir, type DeployOptions } from '../deploy/options.js';
 import { renderNginxSite, nginxMainConf, type NginxSiteOptions } from '../deploy/nginx-site.js';
 import { renderSystemdUnits } from '../deploy/systemd-units.js';
 import { checkProxyAccess, formatProxyAccess, lookupGid, lookupUid, type PathPlan } from '../deploy/proxy-access.js';
+import { minimumDrainSeconds, renderKubernetes, type KubernetesOptions } from '../deploy/kubernetes.js';
+import { parseHostPort, renderHostsFiles } from '../deploy/hosts.js';
 
 export const initFlags: ExtraFlags = {
   name: { type: 'string', doc: 'service name: unit names, nginx upstream, /run/NAME (default: package.json name)' },
@@ -30,6 +32,12 @@ export const initFlags: ExtraFlags = {
   out: { type: 'string', doc: 'output directory (default: ./deploy)' },
   force: { type: 'boolean', doc: 'overwrite files that exist' },
   dryRun: { type: 'boolean', doc: 'print the files to stdout instead of writing them' },
+  target: { type: 'string', doc: 'what to generate: systemd (nginx + systemd on one host, the default), kubernetes, hosts' },
+  image: { type: 'string', doc: 'kubernetes: the app image, with the app and node_modules/ws-proxy-kit in /app (default: NAME:latest)' },
+  nginxImage: { type: 'string', doc: 'kubernetes: a non-root nginx image (default: nginxinc/nginx-unprivileged:1.27-alpine)' },
+  replicas: { type: 'string', doc: 'kubernetes: pods (default: 2)' },
+  hosts: { type: 'string', doc: 'hosts: the app hosts as nginx reaches them, HOST:PORT,HOST:PORT,...' },
+  proxyAddress: { type: 'string', doc: "hosts: the nginx host's address as the app hosts see it (trusted for X-Forwarded-For)" },
   // --keep-alive, --timeout and --graceful-timeout (settings below) are honoured: nginx's and systemd's timeouts follow them.
 };
 
@@ -49,6 +57,12 @@ export interface InitFlags {
   out?: string;
   force?: boolean;
   dryRun?: boolean;
+  target?: string;
+  image?: string;
+  nginxImage?: string;
+  replicas?: string;
+  hosts?: string;
+  proxyAddress?: string;
 }
 
 interface PackageJson {
@@ -97,7 +111,7 @@ function cliEntry(dir: string): string {
 }
 
 /** Server settings the generated files must agree on; --keep-alive etc. given to init override the defaults. */
-export const ALIGNED_SETTINGS = ['keepAlive', 'timeout', 'gracefulTimeout'] as const;
+export const ALIGNED_SETTINGS = ['keepAlive', 'timeout', 'gracefulTimeout', 'drainSeconds'] as const;
 export type AlignedSettings = Partial<Record<(typeof ALIGNED_SETTINGS)[number], number>>;
 
 /** The aligned settings from init's command line (a layer of raw values), validated by the settings table. */
@@ -186,6 +200,43 @@ export interface GeneratedFile {
   name: string;
   content: string;
   mode?: number;
+}
+
+/** --target kubernetes | hosts: other files from the same options (src/deploy/kubernetes.ts, hosts.ts). */
+export function generateTargetFiles(target: string, flags: InitFlags, o: NginxSiteOptions, settings: AlignedSettings): GeneratedFile[] {
+  if (target === 'kubernetes') {
+    const drainSeconds = settings.drainSeconds ?? 10;
+    if (drainSeconds < minimumDrainSeconds()) {
+      throw new ConfigError(`--drain-seconds ${drainSeconds} is shorter than Kubernetes needs to stop routing to a stopping pod (${minimumDrainSeconds()} s: readiness probes, then endpoint updates). Use at least ${minimumDrainSeconds()}.`);
+    }
+    const replicas = flags.replicas === undefined ? 2 : Number(flags.replicas);
+    if (!Number.isInteger(replicas) || replicas < 1 || replicas > 1000) throw new ConfigError(`--replicas ${flags.replicas}: give an integer from 1 to 1000.`);
+    const k: KubernetesOptions = {
+      ...o,
+      workers: flags.workers === undefined ? 2 : o.workers,
+      // Paths inside the app image, not on this machine.
+      workingDirectory: '/app',
+      cliPath: '/app/node_modules/ws-proxy-kit/dist/cli/main.js',
+      nodePath: 'node',
+      image: flags.image ?? `${o.name}:latest`,
+      nginxImage: flags.nginxImage ?? 'nginxinc/nginx-unprivileged:1.27-alpine',
+      replicas,
+      drainSeconds,
+    };
+    return [{ name: `${o.name}.k8s.yaml`, content: renderKubernetes(k) }];
+  }
+  if (target === 'hosts') {
+    if (!flags.hosts) throw new ConfigError('--target hosts needs --hosts HOST:PORT,HOST:PORT (the app hosts as nginx reaches them).');
+    if (!flags.proxyAddress) throw new ConfigError("--target hosts needs --proxy-address ADDRESS: the nginx host's address as the app hosts see it (they trust X-Forwarded-For from it only).");
+    const hosts = flags.hosts.split(',').map((h) => h.trim()).filter(Boolean);
+    try {
+      for (const h of hosts) parseHostPort(h);
+    } catch (err) {
+      throw new ConfigError(`--hosts ${(err as Error).message}`);
+    }
+    return renderHostsFiles({ ...o, hosts, proxyAddress: flags.proxyAddress, drainSeconds: settings.drainSeconds ?? 0 });
+  }
+  throw new ConfigError(`--target ${target}: choose systemd (the default), kubernetes or hosts.`);
 }
 
 export function generateFiles(o: NginxSiteOptions): GeneratedFile[] {
@@ -285,7 +336,8 @@ function nextSteps(o: DeployOptions, out: string, cwd: string, files: GeneratedF
 export function runInit(flags: InitFlags, cwd: string, settings: AlignedSettings = {}, write: (s: string) => void = (s) => process.stdout.write(s)): number {
   const o = deployOptionsFrom(flags, cwd, settings);
   const out = resolve(cwd, flags.out ?? 'deploy');
-  const files = generateFiles(o);
+  const target = flags.target ?? 'systemd';
+  const files = target === 'systemd' ? generateFiles(o) : generateTargetFiles(target, flags, o, settings);
   if (flags.dryRun) {
     for (const f of files) write(`# ---- ${join(out, f.name)}\n${f.content}\n`);
     return 0;
@@ -296,9 +348,18 @@ export function runInit(flags: InitFlags, cwd: string, settings: AlignedSettings
   }
   mkdirSync(out, { recursive: true });
   for (const f of files) {
+    mkdirSync(dirname(join(out, f.name)), { recursive: true }); // --target hosts: one directory per host
     writeFileSync(join(out, f.name), f.content);
     if (f.mode !== undefined) chmodSync(join(out, f.name), f.mode);
     write(`wrote ${join(out, f.name)}\n`);
+  }
+  if (target === 'kubernetes') {
+    write(`\nNext: build an image with the app and node_modules/ws-proxy-kit in /app, then\n  kubectl apply -f ${join(relative(cwd, out) || '.', files[0]!.name)}\n`);
+    return 0;
+  }
+  if (target === 'hosts') {
+    write(`\nNext: install ${o.name}.nginx.conf on the nginx host; on each app host, its directory's units in /etc/systemd/system/ and its ws-proxy-kit.config.mjs at ${o.configPath}.\n`);
+    return 0;
   }
   write(`\n${o.name}: app ${o.app} in ${o.workingDirectory}, ${o.workers} workers as ${o.user}:${o.group}, socket ${o.socketPath} (group ${o.proxyGroup}), nginx server_name ${o.serverName}${o.tls ? ' with TLS' : ''}\n\n`);
   let ok = true;

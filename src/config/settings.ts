@@ -150,6 +150,12 @@ function proxyProtocolMode(raw: unknown): 'off' | 'v1' | 'v2' | 'auto' {
   throw new InvalidValue();
 }
 
+function urlPath(raw: unknown): string | null {
+  if (raw === null || raw === undefined || raw === '') return null;
+  if (typeof raw !== 'string' || !/^\/[^\s?#]*$/.test(raw)) throw new InvalidValue();
+  return raw;
+}
+
 // ---- the table --------------------------------------------------------------
 
 export const settingsTable = [
@@ -254,6 +260,15 @@ export const settingsTable = [
     accepted: 'a number of seconds from 0 to 86400',
     parse: seconds(0, 86400),
     doc: 'On a graceful stop or reload, how long workers may finish in-flight requests before they are killed.',
+  }),
+  def({
+    name: 'drainSeconds',
+    section: 'Workers',
+    kind: 'value',
+    default: 0,
+    accepted: 'a number of seconds from 0 to 3600',
+    parse: seconds(0, 3600),
+    doc: 'On SIGTERM, readiness fails at once but every listener keeps serving this long (load balancers stop sending first); then the graceful stop.',
   }),
   def({
     name: 'maxRequests',
@@ -503,6 +518,46 @@ export const settingsTable = [
       return spec.text; // parsed again by the master (src/metrics/master-metrics.ts)
     },
     doc: 'Serve Prometheus metrics (GET /metrics) from the master on this address. Off by default.',
+  }),
+  def({
+    name: 'healthPath',
+    section: 'Process',
+    kind: 'value',
+    default: null as string | null,
+    defaultDoc: 'off (/health on --health-bind)',
+    accepted: 'a URL path starting with /, e.g. /health',
+    parse: urlPath,
+    doc: 'Liveness: the worker itself answers GET on this path with 200 while its event loop runs, before the app sees it.',
+  }),
+  def({
+    name: 'readyPath',
+    section: 'Process',
+    kind: 'value',
+    default: null as string | null,
+    defaultDoc: 'off (/ready on --health-bind)',
+    accepted: 'a URL path starting with /, e.g. /ready',
+    parse: urlPath,
+    doc: 'Readiness: the worker answers 200 once the whole pool is booted, 503 while booting or draining (SIGTERM, --drain-seconds).',
+  }),
+  def({
+    name: 'healthBind',
+    section: 'Process',
+    kind: 'value',
+    default: null as string | null,
+    defaultDoc: 'off',
+    accepted: 'HOST:PORT, [IPv6]:PORT or unix:PATH',
+    parse: (raw: unknown) => {
+      if (raw === null || raw === undefined || raw === '') return null;
+      let spec: BindSpec;
+      try {
+        spec = parseBind(String(raw));
+      } catch (err) {
+        throw new InvalidValue(err instanceof Error ? err.message : '');
+      }
+      if (spec.kind !== 'tcp' && spec.kind !== 'unix') throw new InvalidValue(`"${spec.text}": the health endpoint takes HOST:PORT or unix:PATH`);
+      return spec.text;
+    },
+    doc: 'Also answer the health paths (only those) on this separate address: the master binds it, every worker serves it.',
   }),
   def({
     name: 'pid',

@@ -6,6 +6,7 @@ import { createAccessLog, type AccessLog } from '../log/access.js';
 import { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { loadApp } from './app.js';
 import { HttpWorker } from './http-server.js';
+import { HealthResponder, serveHealthBind } from './health.js';
 import { configFileLayer } from '../config/load.js';
 import { runHook, type Hooks } from '../config/hooks.js';
 
@@ -21,6 +22,9 @@ const log: Logger = createLogger({ ...settings, logFormat: boot.logFormat }, { w
 let access: AccessLog | null = null;
 let http: HttpWorker | null = null;
 let exiting = false;
+/** --health-path/--ready-path on the app binds, and the --health-bind server: told the pool's readiness. */
+const healthResponders: HealthResponder[] = [];
+let poolReadiness = { ready: false, reason: 'booting' };
 
 function send(msg: WorkerMessage): Promise<void> {
   return new Promise((resolve) => {
@@ -41,14 +45,19 @@ function drain(reason: string, code = 0): void {
   if (exiting) return;
   exiting = true;
   void send({ type: 'draining', reason });
-  log.info({ reason, inflight: http?.stats.inflight ?? 0 }, 'worker draining');
-  if (!http) exit(code);
+  if (!http) {
+    log.info({ reason }, 'worker draining');
+    exit(code);
+  }
   const deadline = setTimeout(() => {
     log.warn({ inflight: http!.stats.inflight, connections: http!.stats.connections }, 'graceful timeout: closing remaining connections');
     http!.closeAll();
     exit(code);
   }, settings.gracefulTimeout * 1000);
-  void http.drain().then(async () => {
+  // Logged once the listening sockets are closed (after the backlog is emptied): from this
+  // line on, no new connection reaches us.
+  const drained = http.drain(() => log.info({ reason, inflight: http!.stats.inflight }, 'worker draining'));
+  void drained.then(async () => {
     clearTimeout(deadline);
     log.info('worker stopped');
     // Metrics: the final counts, so the master's totals include this worker's last requests.
@@ -76,6 +85,10 @@ process.on('message', (m: MasterMessage) => {
   if (m?.type === 'reopen-logs') {
     reopenLogFiles();
     log.debug('log files reopened');
+  }
+  else if (m?.type === 'readiness') {
+    poolReadiness = m; // may arrive before the app is loaded: applied to responders made later
+    for (const h of healthResponders) h.setPoolReadiness(m.ready, m.reason);
   }
 });
 for (const sig of ['SIGUSR2', 'SIGWINCH', 'SIGTTIN', 'SIGTTOU'] as const) process.on(sig, () => {});
@@ -115,7 +128,14 @@ try {
   if (hooks.preRequest) http.preRequest = (req) => callHookSync('preRequest', req);
   if (hooks.postRequest) http.postRequest = (req, res) => callHookSync('postRequest', req, res);
   await runHook(hooks, 'postWorkerInit', log, workerView);
-  await http.listen(boot.listeners);
+  const draining = () => exiting;
+  const health = HealthResponder.fromSettings(settings, draining);
+  if (health) healthResponders.push((http.health = health));
+  // --health-bind: the master appends that socket after the app binds (src/arbiter/arbiter.ts).
+  const appListeners = settings.healthBind ? boot.listeners.slice(0, -1) : boot.listeners;
+  if (settings.healthBind) healthResponders.push(await serveHealthBind(settings, boot.listeners.at(-1)!.fd, draining, log));
+  for (const h of healthResponders) h.setPoolReadiness(poolReadiness.ready, poolReadiness.reason);
+  await http.listen(appListeners);
   if (exiting) {
     // A stop arrived while we were booting.
     drain('stopped during boot');
