@@ -25,7 +25,9 @@ export type MasterMessage =
    * Readiness as the pool sees it (src/worker/health.ts): ready once the whole first pool
    * is booted; not ready from the moment a stop begins (the drain window, --drain-seconds).
    */
-  | { type: 'readiness'; ready: boolean; reason: string };
+  | { type: 'readiness'; ready: boolean; reason: string }
+  /** The boot timeout ran out: what did the app print while loading? */
+  | { type: 'boot-report' };
 
 export const BOOT_ENV = 'WS_PROXY_KIT_INTERNAL_BOOT';
 
@@ -52,7 +54,9 @@ export type WorkerMessage =
   | { type: 'fatal'; reason: 'uncaughtException' | 'unhandledRejection'; error: ErrorInfo }
   | { type: 'draining'; reason: string }
   /** Asks the arbiter for a replacement; the worker keeps serving until it is retired. */
-  | { type: 'retire-me'; reason: 'max-requests' };
+  | { type: 'retire-me'; reason: 'max-requests' }
+  /** The last lines the app wrote to stdout/stderr while booting. */
+  | { type: 'boot-report'; lines: string[] };
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';

@@ -240,7 +240,8 @@ test('--access-logfile FILE: one JSON line per request with the documented field
     assert.type(l.worker, 'number');
   }
   // The same request id is in the error log line for the failed request.
-  const errLine = server.logs.find((l) => l.msg === 'app error: answered 500');
+  // (The error line comes through the stderr pipe, which may trail the access log file.)
+  const errLine = await server.waitForLog((l) => l.msg === 'app error: answered 500', 10_000, 'the app error line').catch(() => undefined);
   assert.ok(errLine, 'the app error is logged');
   assert.is(errLine!.requestId, byPath['/throw']!.request_id);
   assert.is((await server.stop()).code, 0);

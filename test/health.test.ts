@@ -61,7 +61,11 @@ test('--boot-timeout kills a worker that never becomes ready; repeated, the mast
   const server = startServer([join(FIXTURES, 'slow-boot.mjs'), '-b', `unix:${sock}`, '--boot-timeout', '1']);
   const { code } = await server.exited;
   assert.equal(code, 3);
-  assert.ok(server.logs.some((l) => /did not become ready within the boot timeout/.test(String(l.msg))));
+  const line = server.logs.find((l) => /did not become ready within the boot timeout/.test(String(l.msg)));
+  assert.ok(line, 'the boot timeout is logged');
+  // ...with what the app printed while loading, so the operator sees what it was waiting for.
+  assert.equal(line!.lastOutput, ['connecting to the database at db.internal:5432 ...']);
+  assert.match(String(line!.msg), /Its last output:\n {4}connecting to the database/);
 });
 
 test('hooks run in master and workers; a hook that throws is logged and changes nothing', async () => {

@@ -393,8 +393,10 @@ export class Arbiter {
     for (const w of this.workers) {
       if (!w.alive) continue;
       if (w.state === 'booting' && now - w.spawnedAt > s.bootTimeout * 1000) {
-        this.log.error({ worker: w.index, workerPid: w.pid, bootTimeout: s.bootTimeout }, 'worker did not become ready within the boot timeout: killing it');
-        w.kill('killed: boot timeout');
+        if (!w.hung) {
+          w.hung = true;
+          void this.killBootTimedOut(w);
+        }
       } else if (w.state !== 'booting' && !w.hung && s.timeout > 0 && now - w.lastHeartbeat > s.timeout * 1000) {
         w.hung = true;
         void this.killHung(w, now - w.lastHeartbeat);
@@ -541,6 +543,33 @@ export class Arbiter {
         this.log.info({ code, signal }, 'the new master exited');
       }
     });
+  }
+
+  /**
+   * The boot timeout ran out. Say why as well as we can: the app's last output while loading
+   * (asked over IPC), or, when the worker can't even answer, the JS stack it is stuck in.
+   */
+  private async killBootTimedOut(w: WorkerProcess): Promise<void> {
+    const fields: Record<string, unknown> = { worker: w.index, workerPid: w.pid, bootTimeout: this.settings.bootTimeout };
+    w.send({ type: 'boot-report' });
+    const deadline = Date.now() + 1000;
+    while (w.bootReport === null && w.alive && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    let detail = '';
+    if (w.bootReport !== null) {
+      fields.lastOutput = w.bootReport;
+      detail = w.bootReport.length ? ` Its last output:\n${w.bootReport.map((l) => `    ${l}`).join('\n')}` : ' It printed nothing while loading.';
+    } else if (w.alive) {
+      try {
+        const { captureBlockedStack, formatFrames } = await import('./hang-stack.js');
+        const frames = await captureBlockedStack(w.pid, w.inspectPort);
+        fields.stack = frames;
+        detail = ` Its event loop is blocked at:\n${formatFrames(frames)}`;
+      } catch (err) {
+        fields.stackError = (err as Error).message;
+      }
+    }
+    this.log.error(fields, `worker did not become ready within the boot timeout (${this.settings.bootTimeout} s): killing it.${detail}`);
+    w.kill('killed: boot timeout');
   }
 
   /** A worker's event loop is blocked: log where (its JS stack), then kill it. */

@@ -37,6 +37,8 @@ export class WorkerProcess {
   overMemory = 0;
   /** A replacement has been requested (max-requests, memory): don't ask twice. */
   replacing = false;
+  /** What the app printed while booting, when the worker answered a boot-report request. */
+  bootReport: string[] | null = null;
   /** The heartbeat stopped: a stack capture and kill are under way. */
   hung = false;
   readonly exited: Promise<WorkerExit>;
@@ -101,6 +103,8 @@ export class WorkerProcess {
       } else if (m.type === 'heartbeat') {
         const { type: _type, metrics: _metrics, ...stats } = m;
         this.stats = stats;
+      } else if (m.type === 'boot-report') {
+        this.bootReport = m.lines;
       } else if (m.type === 'boot-error') {
         this.bootError = m.error;
       } else if (m.type === 'fatal') {

@@ -9,6 +9,7 @@ import { HttpWorker } from './http-server.js';
 import { HealthResponder, serveHealthBind } from './health.js';
 import { configFileLayer } from '../config/load.js';
 import { runHook, type Hooks } from '../config/hooks.js';
+import { tapOutput } from './boot-output.js';
 
 const boot = JSON.parse(process.env[BOOT_ENV] ?? 'null') as WorkerBoot | null;
 if (!boot) {
@@ -86,7 +87,9 @@ process.on('message', (m: MasterMessage) => {
     reopenLogFiles();
     log.debug('log files reopened');
   }
-  else if (m?.type === 'readiness') {
+  else if (m?.type === 'boot-report') {
+    void send({ type: 'boot-report', lines: bootOutput.lines() });
+  } else if (m?.type === 'readiness') {
     poolReadiness = m; // may arrive before the app is loaded: applied to responders made later
     for (const h of healthResponders) h.setPoolReadiness(m.ready, m.reason);
   }
@@ -118,6 +121,10 @@ function callHookSync(name: string, ...args: unknown[]): void {
   }
 }
 
+// While the app loads, keep the last lines it prints: if it never gets ready, the arbiter
+// asks for them and logs them with the boot timeout (no piping through the master).
+const bootOutput = tapOutput(20);
+
 try {
   if (boot.configPath) hooks = (await configFileLayer(boot.configPath)).hooks;
   await runHook(hooks, 'postFork', log, workerView);
@@ -141,6 +148,7 @@ try {
     drain('stopped during boot');
   } else {
     log.debug({ app: app.description }, 'worker ready');
+    bootOutput.stop();
     void send({ type: 'ready', appKind: app.description });
   }
 } catch (err) {
