@@ -14,7 +14,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanup, onCleanup, tempDir, until, ServerProcess, CLI, ROOT, FIXTURES } from '../test/helpers/server.js';
+import { cleanup, onCleanup, tempDir, until, ServerProcess, CLI, ROOT, FIXTURES, followProcess } from '../test/helpers/server.js';
 import { hasCommand, testWithTool } from '../test/helpers/tools.js';
 import { nginxMainConf } from '../src/deploy/nginx-site.js';
 import { renderHostsFiles, type HostsOptions } from '../src/deploy/hosts.js';
@@ -74,13 +74,7 @@ function startHost(ns: string, configFile: string): ServerProcess {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
-  const server = new ServerProcess(child);
-  onCleanup(async () => {
-    if (!server.exitInfo) {
-      server.killGroup();
-      await server.exited;
-    }
-  });
+  const server = followProcess(child);
   return server;
 }
 

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, request, tempDir, cleanup, onCleanup, until, isAlive, ServerProcess, CLI, FIXTURES, type Target } from './helpers/server.js';
+import { startServer, request, tempDir, cleanup, onCleanup, until, isAlive, ServerProcess, CLI, FIXTURES, type Target, followProcess } from './helpers/server.js';
 import { RawConnection, sendRaw } from './helpers/raw-socket.js';
 
 test.after.each(cleanup);
@@ -299,13 +299,7 @@ test('EMFILE at the OS fd limit is logged and survived', async () => {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
-  const server = new ServerProcess(child);
-  onCleanup(async () => {
-    if (!server.exitInfo) {
-      server.killGroup();
-      await server.exited;
-    }
-  });
+  const server = followProcess(child);
   await server.ready();
   const target = { socketPath: sock };
   const conns: RawConnection[] = [];

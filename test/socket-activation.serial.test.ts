@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import { lstatSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ServerProcess, CLI, ROOT, FIXTURES, request, tempDir, cleanup, onCleanup, until, type LogLine } from './helpers/server.js';
+import { ServerProcess, CLI, ROOT, FIXTURES, request, tempDir, cleanup, until, type LogLine, followProcess } from './helpers/server.js';
 import { hasCommand, testWithTool } from './helpers/tools.js';
 
 test.after.each(cleanup);
@@ -21,13 +21,7 @@ function activate(sock: string, extra: string[], command: string[]): ServerProce
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
-  const server = new ServerProcess(child);
-  onCleanup(async () => {
-    if (!server.exitInfo) {
-      server.killGroup();
-      await server.exited;
-    }
-  });
+  const server = followProcess(child);
   return server;
 }
 

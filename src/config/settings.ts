@@ -156,6 +156,21 @@ function urlPath(raw: unknown): string | null {
   return raw;
 }
 
+/** A side endpoint's address (metrics, health): TCP or UNIX only, kept as text (parsed again where it is opened). */
+function endpointAddress(what: string) {
+  return (raw: unknown): string | null => {
+    if (raw === null || raw === undefined || raw === '') return null;
+    let spec: BindSpec;
+    try {
+      spec = parseBind(String(raw));
+    } catch (err) {
+      throw new InvalidValue(err instanceof Error ? err.message : '');
+    }
+    if (spec.kind !== 'tcp' && spec.kind !== 'unix') throw new InvalidValue(`"${spec.text}": the ${what} endpoint takes HOST:PORT or unix:PATH`);
+    return spec.text;
+  };
+}
+
 // ---- the table --------------------------------------------------------------
 
 export const settingsTable = [
@@ -506,17 +521,7 @@ export const settingsTable = [
     default: null as string | null,
     defaultDoc: 'off',
     accepted: 'HOST:PORT, [IPv6]:PORT or unix:PATH',
-    parse: (raw: unknown) => {
-      if (raw === null || raw === undefined || raw === '') return null;
-      let spec: BindSpec;
-      try {
-        spec = parseBind(String(raw));
-      } catch (err) {
-        throw new InvalidValue(err instanceof Error ? err.message : '');
-      }
-      if (spec.kind !== 'tcp' && spec.kind !== 'unix') throw new InvalidValue(`"${spec.text}": the metrics endpoint takes HOST:PORT or unix:PATH`);
-      return spec.text; // parsed again by the master (src/metrics/master-metrics.ts)
-    },
+    parse: endpointAddress('metrics'),
     doc: 'Serve Prometheus metrics (GET /metrics) from the master on this address. Off by default.',
   }),
   def({
@@ -546,17 +551,7 @@ export const settingsTable = [
     default: null as string | null,
     defaultDoc: 'off',
     accepted: 'HOST:PORT, [IPv6]:PORT or unix:PATH',
-    parse: (raw: unknown) => {
-      if (raw === null || raw === undefined || raw === '') return null;
-      let spec: BindSpec;
-      try {
-        spec = parseBind(String(raw));
-      } catch (err) {
-        throw new InvalidValue(err instanceof Error ? err.message : '');
-      }
-      if (spec.kind !== 'tcp' && spec.kind !== 'unix') throw new InvalidValue(`"${spec.text}": the health endpoint takes HOST:PORT or unix:PATH`);
-      return spec.text;
-    },
+    parse: endpointAddress('health'),
     doc: 'Also answer the health paths (only those) on this separate address: the master binds it, every worker serves it.',
   }),
   def({

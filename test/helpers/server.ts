@@ -166,6 +166,13 @@ export function startServer(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd
     stdio: (opts.stdio as never) ?? ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
+  return followProcess(child);
+}
+
+/** Follows a server started some other way (under systemd-socket-activate, ip netns exec, a
+ * shell with a ulimit...): parses its logs, and kills its process group at cleanup. It must
+ * have been spawned with detached: true and piped stdout/stderr. */
+export function followProcess(child: ChildProcess): ServerProcess {
   const server = new ServerProcess(child);
   onCleanup(async () => {
     if (!server.exitInfo) {
