@@ -98,7 +98,7 @@ function processEngine(name: string, launch: (socket: string, ctx: EngineContext
         await proc.stop('SIGTERM', 5000);
         rmSync(socket, { force: true });
       },
-      reload: name === 'ws-proxy-kit' ? () => reloadWsProxyKit(proc) : undefined,
+      reload: name.startsWith('ws-proxy-kit') ? () => reloadWsProxyKit(proc) : undefined,
     };
   };
 }
@@ -134,13 +134,23 @@ function clusterEngine(policy: 'rr' | 'none', bookkeeping = false): Engine {
   };
 }
 
-const wsProxyKit: Engine = {
-  name: 'ws-proxy-kit',
-  missing: () => (existsSync(CLI) ? null : `${CLI} is missing: run npm run build`),
-  start: processEngine('ws-proxy-kit', (socket, ctx, env) =>
-    start('ws-proxy-kit', process.execPath, [CLI, APP, '--bind', `unix:${socket}`, '--workers', String(ctx.workers), '--log-format', 'json'], { env, cwd: ROOT }),
-  ),
-};
+/** ws-proxy-kit as shipped; `metrics` adds --metrics-bind to measure what metrics cost. */
+function wsProxyKitEngine(metrics = false): Engine {
+  const name = metrics ? 'ws-proxy-kit-metrics' : 'ws-proxy-kit';
+  return {
+    name,
+    missing: () => (existsSync(CLI) ? null : `${CLI} is missing: run npm run build`),
+    start: processEngine(name, (socket, ctx, env) =>
+      start(
+        name,
+        process.execPath,
+        [CLI, APP, '--bind', `unix:${socket}`, '--workers', String(ctx.workers), '--log-format', 'json', ...(metrics ? ['--metrics-bind', `unix:${socket}.metrics`] : [])],
+        { env, cwd: ROOT },
+      ),
+    ),
+  };
+}
+const wsProxyKit = wsProxyKitEngine();
 
 const gunicorn: Engine = {
   name: 'gunicorn',
@@ -221,4 +231,4 @@ const pm2: Engine = {
 
 export const ENGINES: Engine[] = [raw, clusterEngine('rr'), clusterEngine('none'), pm2, wsProxyKit, gunicorn];
 /** Engines for experiments, run only when named in --engines. */
-export const EXTRA_ENGINES: Engine[] = [clusterEngine('none', true)];
+export const EXTRA_ENGINES: Engine[] = [clusterEngine('none', true), wsProxyKitEngine(true)];
