@@ -3,7 +3,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { settingsTable, kebab, envName, type SettingDef } from '../src/config/settings.js';
-import { displayValue } from '../src/cli/print-config.js';
+import { displayValue } from '../src/config/display.js';
 
 export const README = fileURLToPath(new URL('../README.md', import.meta.url));
 const START = '<!-- settings:start (generated from src/config/settings.ts by `npm run docs:settings`) -->';

@@ -3,7 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
 import { readFileSync, existsSync } from 'node:fs';
-import { startServer, tempDir, cleanup, FIXTURES, until, isAlive } from './helpers/server.js';
+import { startServer, runCli, tempDir, cleanup, FIXTURES, until, isAlive } from './helpers/server.js';
 import { startLoad, failures } from './helpers/load.js';
 
 test.after.each(cleanup);
@@ -78,6 +78,11 @@ test('USR2 upgrade under load: new master on the same socket, WINCH and TERM the
   assert.not.ok(existsSync(pidfile + '.oldbin'));
   const at2 = load.result.ok;
   await until(() => load.result.ok > at2 + 100, 20_000, 'served after the old master exited');
+  // ctl follows the new master once the old one has let go of the control socket.
+  await until(async () => {
+    const st = await runCli(['ctl', '--socket', join(dir, 'app.ctl'), '--json', 'status']);
+    return st.code === 0 && (JSON.parse(st.stdout) as { pid: number }).pid === newPid;
+  }, 20_000, 'ctl to reach the new master');
   const r = await load.stop();
   console.log(`  USR2 upgrade under load: sent ${r.sent}, ok ${r.ok}, statuses ${JSON.stringify(r.statuses)}, errors ${JSON.stringify(r.errors)}`);
   assert.equal(failures(r), 0, JSON.stringify(r));

@@ -11,7 +11,7 @@ import { parseBind } from '../listeners/bind-spec.js';
 import { errorInfo, flushLogs, reopenLogFiles, resolvedFormat, type Logger } from '../log/logger.js';
 import { WorkerProcess } from './workers.js';
 import { ControlServer, controlSocketPath } from './control.js';
-import { displayValue } from '../cli/print-config.js';
+import { displayValue } from '../config/display.js';
 import { spawnNewMaster, inheritedListeners, announceUpgradeReady } from './upgrade.js';
 import { SignalQueue, type ArbiterEvent } from './signals.js';
 import { EXIT_BOOT_ERROR } from '../protocol.js';
@@ -127,7 +127,9 @@ export class Arbiter {
       });
     }
     this.timer = setInterval(() => this.queue.push({ type: 'tick' }), 500);
-    await this.openControlSocket();
+    // Not awaited after an upgrade: the new master serves while it waits for the path.
+    if (this.upgraded) void this.openControlSocket();
+    else await this.openControlSocket();
 
     // The loop runs while the first workers boot, so a TERM during boot is honoured at once.
     this.generation = ++this.generations;
@@ -412,13 +414,19 @@ export class Arbiter {
       (request) => new Promise((resolve, reject) => this.queue.push({ type: 'command', request, reply: (r) => (r.ok ? resolve(r.result) : reject(new Error(r.error))) })),
       this.log,
     );
-    try {
-      await control.listen();
-      this.control = control;
-      this.log.info({ path }, 'control socket listening (ws-proxy-kit ctl)');
-    } catch (err) {
-      // ctl is a convenience: a server must not fail to start over it.
-      this.log.warn({ path, err: (err as Error).message }, 'control socket not available');
+    // After USR2 the old master holds the path until it exits: keep trying until then.
+    for (let attempt = 0; !this.isStopping(); attempt++) {
+      try {
+        await control.listen();
+        this.control = control;
+        this.log.info({ path }, 'control socket listening (ws-proxy-kit ctl)');
+        return;
+      } catch (err) {
+        // ctl is a convenience: a server must not fail to start over it.
+        if (!this.upgraded || attempt === 0) this.log.warn({ path, err: (err as Error).message }, this.upgraded ? 'control socket busy (the old master has it): retrying until it exits' : 'control socket not available');
+        if (!this.upgraded) return;
+        await new Promise((r) => setTimeout(r, 1000).unref());
+      }
     }
   }
 
@@ -717,6 +725,7 @@ export class Arbiter {
     this.queue.uninstall();
     // After an upgrade the sockets (and their files) belong to the new master.
     if (!this.listenersClosed) closeListeners(this.listeners, { unlink: !this.handedOver });
+    this.control?.close();
     this.removePidfile();
     this.notifier.close();
     await this.hook('onExit');

@@ -1,15 +1,7 @@
 // --print-config: every setting, its effective value and where it came from.
 import { settingsTable, kebab, type SettingDef } from '../config/settings.js';
 import type { LoadedConfig } from '../config/load.js';
-import { formatBind, type BindSpec } from '../listeners/bind-spec.js';
-
-export function displayValue(name: string, value: unknown): string {
-  if (name === 'bind') return (value as BindSpec[]).map(formatBind).join(', ');
-  if (name === 'socketMode' && typeof value === 'number') return '0' + value.toString(8);
-  if (value === null) return '(none)';
-  if (Array.isArray(value)) return value.length ? value.join(', ') : '(none)';
-  return String(value);
-}
+import { displayValue } from '../config/display.js';
 
 export function printConfig(config: LoadedConfig): string {
   const rows = (settingsTable as readonly SettingDef[])

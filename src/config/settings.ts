@@ -47,7 +47,8 @@ function integer(min: number, max: number) {
   };
 }
 
-function seconds(min: number, max: number) {
+/** A non-negative decimal number (seconds, megabytes) within bounds. */
+function decimal(min: number, max: number) {
   return (raw: unknown): number => {
     const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(raw) ? Number(raw) : NaN;
     if (!Number.isFinite(n) || n < min || n > max) throw new InvalidValue();
@@ -264,7 +265,7 @@ export const settingsTable = [
     kind: 'value',
     default: 30,
     accepted: 'a number of seconds from 0 to 86400 (0 disables)',
-    parse: seconds(0, 86400),
+    parse: decimal(0, 86400),
     doc: "A worker whose event loop is blocked longer than this is killed and replaced. 0 disables.",
   }),
   def({
@@ -273,7 +274,7 @@ export const settingsTable = [
     kind: 'value',
     default: 30,
     accepted: 'a number of seconds from 0 to 86400',
-    parse: seconds(0, 86400),
+    parse: decimal(0, 86400),
     doc: 'On a graceful stop or reload, how long workers may finish in-flight requests before they are killed.',
   }),
   def({
@@ -282,7 +283,7 @@ export const settingsTable = [
     kind: 'value',
     default: 0,
     accepted: 'a number of seconds from 0 to 3600',
-    parse: seconds(0, 3600),
+    parse: decimal(0, 3600),
     doc: 'On SIGTERM, readiness fails at once but every listener keeps serving this long (load balancers stop sending first); then the graceful stop.',
   }),
   def({
@@ -309,7 +310,7 @@ export const settingsTable = [
     kind: 'value',
     default: 0,
     accepted: 'a number of megabytes from 0 (no limit) to 1048576',
-    parse: seconds(0, 1_048_576),
+    parse: decimal(0, 1_048_576),
     doc: 'Recycle a worker (gracefully) whose RSS stays above this many MB for 3 heartbeats in a row. 0 disables.',
   }),
   def({
@@ -327,7 +328,7 @@ export const settingsTable = [
     kind: 'value',
     default: 60,
     accepted: 'a number of seconds from 1 to 86400',
-    parse: seconds(1, 86400),
+    parse: decimal(1, 86400),
     doc: 'A worker that has not loaded the app and started accepting within this time is killed.',
   }),
   def({
@@ -336,7 +337,7 @@ export const settingsTable = [
     kind: 'value',
     default: 5,
     accepted: 'a number of seconds from 0 to 3600 (0 closes connections after each response)',
-    parse: seconds(0, 3600),
+    parse: decimal(0, 3600),
     doc: "Idle keep-alive timeout. Keep it above the proxy's upstream keepalive_timeout so the proxy, not us, closes idle connections.",
   }),
   def({
@@ -345,7 +346,7 @@ export const settingsTable = [
     kind: 'value',
     default: 10,
     accepted: 'a number of seconds from 1 to 3600',
-    parse: seconds(1, 3600),
+    parse: decimal(1, 3600),
     doc: 'Time a client has to send the complete request headers (cuts slowloris clients).',
   }),
   def({
@@ -354,7 +355,7 @@ export const settingsTable = [
     kind: 'value',
     default: 300,
     accepted: 'a number of seconds from 0 to 86400 (0 disables)',
-    parse: seconds(0, 86400),
+    parse: decimal(0, 86400),
     doc: 'Time a client has to send the whole request, body included.',
   }),
   def({
