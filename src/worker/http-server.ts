@@ -299,7 +299,12 @@ export class HttpWorker {
    * iteration here, so: go round until a whole iteration accepted nothing.
    */
   private async acceptQueued(): Promise<void> {
-    for (;;) {
+    // Bounded: on a reload the socket stays open in the master and the new workers, and a
+    // steady stream of new TCP connections must not keep an old worker accepting until its
+    // graceful timeout cuts what it is serving. Half of that timeout, 5 s at most, leaves
+    // the other half for what it accepted.
+    const until = performance.now() + Math.min(5000, (this.settings.gracefulTimeout * 1000) / 2);
+    while (performance.now() < until) {
       const before = this.accepted;
       await new Promise<void>((r) => setImmediate(() => setImmediate(r)));
       if (this.accepted === before) return;
