@@ -7,7 +7,7 @@ import net from 'node:net';
 import { writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { startServer, request, tempDir, freePort, cleanup, until, ROOT, type Target, type ServerProcess } from './helpers/server.js';
+import { startServer, request, rawRequest, tempDir, freePort, cleanup, until, ROOT, type Target, type ServerProcess } from './helpers/server.js';
 
 test.after.each(cleanup);
 
@@ -54,31 +54,9 @@ interface Exchange {
   closed: boolean;
 }
 
-/** Writes chunks one after another on a raw connection; collects the answer until the server closes. */
-function exchange(target: Target, chunks: (string | Buffer)[], timeoutMs = 10_000): Promise<Exchange> {
-  return new Promise((resolve) => {
-    const sock = target.socketPath
-      ? net.connect(target.socketPath)
-      : net.connect({ port: target.port!, host: target.host ?? '127.0.0.1', ...(target.localAddress ? { localAddress: target.localAddress } : {}) });
-    let text = '';
-    const timer = setTimeout(() => {
-      sock.destroy();
-      resolve({ text, closed: false });
-    }, timeoutMs);
-    sock.setEncoding('latin1');
-    sock.on('data', (d: string) => (text += d));
-    sock.on('close', () => {
-      clearTimeout(timer);
-      resolve({ text, closed: true });
-    });
-    sock.on('error', () => {});
-    const writeNext = (i: number): void => {
-      if (i >= chunks.length) return;
-      sock.write(chunks[i]!, () => setImmediate(() => writeNext(i + 1)));
-    };
-    sock.once('connect', () => writeNext(0));
-  });
-}
+/** A raw exchange: chunks written one after another, the answer collected until the server closes. */
+const exchange = (target: Target, chunks: (string | Buffer)[]): Promise<Exchange> => rawRequest(target, chunks, 10_000);
+
 
 /** Bodies of the HTTP/1.1 responses in a raw exchange (responses carry Content-Length). */
 function bodies(text: string): Record<string, unknown>[] {

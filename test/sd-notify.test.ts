@@ -2,7 +2,6 @@
 // sends through boot, reload and stop, the watchdog, and a notify socket that is gone.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { DgramSocket } from 'node-unix-socket';
@@ -52,21 +51,6 @@ function notifySink(dir: string, name = 'notify.sock') {
   };
 }
 
-/** The fixture app plus /env, which shows what the worker inherited. */
-function envApp(dir: string): string {
-  const file = join(dir, 'env-app.mjs');
-  writeFileSync(
-    file,
-    `import fixture from ${JSON.stringify(APP)};
-export default (req, res) => {
-  if (req.url !== '/env') return fixture(req, res);
-  const pick = ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_FDS', 'LISTEN_PID'];
-  res.end(JSON.stringify(Object.fromEntries(pick.map((k) => [k, process.env[k] ?? null]))));
-};
-`,
-  );
-  return file;
-}
 
 const kinds = (ms: Received[]): string[] => ms.map((m) => m.lines.filter((l) => !l.startsWith('STATUS=') && !l.startsWith('MONOTONIC_USEC=')).join('+') || 'STATUS');
 
@@ -74,7 +58,7 @@ test('boot, reload and stop: READY=1 after all workers, RELOADING=1 + MONOTONIC_
   const dir = tempDir();
   const sink = notifySink(dir);
   const sock = join(dir, 'app.sock');
-  const server = startServer([envApp(dir), '--bind', `unix:${sock}`, '--workers', '2'], { env: { NOTIFY_SOCKET: sink.path, WATCHDOG_USEC: '60000000' } });
+  const server = startServer([APP, '--bind', `unix:${sock}`, '--workers', '2'], { env: { NOTIFY_SOCKET: sink.path, WATCHDOG_USEC: '60000000' } });
   const readyAt = await sink.waitFor(/^READY=1/);
   // The first thing systemd hears is READY=1, and by then both workers are ready.
   assert.is(readyAt, 0, `messages before READY=1: ${JSON.stringify(sink.messages.slice(0, readyAt))}`);
@@ -83,7 +67,7 @@ test('boot, reload and stop: READY=1 after all workers, RELOADING=1 + MONOTONIC_
 
   // Workers do not inherit the notify or watchdog variables.
   const env = JSON.parse((await request({ socketPath: sock }, '/env')).body) as Record<string, string | null>;
-  assert.equal(env, { NOTIFY_SOCKET: null, WATCHDOG_USEC: null, WATCHDOG_PID: null, LISTEN_FDS: null, LISTEN_PID: null });
+  assert.equal(env, { NOTIFY_SOCKET: null, WATCHDOG_USEC: null, WATCHDOG_PID: null, LISTEN_FDS: null, LISTEN_PID: null, LISTEN_FDNAMES: null });
 
   // Reload: RELOADING=1 stamped with CLOCK_MONOTONIC (the same clock in every process).
   const before = process.hrtime.bigint() / 1000n;

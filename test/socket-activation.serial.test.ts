@@ -25,27 +25,13 @@ function activate(sock: string, extra: string[], command: string[]): ServerProce
   return server;
 }
 
-/** The fixture app plus /env: what a worker inherited from the activation. */
-function envApp(dir: string): string {
-  const file = join(dir, 'env-app.mjs');
-  writeFileSync(
-    file,
-    `import fixture from ${JSON.stringify(APP)};
-export default (req, res) => {
-  if (req.url !== '/env') return fixture(req, res);
-  res.end(JSON.stringify({ LISTEN_FDS: process.env.LISTEN_FDS ?? null, LISTEN_PID: process.env.LISTEN_PID ?? null, LISTEN_FDNAMES: process.env.LISTEN_FDNAMES ?? null }));
-};
-`,
-  );
-  return file;
-}
 
 const comm = (pid: number): string => readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
 
 testWithTool(test, 'the first connection starts the server; it serves on fd 3 (--bind systemd:NAME) and keeps the socket file', missing, async () => {
   const dir = tempDir();
   const sock = join(dir, 'app.sock');
-  const server = activate(sock, ['--fdname=web'], [process.execPath, CLI, envApp(dir), '--bind', 'systemd:web', '--workers', '2']);
+  const server = activate(sock, ['--fdname=web'], [process.execPath, CLI, APP, '--bind', 'systemd:web', '--workers', '2']);
   await server.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('Listening on'), 10_000, 'systemd-socket-activate listening');
   // Nothing started yet: the socket exists, the process is still systemd-socket-activate.
   assert.ok(lstatSync(sock).isSocket());
@@ -59,7 +45,7 @@ testWithTool(test, 'the first connection starts the server; it serves on fd 3 (-
   assert.is(ready.pid, server.pid, 'systemd-socket-activate exec()s the server, which keeps its pid');
   assert.equal(ready.binds, [`unix:${sock} (systemd:web, fd 3)`]);
   const env = JSON.parse((await request({ socketPath: sock }, '/env')).body) as Record<string, unknown>;
-  assert.equal(env, { LISTEN_FDS: null, LISTEN_PID: null, LISTEN_FDNAMES: null }, 'workers do not inherit the activation variables');
+  assert.equal(env, { NOTIFY_SOCKET: null, WATCHDOG_USEC: null, WATCHDOG_PID: null, LISTEN_FDS: null, LISTEN_PID: null, LISTEN_FDNAMES: null }, 'workers do not inherit the activation variables');
 
   assert.is((await server.stop('SIGTERM')).code, 0);
   // systemd made the socket file; the server must not remove it.

@@ -242,14 +242,7 @@ export class ForwardedTrust {
     const scheme = schemeOf(firstListValue(h['x-forwarded-proto'])) ?? base.scheme;
     let host = validHost(firstListValue(h['x-forwarded-host'])) ?? base.host;
     if (host) host = withPort(host, firstListValue(h['x-forwarded-port']), scheme);
-    return {
-      address: fromHeader ? hop.address : peer.address,
-      port: fromHeader ? hop.port : peer.port,
-      scheme,
-      host,
-      trusted: true,
-      source: fromHeader ? 'x-forwarded-for' : peer.source,
-    };
+    return trustedClient(peer, fromHeader ? hop : null, scheme, host, 'x-forwarded-for');
   }
 
   private fromForwarded(req: IncomingMessage, peer: Peer, base: Omit<ClientInfo, 'trusted' | 'source'>): ClientInfo {
@@ -268,15 +261,20 @@ export class ForwardedTrust {
     const { hop, fromHeader, credible } = walk(start, hops, this.allow);
     const scheme = schemeOf(credible?.params?.proto) ?? base.scheme;
     const host = validHost(credible?.params?.host) ?? base.host;
-    return {
-      address: fromHeader ? hop.address : peer.address,
-      port: fromHeader ? hop.port : peer.port,
-      scheme,
-      host,
-      trusted: true,
-      source: fromHeader ? 'forwarded' : peer.source,
-    };
+    return trustedClient(peer, fromHeader ? hop : null, scheme, host, 'forwarded');
   }
+}
+
+/** The client of a trusted peer: the hop a forwarding header named, or the peer itself. */
+function trustedClient(peer: Peer, hop: Hop | null, scheme: ClientInfo['scheme'], host: ClientInfo['host'], header: 'x-forwarded-for' | 'forwarded'): ClientInfo {
+  return {
+    address: hop ? hop.address : peer.address,
+    port: hop ? hop.port : peer.port,
+    scheme,
+    host,
+    trusted: true,
+    source: hop ? header : peer.source,
+  };
 }
 
 /**

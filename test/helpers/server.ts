@@ -242,10 +242,16 @@ export function request(target: Target, path = '/', opts: { method?: string; hea
   });
 }
 
-/** Sends raw bytes and collects everything the server writes until it closes (or timeout). */
-export function rawRequest(target: Target, data: string | Buffer, timeoutMs = 5000): Promise<{ text: string; closed: boolean }> {
+/**
+ * Sends raw bytes (one buffer, or chunks written one after another) and collects everything
+ * the server writes until it closes (or the timeout).
+ */
+export function rawRequest(target: Target, data: string | Buffer | (string | Buffer)[], timeoutMs = 5000): Promise<{ text: string; closed: boolean }> {
+  const chunks = Array.isArray(data) ? data : [data];
   return new Promise((resolve) => {
-    const sock = target.socketPath ? net.connect(target.socketPath) : net.connect(target.port!, target.host ?? '127.0.0.1');
+    const sock = target.socketPath
+      ? net.connect(target.socketPath)
+      : net.connect({ port: target.port!, host: target.host ?? '127.0.0.1', ...(target.localAddress ? { localAddress: target.localAddress } : {}) });
     let text = '';
     const timer = setTimeout(() => {
       sock.destroy();
@@ -258,7 +264,10 @@ export function rawRequest(target: Target, data: string | Buffer, timeoutMs = 50
       resolve({ text, closed: true });
     });
     sock.on('error', () => {});
-    sock.write(data);
+    const writeNext = (i: number): void => {
+      if (i < chunks.length) sock.write(chunks[i]!, () => setImmediate(() => writeNext(i + 1)));
+    };
+    sock.once('connect', () => writeNext(0));
   });
 }
 
