@@ -14,11 +14,11 @@ import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import http from 'node:http';
 import { join } from 'node:path';
 import type { StartedTestContainer } from 'testcontainers';
-import { cleanup, request, ROOT, tempDir, until } from '../test/helpers/server.js';
+import { cleanup, request, tempDir, until } from '../test/helpers/server.js';
 import { testWithTool } from '../test/helpers/tools.js';
 import { generateFiles } from '../src/cli/init.js';
 import type { NginxSiteOptions } from '../src/deploy/nginx-site.js';
-import { containersMissing, sh, shOk, startSystemdContainer, SYSTEMD_IMAGE } from './helpers/containers.js';
+import { containersMissing, sh, shOk, startSystemdContainer, SYSTEMD_IMAGE, projectMount } from './helpers/containers.js';
 
 const NAME = 'wspk-e2e';
 const SERVICE = `${NAME}.service`;
@@ -155,7 +155,7 @@ test.before(async () => {
   container = await startSystemdContainer({
     binds: [
       { source: '/usr/bin/node', target: '/usr/bin/node', mode: 'ro' },
-      { source: ROOT, target: PROJECT, mode: 'ro' },
+      projectMount(PROJECT),
       { source: hostShared, target: SHARED, mode: 'rw' },
     ],
   });

@@ -3,9 +3,9 @@
 // (built from debootstrap), never pulled. Every container is removed by the test that
 // started it: the start functions register its removal with onCleanup.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, statSync } from 'node:fs';
 import { GenericContainer, Wait, type StartedTestContainer } from 'testcontainers';
-import { onCleanup } from '../../test/helpers/server.js';
+import { onCleanup, ROOT } from '../../test/helpers/server.js';
 
 export const E2E_WORK = process.env.WSPK_E2E_WORK ?? '/var/tmp/ws-proxy-kit-e2e';
 export const NGINX_IMAGE = 'local/wspk-nginx:e2e';
@@ -20,6 +20,21 @@ process.env.TESTCONTAINERS_HOST_OVERRIDE ??= '127.0.0.1';
 
 /** A bind mount as testcontainers takes it (its type is not exported from the package root). */
 export type BindMount = Parameters<GenericContainer['withBindMounts']>[0][number];
+
+/**
+ * The project directory, bind-mounted read-only for a container whose app runs as a
+ * non-root user. A checkout made in a `mktemp -d` directory is mode 0700, which that user
+ * cannot enter: open it to others (read and search only) for the test, and put the mode
+ * back at cleanup.
+ */
+export function projectMount(target = ROOT): BindMount {
+  const mode = statSync(ROOT).mode & 0o7777;
+  if ((mode & 0o005) !== 0o005) {
+    chmodSync(ROOT, mode | 0o005);
+    onCleanup(() => chmodSync(ROOT, mode));
+  }
+  return { source: ROOT, target, mode: 'ro' };
+}
 
 const SETUP_HINT = 'run `sudo e2e/containers/setup.sh` (starts the engine, builds the images)';
 
