@@ -19,7 +19,7 @@ export default function app(req, res) {
   if (url.searchParams.get('mark')) writeFileSync(url.searchParams.get('mark'), 'in');
   const reply = () => {
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ clientInfo: req.clientInfo, headers: req.headers, remote: req.socket.remoteAddress ?? null, pid: process.pid }));
+    res.end(JSON.stringify({ clientInfo: req.clientInfo, headers: req.headers, distinct: req.headersDistinct, raw: req.rawHeaders, remote: req.socket.remoteAddress ?? null, pid: process.pid }));
   };
   if (url.pathname === '/slow') setTimeout(reply, Number(url.searchParams.get('ms') ?? 500));
   else reply();
@@ -83,7 +83,7 @@ function proxyV2(src: [number, number, number, number], srcPort: number, command
   return Buffer.from([...sig, 0x20 | command, command === 1 ? 0x11 : 0x00, 0, body.length, ...body]);
 }
 
-type Json = { clientInfo: Record<string, unknown>; headers: Record<string, string>; pid: number };
+type Json = { clientInfo: Record<string, unknown>; headers: Record<string, string>; distinct: Record<string, string[]>; raw: string[]; pid: number };
 
 async function getJson(target: Target, path: string, headers: Record<string, string>): Promise<Json> {
   const r = await request(target, path, { headers });
@@ -125,12 +125,23 @@ test('TCP: 127.0.0.1 is trusted, 127.0.0.2 is not; the access log shows the reso
   assert.is(untrusted.clientInfo.trusted, false);
   assert.is(untrusted.clientInfo.scheme, 'http');
   assert.is(untrusted.clientInfo.host, `127.0.0.1:${port}`);
-  for (const h of ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip']) assert.not.ok(h in untrusted.headers, `${h} removed`);
+  for (const h of ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip']) {
+    assert.not.ok(h in untrusted.headers, `${h} removed`);
+    assert.not.ok(h in untrusted.distinct, `${h} removed from headersDistinct`);
+  }
+  assert.not.ok(untrusted.raw.some((name, i) => i % 2 === 0 && /^x-(forwarded|real)-/i.test(name)), 'removed from rawHeaders');
+  assert.equal(untrusted.distinct.host, [`127.0.0.1:${port}`], 'headersDistinct still has the other fields');
   assert.match(untrusted.headers["x-request-id"]!, /^[0-9a-f]{12}-[0-9a-z]+$/, "a new request id, not the forged one");
 
+  // Field names in any letter case are the same fields (here sent by a trusted peer).
+  const mixed = await getJson({ port }, '/', { 'X-FORWARDED-FOR': '198.51.100.9', 'x-Forwarded-Proto': 'https', 'X-Request-ID': 'mixed-case-id' });
+  assert.is(mixed.clientInfo.address, '198.51.100.9');
+  assert.is(mixed.clientInfo.scheme, 'https');
+  assert.is(mixed.headers['x-request-id'], 'mixed-case-id');
+
   await server.waitForMsg(/forwarding headers from an untrusted peer removed/);
-  const lines = await accessLines(accessLog, 2);
-  assert.equal(lines.map((l) => l.remote), ['203.0.113.7', '127.0.0.2']);
+  const lines = await accessLines(accessLog, 3);
+  assert.equal(lines.map((l) => l.remote), ['203.0.113.7', '127.0.0.2', '198.51.100.9']);
   assert.is((await server.stop()).code, 0);
 });
 

@@ -88,19 +88,32 @@ export function isForwardingHeader(lowerName: string): boolean {
 
 /** Removes the forwarding headers from both views node:http gives the app. Returns the names removed. */
 export function stripForwardingHeaders(req: IncomingMessage): string[] {
+  return removeFields(req, isForwardingHeader);
+}
+
+/** Removes the fields whose lower-case name matches from rawHeaders and req.headers. Returns the names removed. */
+export function removeFields(req: IncomingMessage, matches: (lowerName: string) => boolean): string[] {
   const raw = req.rawHeaders;
   let removed: string[] | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const lower = raw[i]!.toLowerCase();
-    if (isForwardingHeader(lower)) (removed ??= []).push(lower);
+    if (matches(lower)) (removed ??= []).push(lower);
   }
   if (!removed) return [];
   const kept: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
-    if (!isForwardingHeader(raw[i]!.toLowerCase())) kept.push(raw[i]!, raw[i + 1]!);
+    if (!matches(raw[i]!.toLowerCase())) kept.push(raw[i]!, raw[i + 1]!);
   }
+  // node builds req.headers and req.headersDistinct lazily from rawHeaders, up to a count it
+  // keeps under a private symbol: after rawHeaders shrinks the count must follow, or those
+  // getters read past the end. Where the symbol is missing (another node), both views are
+  // built from the full list first and then edited.
+  const countKey = Object.getOwnPropertySymbols(req).find((sym) => sym.description === 'kHeadersCount');
+  const views: (Record<string, unknown> | undefined)[] = [req.headers];
+  if (!countKey) views.push(req.headersDistinct);
   req.rawHeaders = kept;
-  for (const name of removed) delete req.headers[name];
+  if (countKey) (req as unknown as Record<symbol, number>)[countKey] = kept.length;
+  for (const view of views) if (view) for (const name of removed) delete view[name];
   return removed;
 }
 
@@ -134,8 +147,7 @@ export function normalizeAddress(address: string): string {
 
 const HOST_RE = /^(?:[A-Za-z0-9._~!$&'()*+;=%-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
-function firstListValue(v: string | string[] | undefined): string | null {
-  const s = Array.isArray(v) ? v.join(',') : v;
+function firstListValue(s: string | undefined): string | null {
   if (!s) return null;
   const first = s.split(',', 1)[0]!.trim();
   return first === '' ? null : first;
@@ -217,36 +229,47 @@ export class ForwardedTrust {
    * `onStrip` hears which headers were removed (for a debug log line).
    */
   resolve(req: IncomingMessage, peer: Peer, onStrip?: (removed: string[]) => void): ClientInfo {
-    const ownScheme = (req.socket as TLSSocket).encrypted ? 'https' : 'http';
-    const base = { address: peer.address, port: peer.port, scheme: ownScheme, host: req.headers.host ?? null } as const;
-    if (!this.trusts(peer)) {
-      if (this.settings.stripUntrustedForwarded) {
-        const removed = stripForwardingHeaders(req);
-        if (removed.length && onStrip) onStrip(removed);
-      }
-      return { ...base, trusted: false, source: peer.source };
+    const h = req.headers;
+    const trusted = this.trusts(peer);
+    if (!trusted && this.settings.stripUntrustedForwarded) {
+      const removed = stripForwardingHeaders(req);
+      if (removed.length && onStrip) onStrip(removed);
     }
-    return this.settings.forwardedHeader === 'forwarded' ? this.fromForwarded(req, peer, base) : this.fromXForwarded(req, peer, base);
+    const fields: ForwardingFields = {
+      xForwardedFor: listText(h['x-forwarded-for']),
+      xForwardedProto: listText(h['x-forwarded-proto']),
+      xForwardedHost: listText(h['x-forwarded-host']),
+      xForwardedPort: listText(h['x-forwarded-port']),
+      forwarded: listText(h.forwarded),
+    };
+    return this.clientOf(peer, trusted, ownScheme(req), h.host ?? null, fields);
   }
 
-  private fromXForwarded(req: IncomingMessage, peer: Peer, base: Omit<ClientInfo, 'trusted' | 'source'>): ClientInfo {
-    const h = req.headers;
-    const xff = h['x-forwarded-for'];
+  /**
+   * The client, from what the worker already read off the request: whether the peer is
+   * trusted (see trusts()), the connection's own scheme, the Host field, and the forwarding
+   * fields (null when the request has none).
+   */
+  clientOf(peer: Peer, trusted: boolean, scheme: 'http' | 'https', host: string | null, fields: ForwardingFields | null): ClientInfo {
+    if (!trusted) return { address: peer.address, port: peer.port, scheme, host, trusted: false, source: peer.source };
+    if (fields === null) return { address: peer.address, port: peer.port, scheme, host, trusted: true, source: peer.source };
+    return this.settings.forwardedHeader === 'forwarded' ? this.fromForwarded(peer, scheme, host, fields) : this.fromXForwarded(peer, scheme, host, fields);
+  }
+
+  private fromXForwarded(peer: Peer, ownScheme: 'http' | 'https', ownHost: string | null, fields: ForwardingFields): ClientInfo {
+    const xff = fields.xForwardedFor;
     let hops: Hop[] | null = null;
-    if (xff) {
-      const value = Array.isArray(xff) ? xff.join(',') : xff;
-      hops = lastEntries(value, MAX_FORWARDED_HOPS).map((e) => parseHop(e) ?? { address: '', port: null });
-    }
+    if (xff) hops = lastEntries(xff, MAX_FORWARDED_HOPS).map((e) => parseHop(e) ?? { address: '', port: null });
     const start: Hop = { address: peer.address ?? '', port: peer.port };
     const { hop, fromHeader } = walk(start, hops, this.allow);
-    const scheme = schemeOf(firstListValue(h['x-forwarded-proto'])) ?? base.scheme;
-    let host = validHost(firstListValue(h['x-forwarded-host'])) ?? base.host;
-    if (host) host = withPort(host, firstListValue(h['x-forwarded-port']), scheme);
+    const scheme = schemeOf(firstListValue(fields.xForwardedProto)) ?? ownScheme;
+    let host = validHost(firstListValue(fields.xForwardedHost)) ?? ownHost;
+    if (host) host = withPort(host, firstListValue(fields.xForwardedPort), scheme);
     return trustedClient(peer, fromHeader ? hop : null, scheme, host, 'x-forwarded-for');
   }
 
-  private fromForwarded(req: IncomingMessage, peer: Peer, base: Omit<ClientInfo, 'trusted' | 'source'>): ClientInfo {
-    const header = req.headers.forwarded;
+  private fromForwarded(peer: Peer, ownScheme: 'http' | 'https', ownHost: string | null, fields: ForwardingFields): ClientInfo {
+    const header = fields.forwarded;
     let hops: Hop[] | null = null;
     if (header) {
       try {
@@ -259,10 +282,28 @@ export class ForwardedTrust {
     }
     const start: Hop = { address: peer.address ?? '', port: peer.port };
     const { hop, fromHeader, credible } = walk(start, hops, this.allow);
-    const scheme = schemeOf(credible?.params?.proto) ?? base.scheme;
-    const host = validHost(credible?.params?.host) ?? base.host;
+    const scheme = schemeOf(credible?.params?.proto) ?? ownScheme;
+    const host = validHost(credible?.params?.host) ?? ownHost;
     return trustedClient(peer, fromHeader ? hop : null, scheme, host, 'forwarded');
   }
+}
+
+/** The forwarding fields of a request, each as node:http joins repeated fields (", "). */
+export interface ForwardingFields {
+  xForwardedFor?: string | undefined;
+  xForwardedProto?: string | undefined;
+  xForwardedHost?: string | undefined;
+  xForwardedPort?: string | undefined;
+  forwarded?: string | undefined;
+}
+
+function listText(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
+/** The scheme of the connection itself. */
+export function ownScheme(req: IncomingMessage): 'http' | 'https' {
+  return (req.socket as TLSSocket).encrypted ? 'https' : 'http';
 }
 
 /** The client of a trusted peer: the hop a forwarding header named, or the peer itself. */

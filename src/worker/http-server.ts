@@ -10,11 +10,11 @@ import type { LoadedApp } from './app.js';
 import type { AccessLog } from '../log/access.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import type { HealthResponder } from './health.js';
-import { ForwardedTrust, compileAllowList, type RequestWithClientInfo } from '../proxy/trust.js';
+import { ForwardedTrust, compileAllowList, removeFields, stripForwardingHeaders, type ForwardingFields, type Peer, type RequestWithClientInfo } from '../proxy/trust.js';
 import { isUnixListener, peerOf } from '../proxy/peer.js';
 // The PROXY protocol parsers (~3.5 MB) load only when --proxy-protocol is on.
 import type { ProxyProtocolAcceptor } from '../proxy/proxy-protocol.js';
-import { clientErrorStatus, guardBody, rawErrorResponse, refuse, requestCheckStatus } from './request-checks.js';
+import { HeadScan, clientErrorStatus, guardBody, rawErrorResponse, refuse, scanHead, type HeadLimits } from './request-checks.js';
 
 export interface ServeStats {
   requests: number;
@@ -22,12 +22,28 @@ export interface ServeStats {
   connections: number;
 }
 
+/** Which kind of listener a server accepts on: known once it listens. */
+interface ListenerInfo {
+  unix: boolean;
+}
+
+/** Who is on the other end of a connection, worked out on its first request and kept on the socket. */
+interface ConnectionTrust {
+  peer: Peer;
+  /** The peer may tell us who the client is (forwardedAllowIps / forwardedAllowUnix). */
+  trusted: boolean;
+  scheme: 'http' | 'https';
+}
+const kTrust = Symbol('ws-proxy-kit.connectionTrust');
+type TrackedSocket = Socket & { [kTrust]?: ConnectionTrust; _httpMessage?: ServerResponse | null; encrypted?: boolean };
+
 // Request ids: a random per-process prefix and a counter — unique across workers and
 // restarts like a UUID, at a fraction of randomUUID()'s cost on every request.
-const ID_PREFIX = randomBytes(6).toString('hex');
+// (A decimal counter: number-to-decimal-string is the one V8 makes cheap.)
+const ID_PREFIX = `${randomBytes(6).toString('hex')}-`;
 let idCounter = 0;
 function nextRequestId(): string {
-  return `${ID_PREFIX}-${(++idCounter).toString(36)}`;
+  return ID_PREFIX + ++idCounter;
 }
 
 const STATUS_TEXT: Record<number, string> = { 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error' };
@@ -40,18 +56,24 @@ export function maxHeaderSizeFor(s: Pick<Settings, 'limitRequestLine' | 'limitRe
 }
 
 export class HttpWorker {
-  readonly stats: ServeStats = { requests: 0, inflight: 0, connections: 0 };
   readonly servers: http.Server[] = [];
   private draining = false;
+  private requests = 0;
   /** Connections accepted so far (drain() watches it to empty the backlog before closing). */
   private accepted = 0;
+  /**
+   * Open connections. What is in flight is read off them when asked (a socket's current
+   * response), so a request costs no listener or set entry of ours (see docs/performance.md).
+   */
+  private readonly connections = new Set<TrackedSocket>();
+  private readonly forgetConnection: (this: TrackedSocket) => void;
   private readonly upgraded = new Set<Duplex>();
-  /** Responses in progress: when draining, those not yet started are told to close. */
-  private readonly active = new Set<ServerResponse>();
   private readonly headersTimeoutMs: number;
+  private readonly limits: HeadLimits;
+  /** Refilled by every request's head scan (requests are handled one at a time). */
+  private readonly scan = new HeadScan();
   /** Trusted proxies (docs/proxies.md). */
   private readonly trust: ForwardedTrust;
-  private readonly unixSockets = new WeakSet<Socket>();
   private readonly proxyAcceptors: ProxyProtocolAcceptor[] = [];
 
   /** preRequest / postRequest server hooks; undefined (free) unless the config defines them. */
@@ -70,6 +92,18 @@ export class HttpWorker {
   ) {
     this.headersTimeoutMs = settings.headersTimeout * 1000;
     this.trust = new ForwardedTrust(settings);
+    this.limits = settings;
+    const connections = this.connections;
+    this.forgetConnection = function (this: TrackedSocket) {
+      connections.delete(this);
+    };
+  }
+
+  /** Requests served, requests in progress and open connections, counted now. */
+  get stats(): ServeStats {
+    let inflight = 0;
+    for (const sock of this.connections) if (sock._httpMessage) inflight++;
+    return { requests: this.requests, inflight, connections: this.connections.size };
   }
 
   /** Creates one server per fd and starts accepting. Resolves when all listen. */
@@ -92,16 +126,15 @@ export class HttpWorker {
       server.on('drop', () => this.log.debug({ max: s.workerConnections }, 'connection dropped: --worker-connections reached'));
       server.keepAliveTimeout = s.keepAlive * 1000;
       if (s.keepAlive === 0) server.keepAliveTimeout = 1; // closes right after the response
-      server.on('request', (req, res) => this.onRequest(req, res));
+      // Trusted proxies: connections over a UNIX socket have no address.
+      const listener: ListenerInfo = { unix: Boolean(l.unix) };
+      server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, listener));
       server.on('connection', (sock: Socket) => this.onConnection(sock));
-      // Trusted proxies: remember which connections came over a UNIX socket (they have no address).
-      let unixListener = Boolean(l.unix);
-      server.on('connection', (sock: Socket) => unixListener && this.unixSockets.add(sock));
       server.on('clientError', (err: NodeJS.ErrnoException, sock: Duplex) => this.onClientError(err, sock));
       if (this.app.upgrade) {
         const upgrade = this.app.upgrade;
         server.on('upgrade', (req: IncomingMessage, sock: Duplex, head: Buffer) => {
-          const refused = requestCheckStatus(req);
+          const refused = scanHead(req, this.limits, this.scan);
           if (refused) {
             sock.end(rawErrorResponse(refused));
             return;
@@ -109,7 +142,7 @@ export class HttpWorker {
           this.upgraded.add(sock);
           sock.once('close', () => this.upgraded.delete(sock));
           try {
-            this.resolveClient(req);
+            this.identify(req, listener);
             upgrade(req, sock, head);
           } catch (err) {
             this.log.error({ err, url: req.url }, 'app error in upgrade handler');
@@ -118,14 +151,14 @@ export class HttpWorker {
         });
       }
       if (s.proxyProtocol !== 'off') {
-        unixListener = await this.listenProxyProtocol(server, l);
+        listener.unix = await this.listenProxyProtocol(server, l);
         this.servers.push(server);
         continue;
       }
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen({ fd: l.fd, backlog: s.backlog }, () => {
-          unixListener ||= isUnixListener(server);
+          listener.unix ||= isUnixListener(server);
           server.off('error', reject);
           server.on('error', (err) => this.log.error({ err, address: l.address }, 'server error'));
           resolve();
@@ -159,18 +192,41 @@ export class HttpWorker {
     return isUnixListener(acceptor.server) || Boolean(l.unix);
   }
 
-  /** Trusted proxies (docs/proxies.md): who the client is, decided before anything reads headers. */
-  private resolveClient(req: IncomingMessage): void {
-    const peer = peerOf(req.socket, this.unixSockets.has(req.socket));
-    const clientInfo = this.trust.resolve(req, peer, (removed) => this.log.debug({ removed, peer: peer.address ?? 'unix' }, 'forwarding headers from an untrusted peer removed'));
-    (req as RequestWithClientInfo).clientInfo = clientInfo;
-    if (!clientInfo.trusted) delete req.headers['x-request-id']; // only a trusted proxy names the request
+  /**
+   * Trusted proxies (docs/proxies.md): who the client is, decided before the app reads
+   * anything. Forwarding fields from a peer we do not trust are removed. Reads the head
+   * scan of this request; returns the request id a trusted proxy sent, if any.
+   */
+  private identify(req: IncomingMessage, listener: ListenerInfo): string | undefined {
+    const scan = this.scan;
+    const sock = req.socket as TrackedSocket;
+    const conn = (sock[kTrust] ??= this.connectionTrust(sock, listener));
+    let fields: ForwardingFields | null = null;
+    let requestId: string | undefined;
+    if (scan.forwarding) {
+      if (conn.trusted) {
+        fields = scan;
+        requestId = scan.requestId;
+      } else if (this.settings.stripUntrustedForwarded) {
+        const removed = stripForwardingHeaders(req);
+        this.log.debug({ removed, peer: conn.peer.address ?? 'unix' }, 'forwarding headers from an untrusted peer removed');
+      } else if (scan.requestId !== undefined) {
+        removeFields(req, (name) => name === 'x-request-id'); // only a trusted proxy names the request
+      }
+    }
+    (req as RequestWithClientInfo).clientInfo = this.trust.clientOf(conn.peer, conn.trusted, conn.scheme, scan.host ?? null, fields);
+    return requestId;
   }
 
-  private onConnection(sock: Socket): void {
+  private connectionTrust(sock: TrackedSocket, listener: ListenerInfo): ConnectionTrust {
+    const peer = peerOf(sock, listener.unix);
+    return { peer, trusted: this.trust.trusts(peer), scheme: sock.encrypted ? 'https' : 'http' };
+  }
+
+  private onConnection(sock: TrackedSocket): void {
     this.accepted++;
-    this.stats.connections++;
-    sock.once('close', () => this.stats.connections--);
+    this.connections.add(sock);
+    sock.on('close', this.forgetConnection);
   }
 
   private onClientError(err: NodeJS.ErrnoException, sock: Duplex): void {
@@ -190,59 +246,32 @@ export class HttpWorker {
     res.end(`${STATUS_TEXT[status] ?? 'Error'}\n`);
   }
 
-  /** Our own request limits, finer than node:http's single header-size cap. */
-  private limitStatus(req: IncomingMessage): number {
-    const s = this.settings;
-    // request line = METHOD SP target SP HTTP/x.y
-    if (s.limitRequestLine && req.method!.length + req.url!.length + 10 > s.limitRequestLine) return 414;
-    const raw = req.rawHeaders;
-    if (raw.length / 2 > s.limitRequestFields) return 431;
-    if (s.limitRequestFieldSize) {
-      for (let i = 0; i < raw.length; i += 2) {
-        if (raw[i]!.length + raw[i + 1]!.length + 2 > s.limitRequestFieldSize) return 431;
-      }
-    }
-    return 0;
-  }
-
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+  private onRequest(req: IncomingMessage, res: ServerResponse, listener: ListenerInfo): void {
     if (this.health !== undefined && this.health.answer(req, res)) return;
-    const stats = this.stats;
-    stats.requests++;
-    stats.inflight++;
-    const start = performance.now();
-    this.resolveClient(req);
-    let requestId = req.headers['x-request-id'];
-    if (typeof requestId !== 'string' || requestId === '' || requestId.length > 200) {
+    this.requests++;
+    // Limits, the RFC checks node:http does not make, and the fields used below: one pass.
+    const status = scanHead(req, this.limits, this.scan);
+    let requestId = this.identify(req, listener);
+    if (requestId === undefined || requestId === '' || requestId.length > 200) {
       requestId = nextRequestId();
       req.headers['x-request-id'] = requestId;
     }
-    const sock = req.socket;
-    const written = sock.bytesWritten;
-    res.once('close', () => {
-      stats.inflight--;
-      if (this.postRequest) this.postRequest(req, res);
-      if (this.metrics) this.metrics.observe(req.method, res.statusCode, performance.now() - start);
-      if (this.access) this.access.write(req, res, requestId as string, performance.now() - start, sock.bytesWritten - written);
-      this.active.delete(res);
-    });
-    this.active.add(res);
     if (this.draining) res.shouldKeepAlive = false;
+    // Only what is switched on watches the response end (no listener per request otherwise).
+    if (this.access !== null || this.metrics !== undefined || this.postRequest !== undefined) this.watchResponse(req, res, requestId);
 
-    const limited = this.limitStatus(req);
-    if (limited) {
-      this.log.debug({ status: limited, url: req.url?.slice(0, 200), requestId }, 'request over a limit');
-      this.reject(res, limited);
+    if (status !== 0) {
+      if (status === 414 || status === 431) {
+        this.log.debug({ status, url: req.url?.slice(0, 200), requestId }, 'request over a limit');
+        this.reject(res, status);
+      } else {
+        // Requests node:http lets through that RFC 9110/9112 forbid or a proxy could read differently.
+        this.log.debug({ status, method: req.method, url: req.url?.slice(0, 200), requestId }, 'request refused: malformed or ambiguous');
+        refuse(res, status);
+      }
       return;
     }
-    // Requests node:http lets through that RFC 9110/9112 forbid or a proxy could read differently.
-    const refused = requestCheckStatus(req, this.settings.limitRequestBody);
-    if (refused) {
-      this.log.debug({ status: refused, method: req.method, url: req.url?.slice(0, 200), requestId }, 'request refused: malformed or ambiguous');
-      refuse(res, refused);
-      return;
-    }
-    guardBody(req, res, this.settings.limitRequestBody, (what) => this.log.debug({ requestId, what }, 'request refused while reading its body'));
+    if (this.scan.chunked) guardBody(req, res, this.settings.limitRequestBody, (what) => this.log.debug({ requestId, what }, 'request refused while reading its body'));
     if (this.preRequest) this.preRequest(req);
     const handler = this.app.request;
     if (!handler) {
@@ -252,10 +281,22 @@ export class HttpWorker {
     }
     try {
       const result = handler(req, res) as Promise<unknown> | undefined;
-      if (result && typeof result.then === 'function') result.then(undefined, (err: unknown) => this.appError(err, req, res, requestId as string));
+      if (result && typeof result.then === 'function') result.then(undefined, (err: unknown) => this.appError(err, req, res, requestId));
     } catch (err) {
       this.appError(err, req, res, requestId);
     }
+  }
+
+  /** The postRequest hook, metrics and the access log hear of the response when it ends. */
+  private watchResponse(req: IncomingMessage, res: ServerResponse, requestId: string): void {
+    const start = performance.now();
+    const sock = req.socket;
+    const written = sock.bytesWritten;
+    res.once('close', () => {
+      if (this.postRequest) this.postRequest(req, res);
+      if (this.metrics) this.metrics.observe(req.method, res.statusCode, performance.now() - start);
+      if (this.access) this.access.write(req, res, requestId, performance.now() - start, sock.bytesWritten - written);
+    });
   }
 
   appError(err: unknown, req: IncomingMessage, res: ServerResponse, requestId: string): void {
@@ -282,7 +323,10 @@ export class HttpWorker {
    */
   drain(onListenersClosed?: () => void): Promise<void> {
     this.draining = true;
-    for (const res of this.active) if (!res.headersSent) res.shouldKeepAlive = false;
+    for (const sock of this.connections) {
+      const res = sock._httpMessage;
+      if (res && !res.headersSent) res.shouldKeepAlive = false;
+    }
     return this.acceptQueued().then(() => {
       // net.Server's close, not http.Server's: the latter also drops idle keep-alive sockets.
       const closed = this.servers.map((s) => new Promise<void>((resolve) => net.Server.prototype.close.call(s, () => resolve())));

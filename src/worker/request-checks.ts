@@ -17,8 +17,9 @@ export interface RequestHead {
  * Fields that may appear once: their grammar has no list form, and node:http keeps the
  * first copy and drops the others while a proxy may have used the last (RFC 9110 5.3).
  * Content-Length and Transfer-Encoding duplicates node rejects itself.
+ * Each has a bit, so one integer per request tracks which were seen (no Set per request).
  */
-const SINGLETONS = new Set([
+const SINGLETON_NAMES = [
   'host',
   'content-length',
   'content-type',
@@ -32,7 +33,185 @@ const SINGLETONS = new Set([
   'if-range',
   'max-forwards',
   'range',
-]);
+];
+
+// What the scan does with a field: a singleton bit (1 << 0 … 1 << 12), or one of these
+// kinds above the bits; 0 for anything else (only measured).
+const TRANSFER_ENCODING = 1 << 20;
+const FORWARDING = 1 << 21;
+const X_FORWARDED_FOR = FORWARDING | (1 << 22);
+const X_FORWARDED_PROTO = FORWARDING | (1 << 23);
+const X_FORWARDED_HOST = FORWARDING | (1 << 24);
+const X_FORWARDED_PORT = FORWARDING | (1 << 25);
+const FORWARDED = FORWARDING | (1 << 26);
+const X_REQUEST_ID = FORWARDING | (1 << 27);
+const KINDS: [string, number][] = [
+  ...SINGLETON_NAMES.map((name, i): [string, number] => [name, 1 << i]),
+  ['transfer-encoding', TRANSFER_ENCODING],
+  ['x-forwarded-for', X_FORWARDED_FOR],
+  ['x-forwarded-proto', X_FORWARDED_PROTO],
+  ['x-forwarded-host', X_FORWARDED_HOST],
+  ['x-forwarded-port', X_FORWARDED_PORT],
+  ['forwarded', FORWARDED],
+  ['x-real-ip', FORWARDING],
+  ['x-request-id', X_REQUEST_ID],
+];
+/**
+ * The names above as senders usually spell them (lower-case, Canonical-Case, a few
+ * others), for one Map lookup per field; any other spelling goes through the case-blind
+ * comparison below (so "hOsT" is a Host field).
+ */
+const KIND_BY_SPELLING = new Map<string, number>();
+for (const [name, kind] of KINDS) {
+  KIND_BY_SPELLING.set(name, kind);
+  KIND_BY_SPELLING.set(name.replace(/(^|-)([a-z])/g, (_, dash: string, letter: string) => dash + letter.toUpperCase()), kind);
+}
+KIND_BY_SPELLING.set('X-Real-IP', FORWARDING);
+KIND_BY_SPELLING.set('X-Request-ID', X_REQUEST_ID);
+/** By length, the names and their first letters: most fields are ruled out by those two. */
+const NAMES_BY_LENGTH: string[][] = [];
+const KINDS_BY_LENGTH: number[][] = [];
+for (const [name, kind] of KINDS) {
+  (NAMES_BY_LENGTH[name.length] ??= []).push(name);
+  (KINDS_BY_LENGTH[name.length] ??= []).push(kind);
+}
+const HOST_BIT = 1 << SINGLETON_NAMES.indexOf('host');
+const CONTENT_LENGTH_BIT = 1 << SINGLETON_NAMES.indexOf('content-length');
+const SINGLETON_MASK = (1 << SINGLETON_NAMES.length) - 1;
+
+/** name starts with the lower-case `lower`, ignoring ASCII case (no toLowerCase copy per field). */
+function sameLower(name: string, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    let c = name.charCodeAt(i);
+    if (c >= 65 && c <= 90) c |= 0x20;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+function fieldKind(name: string): number {
+  const known = KIND_BY_SPELLING.get(name);
+  if (known !== undefined) return known;
+  const names = NAMES_BY_LENGTH[name.length];
+  if (names !== undefined) {
+    const first = name.charCodeAt(0) | 0x20;
+    for (let j = 0; j < names.length; j++) {
+      const lower = names[j]!;
+      if (lower.charCodeAt(0) === first && sameLower(name, lower)) return KINDS_BY_LENGTH[name.length]![j]!;
+    }
+  }
+  // Any other X-Forwarded-* field is a forwarding field too.
+  return name.length > 12 && (name.charCodeAt(0) | 0x20) === 0x78 && sameLower(name, 'x-forwarded-') ? FORWARDING : 0;
+}
+
+/** Our request limits (0 = no limit), finer than node:http's one header-size cap. */
+export interface HeadLimits {
+  limitRequestLine: number;
+  limitRequestFields: number;
+  limitRequestFieldSize: number;
+  limitRequestBody: number;
+}
+const NO_LIMITS: HeadLimits = { limitRequestLine: 0, limitRequestFields: 0, limitRequestFieldSize: 0, limitRequestBody: 0 };
+
+/**
+ * What one pass over a request's head found. One object per server, refilled for every
+ * request (read it before the next request is scanned): the common request allocates nothing.
+ */
+export class HeadScan {
+  /** 0 when the request may go to the app, else the status to answer. */
+  status = 0;
+  host: string | undefined = undefined;
+  /** A Transfer-Encoding (chunked) body: its size and trailers are checked as it streams. */
+  chunked = false;
+  /** Any forwarding field (X-Forwarded-*, Forwarded, X-Real-IP, X-Request-Id) is present. */
+  forwarding = false;
+  /** Values of the fields the trusted-proxy logic reads; repeated fields joined with ", " as node:http does. */
+  xForwardedFor: string | undefined = undefined;
+  xForwardedProto: string | undefined = undefined;
+  xForwardedHost: string | undefined = undefined;
+  xForwardedPort: string | undefined = undefined;
+  forwarded: string | undefined = undefined;
+  requestId: string | undefined = undefined;
+}
+
+function joined(previous: string | undefined, value: string): string {
+  return previous === undefined ? value : `${previous}, ${value}`;
+}
+
+/**
+ * One pass over the request head: our limits (414, 431), then the checks node:http does not
+ * make (see requestCheckStatus), and the fields the worker needs later. Fills `scan` and
+ * returns its status.
+ */
+export function scanHead(req: RequestHead, limits: HeadLimits, scan: HeadScan): number {
+  scan.host = scan.xForwardedFor = scan.xForwardedProto = scan.xForwardedHost = scan.xForwardedPort = scan.forwarded = scan.requestId = undefined;
+  scan.chunked = scan.forwarding = false;
+  return (scan.status = scanFields(req, limits, scan));
+}
+
+function scanFields(req: RequestHead, limits: HeadLimits, scan: HeadScan): number {
+  // request line = METHOD SP target SP HTTP/x.y
+  if (limits.limitRequestLine && (req.method?.length ?? 0) + (req.url?.length ?? 0) + 10 > limits.limitRequestLine) return 414;
+  const raw = req.rawHeaders;
+  if (limits.limitRequestFields && raw.length / 2 > limits.limitRequestFields) return 431;
+  const fieldSize = limits.limitRequestFieldSize;
+  let seen = 0;
+  let duplicate = false;
+  let transferEncoding: string | undefined;
+  let contentLength: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    if (fieldSize && name.length + value.length + 2 > fieldSize) return 431;
+    const kind = fieldKind(name);
+    if (kind === 0) continue;
+    if (kind & SINGLETON_MASK) {
+      if (seen & kind) duplicate = true;
+      seen |= kind;
+      if (kind === HOST_BIT) scan.host = value;
+      else if (kind === CONTENT_LENGTH_BIT) contentLength = value;
+      continue;
+    }
+    if (kind === TRANSFER_ENCODING) {
+      transferEncoding = transferEncoding === undefined ? value : `${transferEncoding},${value}`;
+      continue;
+    }
+    scan.forwarding = true;
+    if (kind === X_FORWARDED_FOR) scan.xForwardedFor = joined(scan.xForwardedFor, value);
+    else if (kind === X_FORWARDED_PROTO) scan.xForwardedProto = joined(scan.xForwardedProto, value);
+    else if (kind === X_FORWARDED_HOST) scan.xForwardedHost = joined(scan.xForwardedHost, value);
+    else if (kind === X_FORWARDED_PORT) scan.xForwardedPort = joined(scan.xForwardedPort, value);
+    else if (kind === FORWARDED) scan.forwarded = joined(scan.forwarded, value);
+    else if (kind === X_REQUEST_ID) scan.requestId ??= value; // node:http keeps the first
+  }
+
+  // node parses HTTP/0.9 ("GET /") and HTTP/2.0 request lines and hands them over as such.
+  if (req.httpVersionMajor !== 1) return 505;
+  if (duplicate) return 400;
+  if (transferEncoding !== undefined) {
+    // RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing (1.0 proxies ignore it).
+    if (req.httpVersionMinor === 0) return 400;
+    const codings = transferEncoding
+      .split(',')
+      .map((c) => c.trim().toLowerCase())
+      .filter((c) => c !== '');
+    if (codings.length === 0) return 400;
+    // node accepts "gzip, chunked" and hands the app a still-gzipped body: we implement only chunked.
+    if (codings.some((c) => c !== 'chunked')) return 501;
+    if (codings.length > 1) return 400;
+    scan.chunked = true;
+  }
+  if (contentLength !== undefined && limits.limitRequestBody > 0 && Number(contentLength) > limits.limitRequestBody) return 413;
+
+  const host = scan.host;
+  if (host !== undefined && host !== lastValidHost) {
+    if (!HOST_RE.test(host)) return 400;
+    lastValidHost = host; // nearly every request names the same host: test it once
+  }
+  return targetStatus(req.method ?? '', req.url ?? '', host);
+}
+
+let lastValidHost = 'localhost';
 
 // RFC 3986 host: IP-literal / IPv4address / reg-name, then an optional port.
 const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
@@ -43,42 +222,7 @@ const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+
  * we do not implement, 505 a protocol version we do not serve.
  */
 export function requestCheckStatus(req: RequestHead, limitRequestBody = 0): number {
-  // node parses HTTP/0.9 ("GET /") and HTTP/2.0 request lines and hands them over as such.
-  if (req.httpVersionMajor !== 1) return 505;
-  const http10 = req.httpVersionMinor === 0;
-
-  const raw = req.rawHeaders;
-  const seen = new Set<string>();
-  let host: string | undefined;
-  let transferEncoding: string | undefined;
-  let contentLength: string | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if (SINGLETONS.has(name)) {
-      if (seen.has(name)) return 400;
-      seen.add(name);
-    }
-    if (name === 'host') host = raw[i + 1]!;
-    else if (name === 'content-length') contentLength = raw[i + 1]!;
-    else if (name === 'transfer-encoding') transferEncoding = transferEncoding === undefined ? raw[i + 1]! : `${transferEncoding},${raw[i + 1]!}`;
-  }
-
-  if (transferEncoding !== undefined) {
-    // RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing (1.0 proxies ignore it).
-    if (http10) return 400;
-    const codings = transferEncoding
-      .split(',')
-      .map((c) => c.trim().toLowerCase())
-      .filter((c) => c !== '');
-    if (codings.length === 0) return 400;
-    // node accepts "gzip, chunked" and hands the app a still-gzipped body: we implement only chunked.
-    if (codings.some((c) => c !== 'chunked')) return 501;
-    if (codings.length > 1) return 400;
-  }
-  if (contentLength !== undefined && limitRequestBody > 0 && Number(contentLength) > limitRequestBody) return 413;
-
-  if (host !== undefined && !HOST_RE.test(host)) return 400;
-  return targetStatus(req.method ?? '', req.url ?? '', host);
+  return scanHead(req, limitRequestBody ? { ...NO_LIMITS, limitRequestBody } : NO_LIMITS, new HeadScan());
 }
 
 /** Request-target forms (RFC 9112 3.2) and whether this method may use them. */
@@ -146,11 +290,11 @@ export function forbiddenTrailers(rawTrailers: readonly string[]): string[] {
 /**
  * Watches a request's body as it streams: counts bytes against limitRequestBody (chunked
  * bodies have no Content-Length to check up front) and drops trailer fields that must not
- * be trailers before the app reads them. Call before the app runs, so this runs first.
+ * be trailers before the app reads them. Call before the app runs, so this runs first, and
+ * only for chunked bodies (HeadScan.chunked): Content-Length bodies were checked up front
+ * and cannot carry trailers.
  */
 export function guardBody(req: IncomingMessage, res: ServerResponse, limitRequestBody: number, onViolation: (what: string) => void): void {
-  // Content-Length bodies were checked up front and cannot carry trailers.
-  if (req.headers['transfer-encoding'] === undefined) return;
   let received = 0;
   let over = false;
   const push = req.push.bind(req);

@@ -2,13 +2,13 @@
 // arbiter, drain on request. Spawned by the arbiter with its boot data in the environment.
 import { BOOT_ENV, EXIT_BOOT_ERROR, type MasterMessage, type WorkerBoot, type WorkerMessage } from '../protocol.js';
 import { createLogger, errorInfo, flushLogs, reopenLogFiles, type Logger } from '../log/logger.js';
-import { createAccessLog, type AccessLog } from '../log/access.js';
-import { WorkerMetrics } from '../metrics/worker-metrics.js';
+import type { AccessLog } from '../log/access.js';
 import { loadApp } from './app.js';
 import { HttpWorker } from './http-server.js';
 import { HealthResponder, serveHealthBind } from './health.js';
-import { configFileLayer } from '../config/load.js';
 import { runHook, type Hooks } from '../config/hooks.js';
+// The config loader, the access log and metrics load only when used: a worker's boot time
+// is mostly module loading (docs/performance.md).
 import { tapOutput } from './boot-output.js';
 
 const boot = JSON.parse(process.env[BOOT_ENV] ?? 'null') as WorkerBoot | null;
@@ -126,12 +126,12 @@ function callHookSync(name: string, ...args: unknown[]): void {
 const bootOutput = tapOutput(20);
 
 try {
-  if (boot.configPath) hooks = (await configFileLayer(boot.configPath)).hooks;
+  if (boot.configPath) hooks = (await (await import('../config/load.js')).configFileLayer(boot.configPath)).hooks;
   await runHook(hooks, 'postFork', log, workerView);
   const app = await loadApp(settings.app!, process.cwd(), (err) => log.error({ err }, 'app error in fetch handler: answered 500'));
-  access = settings.accessLogfile ? createAccessLog(settings.accessLogfile, boot.index, settings.accessLogformat) : null;
+  if (settings.accessLogfile) access = (await import('../log/access.js')).createAccessLog(settings.accessLogfile, boot.index, settings.accessLogformat);
   http = new HttpWorker(settings, app, log, access);
-  if (settings.metricsBind) http.metrics = new WorkerMetrics();
+  if (settings.metricsBind) http.metrics = new (await import('../metrics/worker-metrics.js')).WorkerMetrics();
   if (hooks.preRequest) http.preRequest = (req) => callHookSync('preRequest', req);
   if (hooks.postRequest) http.postRequest = (req, res) => callHookSync('postRequest', req, res);
   await runHook(hooks, 'postWorkerInit', log, workerView);
