@@ -56,24 +56,17 @@ const KINDS: [string, number][] = [
   ['x-real-ip', FORWARDING],
   ['x-request-id', X_REQUEST_ID],
 ];
-/**
- * The names above as senders usually spell them (lower-case, Canonical-Case, a few
- * others), for one Map lookup per field; any other spelling goes through the case-blind
- * comparison below (so "hOsT" is a Host field).
- */
-const KIND_BY_SPELLING = new Map<string, number>();
-for (const [name, kind] of KINDS) {
-  KIND_BY_SPELLING.set(name, kind);
-  KIND_BY_SPELLING.set(name.replace(/(^|-)([a-z])/g, (_, dash: string, letter: string) => dash + letter.toUpperCase()), kind);
+/** The names above, by length, with the Canonical-Case spelling most senders use. */
+interface KnownField {
+  lower: string;
+  canonical: string;
+  first: number;
+  kind: number;
 }
-KIND_BY_SPELLING.set('X-Real-IP', FORWARDING);
-KIND_BY_SPELLING.set('X-Request-ID', X_REQUEST_ID);
-/** By length, the names and their first letters: most fields are ruled out by those two. */
-const NAMES_BY_LENGTH: string[][] = [];
-const KINDS_BY_LENGTH: number[][] = [];
-for (const [name, kind] of KINDS) {
-  (NAMES_BY_LENGTH[name.length] ??= []).push(name);
-  (KINDS_BY_LENGTH[name.length] ??= []).push(kind);
+const BY_LENGTH: KnownField[][] = [];
+for (const [lower, kind] of KINDS) {
+  const canonical = lower === 'x-real-ip' ? 'X-Real-IP' : lower.replace(/(^|-)([a-z])/g, (_, dash: string, letter: string) => dash + letter.toUpperCase());
+  (BY_LENGTH[lower.length] ??= []).push({ lower, canonical, first: lower.charCodeAt(0), kind });
 }
 const HOST_BIT = 1 << SINGLETON_NAMES.indexOf('host');
 const CONTENT_LENGTH_BIT = 1 << SINGLETON_NAMES.indexOf('content-length');
@@ -89,15 +82,22 @@ function sameLower(name: string, lower: string): boolean {
   return true;
 }
 
+/**
+ * What the scan does with a field name. Plain string comparisons against the usual
+ * spellings first (no hashing or lower-casing of every name), then a case-blind comparison,
+ * so that "hOsT" is a Host field too.
+ */
 function fieldKind(name: string): number {
-  const known = KIND_BY_SPELLING.get(name);
-  if (known !== undefined) return known;
-  const names = NAMES_BY_LENGTH[name.length];
-  if (names !== undefined) {
+  const known = BY_LENGTH[name.length];
+  if (known !== undefined) {
+    for (let j = 0; j < known.length; j++) {
+      const f = known[j]!;
+      if (name === f.lower || name === f.canonical) return f.kind;
+    }
     const first = name.charCodeAt(0) | 0x20;
-    for (let j = 0; j < names.length; j++) {
-      const lower = names[j]!;
-      if (lower.charCodeAt(0) === first && sameLower(name, lower)) return KINDS_BY_LENGTH[name.length]![j]!;
+    for (let j = 0; j < known.length; j++) {
+      const f = known[j]!;
+      if (f.first === first && sameLower(name, f.lower)) return f.kind;
     }
   }
   // Any other X-Forwarded-* field is a forwarding field too.
