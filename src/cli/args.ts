@@ -4,6 +4,7 @@ import meow from 'meow';
 import { settingsTable, kebab, type SettingDef } from '../config/settings.js';
 import { ConfigError, type RawLayer } from '../config/load.js';
 import { closest } from '../config/did-you-mean.js';
+import { PACKAGE } from '../version.js';
 
 type MeowFlag = { type: 'string' | 'boolean'; isMultiple?: boolean; shortFlag?: string };
 export type ExtraFlags = Record<string, MeowFlag & { doc?: string }>;
@@ -123,6 +124,7 @@ export function parseArgs(argv: string[], opts: { command: string; extra?: Extra
   if (opts.origin !== 'environment') (flags as Record<string, MeowFlag>).help = { type: 'boolean', shortFlag: 'h' };
   const cli = meow(helpText(opts.command, extra), {
     importMeta: import.meta,
+    pkg: PACKAGE,
     argv: normalized,
     flags: flags as never,
     allowUnknownFlags: true,

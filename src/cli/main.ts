@@ -4,7 +4,6 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, type LoadedConfig, type RawLayer } from '../config/load.js';
 import { parseArgs, splitCommandLine, type ParsedArgs } from './args.js';
-import { printConfig } from './print-config.js';
 import { createLogger, errorInfo, flushLogs } from '../log/logger.js';
 import { Arbiter } from '../arbiter/arbiter.js';
 
@@ -58,6 +57,7 @@ async function main(argv: string[]): Promise<number> {
   const config = await readConfig(parsed, process.env);
   const s = config.settings;
   if (s.printConfig) {
+    const { printConfig } = await import('./print-config.js');
     process.stdout.write(printConfig(config));
     return 0;
   }
