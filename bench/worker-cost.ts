@@ -3,7 +3,8 @@
 // worker (the bare node:http reference) and ws-proxy-kit builds with --workers 1.
 // CPU time per request barely moves with what else the machine runs, unlike req/s.
 //
-// node --import tsx bench/worker-cost.ts [--rounds 5] [--requests 60000] [--shape keepalive|slow]
+// node --import tsx bench/worker-cost.ts [--rounds 5] [--requests 60000] [--shape keepalive|slow|churn]
+// (churn: a new connection per request, for --duration seconds instead of a request count)
 //   [--cli name=path/to/dist/cli/main.js ...] [--flags name="--access-logfile -" ...]
 // Each --cli adds a ws-proxy-kit build to compare (default: this checkout's dist as "ws-proxy-kit").
 import autocannon from 'autocannon';
@@ -13,6 +14,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { start, cpuTicks, childrenOf, stopAll, CLOCK_TICKS, type Proc } from './procs.js';
 import { ROOT } from './engines.js';
+import { churnLoad } from './load.js';
 
 const { values } = parseArgs({
   options: {
@@ -20,6 +22,7 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '60000' },
     connections: { type: 'string', default: '32' },
     shape: { type: 'string', default: 'keepalive' },
+    duration: { type: 'string', default: '4' },
     cli: { type: 'string', multiple: true, default: [] },
     flags: { type: 'string', multiple: true, default: [] },
   },
@@ -51,6 +54,11 @@ for (const spec of clis) {
 }
 
 async function load(socketPath: string, amount: number): Promise<number> {
+  if (values.shape === 'churn') {
+    const r = await churnLoad(socketPath, connections, '/', amount === requests ? Number(values.duration) : 1);
+    if (r.errors) throw new Error(`errors: ${r.errors}`);
+    return r.requests;
+  }
   const r = await autocannon({ url: `http://localhost${path}`, socketPath, connections, amount, timeout: 10 });
   if (r.errors || r.non2xx || r.timeouts) throw new Error(`errors: ${r.errors} non2xx: ${r.non2xx} timeouts: ${r.timeouts}`);
   return r.requests.total;

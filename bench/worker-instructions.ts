@@ -10,12 +10,14 @@
 //
 // node --import tsx bench/worker-instructions.ts [--requests 10000] [--connections 16]
 //   [--cli name=path/to/dist/cli/main.js ...] [--flags "name=--access-logfile /dev/null"]
+//   [--churn]      a new connection per request (Connection: close) instead of keep-alive
 //   [--keep DIR]   keep each variant's callgrind file as DIR/NAME.callgrind (callgrind_annotate reads it)
 import autocannon from 'autocannon';
 import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import net from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { start, childrenOf, stopAll, type Proc } from './procs.js';
 import { ROOT } from './engines.js';
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     cli: { type: 'string', multiple: true, default: [] },
     flags: { type: 'string', multiple: true, default: [] },
     keep: { type: 'string' },
+    churn: { type: 'boolean', default: false },
   },
 });
 const requests = Number(values.requests);
@@ -68,7 +71,32 @@ for (const spec of clis) {
   });
 }
 
+/** amount requests, each on its own connection, `connections` at a time. */
+async function churn(socketPath: string, amount: number): Promise<void> {
+  let left = amount;
+  let failed = 0;
+  const one = (): Promise<void> =>
+    new Promise((resolve) => {
+      const sock = net.connect(socketPath);
+      let head = '';
+      sock.setEncoding('latin1');
+      sock.on('connect', () => sock.write(`GET ${values.path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`));
+      sock.on('data', (d: string) => (head += d.slice(0, 16)));
+      sock.on('error', () => {});
+      sock.on('close', () => {
+        if (!head.startsWith('HTTP/1.1 200')) failed++;
+        resolve();
+      });
+    });
+  const loop = async () => {
+    while (left-- > 0) await one();
+  };
+  await Promise.all(Array.from({ length: Number(values.connections) }, loop));
+  if (failed) throw new Error(`${failed} failed requests`);
+}
+
 async function load(socketPath: string, amount: number): Promise<void> {
+  if (values.churn) return churn(socketPath, amount);
   const r = await autocannon({ url: `http://localhost${values.path}`, socketPath, connections: Number(values.connections), amount, timeout: 120 });
   if (r.errors || r.non2xx || r.timeouts || r.requests.total !== amount) throw new Error(`errors: ${r.errors} non2xx: ${r.non2xx} timeouts: ${r.timeouts} total: ${r.requests.total}`);
 }

@@ -12,6 +12,32 @@ async function ctl(args: string[], cwd?: string) {
   return runCli(['ctl', ...args], cwd ? { cwd } : {});
 }
 
+test('ctl workers counts the requests in flight and the open connections of each worker', async () => {
+  const dir = tempDir();
+  const sock = join(dir, 'app.sock');
+  const server = startServer([APP, '-b', `unix:${sock}`, '-w', '1']);
+  await server.ready();
+  const workers = async () => {
+    const r = await ctl(['--bind', `unix:${sock}`, 'workers', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    return (JSON.parse(r.stdout) as { inflight: number; connections: number; requests: number }[])[0]!;
+  };
+  // Two requests held in the app for a while: both in flight, on two connections.
+  const held = [request({ socketPath: sock }, '/slow?ms=4000'), request({ socketPath: sock }, '/slow?ms=4000')];
+  const busy = await until(async () => {
+    const w = await workers();
+    return w.inflight === 2 ? w : null;
+  }, 10_000, 'two requests in flight');
+  assert.ok(busy.connections >= 2, `connections: ${busy.connections}`);
+  for (const r of await Promise.all(held)) assert.is(r.status, 200);
+  const idle = await until(async () => {
+    const w = await workers();
+    return w.inflight === 0 && w.requests >= 2 ? w : null;
+  }, 10_000, 'nothing in flight');
+  assert.is(idle.inflight, 0);
+  await server.stop();
+});
+
 test('the control socket sits next to the app socket, mode 0600, and goes away on exit', async () => {
   const dir = tempDir();
   const sock = join(dir, 'app.sock');

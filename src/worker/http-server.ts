@@ -35,6 +35,17 @@ interface ConnectionTrust {
   scheme: 'http' | 'https';
 }
 const kTrust = Symbol('ws-proxy-kit.connectionTrust');
+
+/** node:http tracks each server's connections (for its timeouts) in a list under a private symbol. */
+interface ConnectionList {
+  all(): { socket?: Socket | null }[];
+}
+let connectionListKey: symbol | undefined;
+function connectionList(server: http.Server): ConnectionList | null {
+  connectionListKey ??= Object.getOwnPropertySymbols(server).find((sym) => sym.description === 'http.server.connections');
+  const list = connectionListKey ? (server as unknown as Record<symbol, ConnectionList | undefined>)[connectionListKey] : undefined;
+  return list && typeof list.all === 'function' ? list : null;
+}
 type TrackedSocket = Socket & { [kTrust]?: ConnectionTrust; _httpMessage?: ServerResponse | null; encrypted?: boolean };
 
 // Request ids: a random per-process prefix and a counter — unique across workers and
@@ -61,12 +72,6 @@ export class HttpWorker {
   private requests = 0;
   /** Connections accepted so far (drain() watches it to empty the backlog before closing). */
   private accepted = 0;
-  /**
-   * Open connections. What is in flight is read off them when asked (a socket's current
-   * response), so a request costs no listener or set entry of ours (see docs/performance.md).
-   */
-  private readonly connections = new Set<TrackedSocket>();
-  private readonly forgetConnection: (this: TrackedSocket) => void;
   private readonly upgraded = new Set<Duplex>();
   private readonly headersTimeoutMs: number;
   private readonly limits: HeadLimits;
@@ -93,17 +98,29 @@ export class HttpWorker {
     this.headersTimeoutMs = settings.headersTimeout * 1000;
     this.trust = new ForwardedTrust(settings);
     this.limits = settings;
-    const connections = this.connections;
-    this.forgetConnection = function (this: TrackedSocket) {
-      connections.delete(this);
-    };
   }
 
-  /** Requests served, requests in progress and open connections, counted now. */
+  /**
+   * Requests served, requests in progress and open connections, counted now. The open
+   * connections and their current responses are read off node:http's own list, so that no
+   * connection or request costs a listener or set entry of ours (see docs/performance.md).
+   */
   get stats(): ServeStats {
     let inflight = 0;
-    for (const sock of this.connections) if (sock._httpMessage) inflight++;
-    return { requests: this.requests, inflight, connections: this.connections.size };
+    let connections = this.upgraded.size;
+    for (const sock of this.openConnections()) {
+      connections++;
+      if (sock._httpMessage) inflight++;
+    }
+    return { requests: this.requests, inflight, connections };
+  }
+
+  /** The HTTP connections of every server, from node:http's private per-server list (node ≥ 18.2). */
+  private *openConnections(): Generator<TrackedSocket> {
+    for (const server of this.servers) {
+      const list = connectionList(server);
+      if (list) for (const parser of list.all()) if (parser.socket) yield parser.socket as TrackedSocket;
+    }
   }
 
   /** Creates one server per fd and starts accepting. Resolves when all listen. */
@@ -129,7 +146,7 @@ export class HttpWorker {
       // Trusted proxies: connections over a UNIX socket have no address.
       const listener: ListenerInfo = { unix: Boolean(l.unix) };
       server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, listener));
-      server.on('connection', (sock: Socket) => this.onConnection(sock));
+      server.on('connection', () => this.onConnection());
       server.on('clientError', (err: NodeJS.ErrnoException, sock: Duplex) => this.onClientError(err, sock));
       if (this.app.upgrade) {
         const upgrade = this.app.upgrade;
@@ -223,10 +240,8 @@ export class HttpWorker {
     return { peer, trusted: this.trust.trusts(peer), scheme: sock.encrypted ? 'https' : 'http' };
   }
 
-  private onConnection(sock: TrackedSocket): void {
+  private onConnection(): void {
     this.accepted++;
-    this.connections.add(sock);
-    sock.on('close', this.forgetConnection);
   }
 
   private onClientError(err: NodeJS.ErrnoException, sock: Duplex): void {
@@ -323,7 +338,7 @@ export class HttpWorker {
    */
   drain(onListenersClosed?: () => void): Promise<void> {
     this.draining = true;
-    for (const sock of this.connections) {
+    for (const sock of this.openConnections()) {
       const res = sock._httpMessage;
       if (res && !res.headersSent) res.shouldKeepAlive = false;
     }
