@@ -24,16 +24,16 @@ test('ctl workers counts the requests in flight and the open connections of each
   };
   // Two requests held in the app for a while: both in flight, on two connections.
   const held = [request({ socketPath: sock }, '/slow?ms=4000'), request({ socketPath: sock }, '/slow?ms=4000')];
-  const busy = await until(async () => {
+  const busy = (await until(async () => {
     const w = await workers();
     return w.inflight === 2 ? w : null;
-  }, 10_000, 'two requests in flight');
+  }, 10_000, 'two requests in flight'))!;
   assert.ok(busy.connections >= 2, `connections: ${busy.connections}`);
   for (const r of await Promise.all(held)) assert.is(r.status, 200);
-  const idle = await until(async () => {
+  const idle = (await until(async () => {
     const w = await workers();
     return w.inflight === 0 && w.requests >= 2 ? w : null;
-  }, 10_000, 'nothing in flight');
+  }, 10_000, 'nothing in flight'))!;
   assert.is(idle.inflight, 0);
   await server.stop();
 });
