@@ -45,7 +45,7 @@ test('forwarding fields are found in any letter case, repeated ones joined as no
   assert.is(scan.xForwardedFor, '1.1.1.1, 2.2.2.2');
   assert.is(scan.xForwardedProto, 'https');
   assert.is(scan.forwarded, 'for=3.3.3.3');
-  assert.is(scan.requestId, 'first', 'the first X-Request-Id, as req.headers keeps it');
+  assert.is(scan.requestId, 'first, second', 'joined, as req.headers has it');
   assert.is(scan.xForwardedPort, '8443');
   assert.is(scan.xForwardedHost, 'shop');
 });

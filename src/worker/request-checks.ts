@@ -182,7 +182,7 @@ function scanFields(req: RequestHead, limits: HeadLimits, scan: HeadScan): numbe
     else if (kind === X_FORWARDED_HOST) scan.xForwardedHost = joined(scan.xForwardedHost, value);
     else if (kind === X_FORWARDED_PORT) scan.xForwardedPort = joined(scan.xForwardedPort, value);
     else if (kind === FORWARDED) scan.forwarded = joined(scan.forwarded, value);
-    else if (kind === X_REQUEST_ID) scan.requestId ??= value; // node:http keeps the first
+    else if (kind === X_REQUEST_ID) scan.requestId = joined(scan.requestId, value);
   }
 
   // node parses HTTP/0.9 ("GET /") and HTTP/2.0 request lines and hands them over as such.
