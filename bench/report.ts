@@ -107,7 +107,7 @@ const pct = (x: number | null) => (x === null || !Number.isFinite(x) ? '–' : `
 const ratio = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '–' : `${x.toFixed(2)}×`);
 const fair = (x: number | null) => (x === null ? '–' : Number.isFinite(x) ? `${x.toFixed(2)}` : '∞');
 
-export function markdown(rows: Row[], engines: EngineInfo[], skipped: { engine: string; reason: string }[], meta: Record<string, unknown>): string {
+export function markdown(rows: Row[], engines: EngineInfo[], skipped: { engine: string; reason: string }[], meta: Record<string, unknown>, cells: Cell[] = []): string {
   const out: string[] = [];
   out.push(`Load: ${Object.entries(meta).map(([k, v]) => `${k}=${String(v)}`).join(', ')}`, '');
   out.push(
@@ -134,6 +134,16 @@ export function markdown(rows: Row[], engines: EngineInfo[], skipped: { engine: 
     const reload = e.reloadMs.length ? f0(median(e.reloadMs)) : e.reloadError ? `failed: ${e.reloadError}` : '–';
     const workers = e.workerRssMB.map((x, i) => `${mb(e.idleWorkerRssMB[i] ?? null)} → ${mb(x)}`).join(', ') || '–';
     out.push(`| ${e.engine} | ${f0(e.readyMs)} | ${mb(e.idleMasterRssMB)} → ${mb(e.masterRssMB)} | ${workers} | ${reload} |`);
+  }
+  // Medians hide how much a ratio swings from round to round, and why (a lopsided worker split).
+  const pooled = rows.filter((r) => r.fairness !== null);
+  if (cells.length && pooled.length) {
+    out.push('', 'Each round: ×best (busiest/least worker by requests; – when only one worker served requests).', '');
+    out.push('| path | shape | engine | rounds |', '|---|---|---|---|');
+    for (const r of pooled) {
+      const own = cells.filter((c) => c.path === r.path && c.shape === r.shape && c.engine === r.engine).sort((a, b) => a.round - b.round);
+      out.push(`| ${r.path} | ${r.shape} | ${r.engine} | ${own.map((c) => `${ratio(c.ratio?.rps)} (${fair(c.fairness)})`).join(', ')} |`);
+    }
   }
   if (skipped.length) {
     out.push('', 'Skipped:');

@@ -230,9 +230,9 @@ async function main(): Promise<void> {
     info.pids = [...new Set([...info.pids, ...(e.master ? [e.master] : []), ...e.workers()])];
   }
   if (opts.json) {
-    console.log(JSON.stringify({ meta, rows, engines: infos, skipped, cells, markdown: markdown(rows, infos, skipped, meta) }, null, 2));
+    console.log(JSON.stringify({ meta, rows, engines: infos, skipped, cells, markdown: markdown(rows, infos, skipped, meta, cells) }, null, 2));
   } else {
-    console.log(markdown(rows, infos, skipped, meta));
+    console.log(markdown(rows, infos, skipped, meta, cells));
     const fairCells = cells.filter((c) => c.path === 'nginx' && c.shape === 'keepalive' && c.workerRequests.length > 1);
     if (fairCells.length) {
       console.log('Requests (connections) per worker, nginx keep-alive, each round:');
