@@ -101,7 +101,7 @@ function fieldKind(name: string): number {
     }
   }
   // Any other X-Forwarded-* field is a forwarding field too.
-  return name.length > 12 && (name.charCodeAt(0) | 0x20) === 0x78 && sameLower(name, 'x-forwarded-') ? FORWARDING : 0;
+  return name.length >= 12 && (name.charCodeAt(0) | 0x20) === 0x78 && sameLower(name, 'x-forwarded-') ? FORWARDING : 0;
 }
 
 /** Our request limits (0 = no limit), finer than node:http's one header-size cap. */
