@@ -7,6 +7,7 @@ import type { TLSSocket } from 'node:tls';
 import { isIP } from 'node:net';
 import proxyAddr from 'proxy-addr';
 import parseForwarded from 'forwarded-parse';
+import { removeFields } from '../http-fields.js';
 
 /** The resolved client of one request: `req.clientInfo` for listeners, `info.clientInfo` for fetch handlers. */
 export interface ClientInfo {
@@ -86,35 +87,9 @@ export function isForwardingHeader(lowerName: string): boolean {
   return lowerName.startsWith('x-forwarded-') || lowerName === 'forwarded' || lowerName === 'x-real-ip' || lowerName === 'x-request-id';
 }
 
-/** Removes the forwarding headers from both views node:http gives the app. Returns the names removed. */
+/** Removes the forwarding headers from every view node:http gives the app. Returns the names removed. */
 export function stripForwardingHeaders(req: IncomingMessage): string[] {
   return removeFields(req, isForwardingHeader);
-}
-
-/** Removes the fields whose lower-case name matches from rawHeaders and req.headers. Returns the names removed. */
-export function removeFields(req: IncomingMessage, matches: (lowerName: string) => boolean): string[] {
-  const raw = req.rawHeaders;
-  let removed: string[] | null = null;
-  for (let i = 0; i < raw.length; i += 2) {
-    const lower = raw[i]!.toLowerCase();
-    if (matches(lower)) (removed ??= []).push(lower);
-  }
-  if (!removed) return [];
-  const kept: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    if (!matches(raw[i]!.toLowerCase())) kept.push(raw[i]!, raw[i + 1]!);
-  }
-  // node builds req.headers and req.headersDistinct lazily from rawHeaders, up to a count it
-  // keeps under a private symbol: after rawHeaders shrinks the count must follow, or those
-  // getters read past the end. Where the symbol is missing (another node), both views are
-  // built from the full list first and then edited.
-  const countKey = Object.getOwnPropertySymbols(req).find((sym) => sym.description === 'kHeadersCount');
-  const views: (Record<string, unknown> | undefined)[] = [req.headers];
-  if (!countKey) views.push(req.headersDistinct);
-  req.rawHeaders = kept;
-  if (countKey) (req as unknown as Record<symbol, number>)[countKey] = kept.length;
-  for (const view of views) if (view) for (const name of removed) delete view[name];
-  return removed;
 }
 
 /** "1.2.3.4", "1.2.3.4:80", "[::1]:80", "::1" → address and port; null when not an IP. */

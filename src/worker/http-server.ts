@@ -10,8 +10,9 @@ import type { LoadedApp } from './app.js';
 import type { AccessLog } from '../log/access.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import type { HealthResponder } from './health.js';
-import { ForwardedTrust, compileAllowList, removeFields, stripForwardingHeaders, type ForwardingFields, type Peer, type RequestWithClientInfo } from '../proxy/trust.js';
+import { ForwardedTrust, compileAllowList, stripForwardingHeaders, type ForwardingFields, type Peer, type RequestWithClientInfo } from '../proxy/trust.js';
 import { isUnixListener, peerOf } from '../proxy/peer.js';
+import { removeFields } from '../http-fields.js';
 // The PROXY protocol parsers (~3.5 MB) load only when --proxy-protocol is on.
 import type { ProxyProtocolAcceptor } from '../proxy/proxy-protocol.js';
 import { HeadScan, clientErrorStatus, guardBody, rawErrorResponse, refuse, scanHead, type HeadLimits } from './request-checks.js';

@@ -3,6 +3,7 @@
 // a proxy in front of us could read the request differently from us (request smuggling,
 // host confusion). What node already rejects itself is listed in docs/hardening.md.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { removeFields } from '../http-fields.js';
 
 /** The parts of a request the checks read (an IncomingMessage has them all). */
 export interface RequestHead {
@@ -280,13 +281,6 @@ const FORBIDDEN_TRAILERS = new Set([
   'x-real-ip',
 ]);
 
-/** Names of the forbidden fields in a rawTrailers array (empty when all are allowed). */
-export function forbiddenTrailers(rawTrailers: readonly string[]): string[] {
-  const bad: string[] = [];
-  for (let i = 0; i < rawTrailers.length; i += 2) if (FORBIDDEN_TRAILERS.has(rawTrailers[i]!.toLowerCase())) bad.push(rawTrailers[i]!);
-  return bad;
-}
-
 /**
  * Watches a request's body as it streams: counts bytes against limitRequestBody (chunked
  * bodies have no Content-Length to check up front) and drops trailer fields that must not
@@ -316,18 +310,11 @@ export function guardBody(req: IncomingMessage, res: ServerResponse, limitReques
 }
 
 function stripTrailers(req: IncomingMessage, res: ServerResponse, onViolation: (what: string) => void): void {
-  const raw = req.rawTrailers;
-  if (!raw || raw.length === 0) return;
-  const bad = forbiddenTrailers(raw);
-  if (bad.length === 0) return;
-  // node builds req.trailers lazily from rawTrailers and a count it keeps: build it now,
-  // then remove the fields from both views.
-  const trailers = req.trailers;
-  for (const name of bad) delete trailers[name.toLowerCase()];
-  for (let i = raw.length - 2; i >= 0; i -= 2) if (FORBIDDEN_TRAILERS.has(raw[i]!.toLowerCase())) raw.splice(i, 2);
+  const dropped = removeFields(req, (name) => FORBIDDEN_TRAILERS.has(name), 'trailers');
+  if (dropped.length === 0) return;
   // A client that sends these is broken or probing: no more requests on this connection.
   res.shouldKeepAlive = false;
-  onViolation(`forbidden trailer fields dropped: ${bad.join(', ')}`);
+  onViolation(`forbidden trailer fields dropped: ${dropped.join(', ')}`);
 }
 
 const REASON: Record<number, string> = {
