@@ -217,7 +217,7 @@ export class ForwardedTrust {
       xForwardedPort: listText(h['x-forwarded-port']),
       forwarded: listText(h.forwarded),
     };
-    return this.clientOf(peer, trusted, ownScheme(req), h.host ?? null, fields);
+    return this.clientOf(peer, trusted, socketScheme(req.socket), h.host ?? null, fields);
   }
 
   /**
@@ -277,8 +277,8 @@ function listText(v: string | string[] | undefined): string | undefined {
 }
 
 /** The scheme of the connection itself. */
-export function ownScheme(req: IncomingMessage): 'http' | 'https' {
-  return (req.socket as TLSSocket).encrypted ? 'https' : 'http';
+export function socketScheme(socket: IncomingMessage['socket']): 'http' | 'https' {
+  return (socket as TLSSocket).encrypted ? 'https' : 'http';
 }
 
 /** The client of a trusted peer: the hop a forwarding header named, or the peer itself. */

@@ -10,7 +10,7 @@ import type { LoadedApp } from './app.js';
 import type { AccessLog } from '../log/access.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import type { HealthResponder } from './health.js';
-import { ForwardedTrust, compileAllowList, stripForwardingHeaders, type ForwardingFields, type Peer, type RequestWithClientInfo } from '../proxy/trust.js';
+import { ForwardedTrust, compileAllowList, socketScheme, stripForwardingHeaders, type ForwardingFields, type Peer, type RequestWithClientInfo } from '../proxy/trust.js';
 import { isUnixListener, peerOf } from '../proxy/peer.js';
 import { removeFields } from '../http-fields.js';
 // The PROXY protocol parsers (~3.5 MB) load only when --proxy-protocol is on.
@@ -47,7 +47,7 @@ function connectionList(server: http.Server): ConnectionList | null {
   const list = connectionListKey ? (server as unknown as Record<symbol, ConnectionList | undefined>)[connectionListKey] : undefined;
   return list && typeof list.all === 'function' ? list : null;
 }
-type TrackedSocket = Socket & { [kTrust]?: ConnectionTrust; _httpMessage?: ServerResponse | null; encrypted?: boolean };
+type TrackedSocket = Socket & { [kTrust]?: ConnectionTrust; _httpMessage?: ServerResponse | null };
 
 // Request ids: a random per-process prefix and a counter — unique across workers and
 // restarts like a UUID, at a fraction of randomUUID()'s cost on every request.
@@ -238,7 +238,7 @@ export class HttpWorker {
 
   private connectionTrust(sock: TrackedSocket, listener: ListenerInfo): ConnectionTrust {
     const peer = peerOf(sock, listener.unix);
-    return { peer, trusted: this.trust.trusts(peer), scheme: sock.encrypted ? 'https' : 'http' };
+    return { peer, trusted: this.trust.trusts(peer), scheme: socketScheme(sock) };
   }
 
   private onConnection(): void {
