@@ -152,6 +152,25 @@ function wsProxyKitEngine(metrics = false): Engine {
 }
 const wsProxyKit = wsProxyKitEngine();
 
+/** One ws-proxy-kit build for the one-worker tools (bench/worker-*.ts): its name and command line. */
+export interface Build {
+  name: string;
+  /** node arguments serving bench/app.mjs on `socket` with one worker. */
+  args(socket: string): string[];
+}
+
+/**
+ * The builds named by `--cli name=path/to/dist/cli/main.js` (this checkout's dist when none)
+ * and their extra flags from `--flags "name=--flag value ..."`.
+ */
+export function buildsFromArgs(cliSpecs: string[], flagSpecs: string[], extra: string[] = []): Build[] {
+  const flags = new Map(flagSpecs.map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1).split(' ').filter(Boolean)]));
+  return (cliSpecs.length ? cliSpecs : [`ws-proxy-kit=${CLI}`]).map((spec) => {
+    const [name, cli] = spec.split('=') as [string, string];
+    return { name, args: (socket) => [cli, APP, '--bind', `unix:${socket}`, '--workers', '1', '--log-format', 'json', ...extra, ...(flags.get(name) ?? [])] };
+  });
+}
+
 const gunicorn: Engine = {
   name: 'gunicorn',
   missing: () => (hasCommand('gunicorn', ['--version']) ? null : 'gunicorn is not installed (apt-get install gunicorn)'),

@@ -81,7 +81,8 @@ function percentile(sorted: number[], p: number): number {
  * `Connection: close`, reading the response to the server's close, and starting over.
  * Latency is from connect() to the response's last byte.
  */
-export function churnLoad(socketPath: string, concurrency: number, path: string, durationS: number): Promise<LoadResult> {
+/** A new connection per request, `concurrency` at a time, for durationS seconds or until maxRequests have been sent. */
+export function churnLoad(socketPath: string, concurrency: number, path: string, durationS: number, maxRequests = Infinity): Promise<LoadResult> {
   const request = `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`;
   const latencies: number[] = [];
   let errors = 0;
@@ -105,8 +106,9 @@ export function churnLoad(socketPath: string, concurrency: number, path: string,
         resolve();
       });
     });
+  let sent = 0;
   const loop = async () => {
-    while (performance.now() < end) await one();
+    while (performance.now() < end && sent++ < maxRequests) await one();
   };
   return Promise.all(Array.from({ length: concurrency }, loop)).then(() => {
     const seconds = (performance.now() - t0) / 1000;

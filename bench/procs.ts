@@ -2,8 +2,9 @@
 // readers for CPU time and RSS. Everything started is registered so stopAll() can end it.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
+import { jsonLines, type JsonLine } from '../scripts/json-lines.js';
 
-export type LogLine = Record<string, unknown> & { msg?: string };
+export type LogLine = JsonLine;
 
 const started = new Set<Proc>();
 
@@ -16,26 +17,17 @@ export class Proc {
 
   constructor(readonly name: string, readonly child: ChildProcess) {
     started.add(this);
-    let buf = '';
-    const onData = (chunk: string) => {
-      this.text = (this.text + chunk).slice(-20_000);
-      buf += chunk;
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let parsed: LogLine;
-        try {
-          parsed = JSON.parse(line) as LogLine;
-        } catch {
-          parsed = { msg: line };
-        }
-        this.logs.push(parsed);
-        this.waiters = this.waiters.filter((w) => (w.pred(parsed) ? (w.resolve(parsed), false) : true));
-      }
+    const onLine = (parsed: LogLine) => {
+      this.logs.push(parsed);
+      this.waiters = this.waiters.filter((w) => (w.pred(parsed) ? (w.resolve(parsed), false) : true));
     };
-    child.stderr?.setEncoding('utf8').on('data', onData);
-    child.stdout?.setEncoding('utf8').on('data', onData);
+    for (const stream of [child.stderr, child.stdout]) {
+      const lines = jsonLines(onLine);
+      stream?.setEncoding('utf8').on('data', (chunk: string) => {
+        this.text = (this.text + chunk).slice(-20_000);
+        lines(chunk);
+      });
+    }
     this.exited = new Promise((resolve) => child.once('exit', () => ((this.done = true), started.delete(this), resolve())));
   }
 

@@ -24,17 +24,8 @@ export interface Cell {
   ratio?: { rps: number; p50: number; p99: number; vs: string };
 }
 
-export interface Row {
-  path: Path;
-  shape: Shape;
-  engine: string;
-  rps: number;
-  p50: number;
-  p99: number;
-  errors: number;
-  fairness: number | null;
-  masterCpuShare: number | null;
-  cpuUsPerRequest: number;
+/** One line of the table: a cell's figures, each the median over the rounds (errors summed). */
+export interface Row extends Pick<Cell, 'path' | 'shape' | 'engine' | 'rps' | 'p50' | 'p99' | 'errors' | 'fairness' | 'masterCpuShare' | 'cpuUsPerRequest'> {
   ratio: { rps: number; p50: number; p99: number } | null;
   /** which cluster policy was the reference, per round */
   best: string[];

@@ -13,8 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { start, cpuTicks, childrenOf, stopAll, CLOCK_TICKS, type Proc } from './procs.js';
-import { ROOT } from './engines.js';
+import { ROOT, buildsFromArgs } from './engines.js';
 import { churnLoad } from './load.js';
+import { median } from './report.js';
 
 const { values } = parseArgs({
   options: {
@@ -31,7 +32,6 @@ const rounds = Number(values.rounds);
 const requests = Number(values.requests);
 const connections = Number(values.connections);
 const path = values.shape === 'slow' ? '/slow' : '/';
-const APP = join(ROOT, 'bench/app.mjs');
 
 interface Variant {
   name: string;
@@ -43,14 +43,8 @@ const variants: Variant[] = [
     launch: (socket) => start('cluster-none', process.execPath, [join(ROOT, 'bench/servers/cluster.mjs'), socket, '1'], { env: { ...process.env, NODE_CLUSTER_SCHED_POLICY: 'none' } }),
   },
 ];
-const clis = values.cli.length ? values.cli : [`ws-proxy-kit=${join(ROOT, 'dist/cli/main.js')}`];
-const extraFlags = new Map(values.flags.map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1).split(' ').filter(Boolean)]));
-for (const spec of clis) {
-  const [name, cli] = spec.split('=') as [string, string];
-  variants.push({
-    name,
-    launch: (socket) => start(name, process.execPath, [cli, APP, '--bind', `unix:${socket}`, '--workers', '1', '--log-format', 'json', ...(extraFlags.get(name) ?? [])], { cwd: ROOT }),
-  });
+for (const build of buildsFromArgs(values.cli, values.flags)) {
+  variants.push({ name: build.name, launch: (socket) => start(build.name, process.execPath, build.args(socket), { cwd: ROOT }) });
 }
 
 async function load(socketPath: string, amount: number): Promise<number> {
@@ -89,7 +83,6 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const base = median(results.get('cluster-none')!);
 console.log(`\nshape=${values.shape} requests=${requests} connections=${connections} rounds=${rounds}\n`);
 console.log('| variant | worker CPU µs/req (median) | × cluster-none | rounds |');

@@ -17,10 +17,10 @@ import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import net from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { start, childrenOf, stopAll, type Proc } from './procs.js';
-import { ROOT } from './engines.js';
+import { ROOT, buildsFromArgs } from './engines.js';
+import { churnLoad } from './load.js';
 
 const { values } = parseArgs({
   options: {
@@ -55,48 +55,25 @@ writeFileSync(
     `http.createServer({ keepAliveTimeout: 5000 }, app).listen(process.argv[2], () => console.error(JSON.stringify({ msg: 'ready' })));\n`,
 );
 const variants: Variant[] = [{ name: 'node:http', launch: (socket) => start('node:http', 'valgrind', [...VALGRIND, ...NODE, plainServer, socket]), counted: (p) => p.pid }];
-const clis = values.cli.length ? values.cli : [`ws-proxy-kit=${join(ROOT, 'dist/cli/main.js')}`];
-const extraFlags = new Map(values.flags.map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1).split(' ').filter(Boolean)]));
-for (const spec of clis) {
-  const [name, cli] = spec.split('=') as [string, string];
-  const args = [cli, APP, '--bind', `unix:${'SOCKET'}`, '--workers', '1', '--log-format', 'json', '--timeout', '600', '--boot-timeout', '600', ...(extraFlags.get(name) ?? [])];
+// valgrind slows the boot and the heartbeats: generous timeouts so the arbiter never steps in.
+for (const build of buildsFromArgs(values.cli, values.flags, ['--timeout', '600', '--boot-timeout', '600'])) {
   variants.push({
-    name,
-    launch: (socket) => start(name, 'valgrind', ['--trace-children=yes', ...VALGRIND, ...NODE, ...args.map((a) => a.replace('SOCKET', socket))], { cwd: ROOT }),
+    name: build.name,
+    launch: (socket) => start(build.name, 'valgrind', ['--trace-children=yes', ...VALGRIND, ...NODE, ...build.args(socket)], { cwd: ROOT }),
     counted: (p) => {
       const [worker] = childrenOf(p.pid);
-      if (!worker) throw new Error(`${name}: no worker process`);
+      if (!worker) throw new Error(`${build.name}: no worker process`);
       return worker;
     },
   });
 }
 
-/** amount requests, each on its own connection, `connections` at a time. */
-async function churn(socketPath: string, amount: number): Promise<void> {
-  let left = amount;
-  let failed = 0;
-  const one = (): Promise<void> =>
-    new Promise((resolve) => {
-      const sock = net.connect(socketPath);
-      let head = '';
-      sock.setEncoding('latin1');
-      sock.on('connect', () => sock.write(`GET ${values.path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`));
-      sock.on('data', (d: string) => (head += d.slice(0, 16)));
-      sock.on('error', () => {});
-      sock.on('close', () => {
-        if (!head.startsWith('HTTP/1.1 200')) failed++;
-        resolve();
-      });
-    });
-  const loop = async () => {
-    while (left-- > 0) await one();
-  };
-  await Promise.all(Array.from({ length: Number(values.connections) }, loop));
-  if (failed) throw new Error(`${failed} failed requests`);
-}
-
 async function load(socketPath: string, amount: number): Promise<void> {
-  if (values.churn) return churn(socketPath, amount);
+  if (values.churn) {
+    const r = await churnLoad(socketPath, Number(values.connections), values.path, Infinity, amount);
+    if (r.errors || r.requests !== amount) throw new Error(`churn: ${r.errors} failed, ${r.requests} of ${amount} answered`);
+    return;
+  }
   const r = await autocannon({ url: `http://localhost${values.path}`, socketPath, connections: Number(values.connections), amount, timeout: 120 });
   if (r.errors || r.non2xx || r.timeouts || r.requests.total !== amount) throw new Error(`errors: ${r.errors} non2xx: ${r.non2xx} timeouts: ${r.timeouts} total: ${r.requests.total}`);
 }

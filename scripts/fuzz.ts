@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { jsonLines, type JsonLine } from './json-lines.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { values: opts } = parseArgs({
@@ -158,21 +159,9 @@ const server = spawn(
   [join(ROOT, 'dist/cli/main.js'), join(ROOT, 'test/fixtures/hardening-app.mjs'), '-b', `unix:${sockPath}`, '-w', opts.workers!, '--headers-timeout', '2', '--request-timeout', '5', '--limit-request-body', '100000'],
   { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, WS_PROXY_KIT_LOG_FORMAT: 'json', WS_PROXY_KIT_LOG_LEVEL: 'info' } },
 );
-const logLines: Record<string, unknown>[] = [];
-let buf = '';
+const logLines: JsonLine[] = [];
 server.stderr.setEncoding('utf8');
-server.stderr.on('data', (d: string) => {
-  buf += d;
-  let nl;
-  while ((nl = buf.indexOf('\n')) >= 0) {
-    try {
-      logLines.push(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
-    } catch {
-      logLines.push({ msg: buf.slice(0, nl) });
-    }
-    buf = buf.slice(nl + 1);
-  }
-});
+server.stderr.on('data', jsonLines((line) => logLines.push(line)));
 let masterExited = false;
 server.once('exit', () => (masterExited = true));
 const stopServer = () => {

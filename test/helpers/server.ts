@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import net from 'node:net';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
+import { jsonLines } from '../../scripts/json-lines.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = join(ROOT, 'dist/cli/main.js');
@@ -50,28 +51,18 @@ export class ServerProcess {
 
   constructor(readonly child: ChildProcess) {
     running.add(this);
-    let buf = '';
+    const lines = jsonLines((parsed) => {
+      this.logs.push(parsed);
+      this.waiters = this.waiters.filter((w) => {
+        if (!w.pred(parsed)) return true;
+        w.resolve(parsed);
+        return false;
+      });
+    });
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (chunk: string) => {
       this.stderrText += chunk;
-      buf += chunk;
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let parsed: LogLine;
-        try {
-          parsed = JSON.parse(line) as LogLine;
-        } catch {
-          parsed = { msg: line, raw: true };
-        }
-        this.logs.push(parsed);
-        this.waiters = this.waiters.filter((w) => {
-          if (!w.pred(parsed)) return true;
-          w.resolve(parsed);
-          return false;
-        });
-      }
+      lines(chunk);
     });
     child.stdout!.setEncoding('utf8');
     child.stdout!.on('data', (chunk: string) => (this.stdout += chunk));
