@@ -2,9 +2,15 @@
 // limits, RFC checks and the fields the worker reads later, with names in any letter case.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { HeadScan, scanHead, requestCheckStatus, type HeadLimits } from '../src/worker/request-checks.js';
+import { HeadScan, scanHead, type HeadLimits } from '../src/worker/request-checks.js';
 
 const LIMITS: HeadLimits = { limitRequestLine: 4094, limitRequestFields: 100, limitRequestFieldSize: 8190, limitRequestBody: 0 };
+const NO_LIMITS: HeadLimits = { limitRequestLine: 0, limitRequestFields: 0, limitRequestFieldSize: 0, limitRequestBody: 0 };
+
+/** The status of a request head with no limits but the body limit given. */
+function requestCheckStatus(req: Parameters<typeof scanHead>[0], limitRequestBody = 0): number {
+  return scanHead(req, { ...NO_LIMITS, limitRequestBody }, new HeadScan());
+}
 
 function head(rawHeaders: string[], extra: { method?: string; url?: string; minor?: number; major?: number } = {}) {
   return { method: extra.method ?? 'GET', url: extra.url ?? '/', httpVersionMajor: extra.major ?? 1, httpVersionMinor: extra.minor ?? 1, rawHeaders };

@@ -112,15 +112,12 @@ export interface HeadLimits {
   limitRequestFieldSize: number;
   limitRequestBody: number;
 }
-const NO_LIMITS: HeadLimits = { limitRequestLine: 0, limitRequestFields: 0, limitRequestFieldSize: 0, limitRequestBody: 0 };
 
 /**
  * What one pass over a request's head found. One object per server, refilled for every
  * request (read it before the next request is scanned): the common request allocates nothing.
  */
 export class HeadScan {
-  /** 0 when the request may go to the app, else the status to answer. */
-  status = 0;
   host: string | undefined = undefined;
   /** A Transfer-Encoding (chunked) body: its size and trailers are checked as it streams. */
   chunked = false;
@@ -140,14 +137,16 @@ function joined(previous: string | undefined, value: string): string {
 }
 
 /**
- * One pass over the request head: our limits (414, 431), then the checks node:http does not
- * make (see requestCheckStatus), and the fields the worker needs later. Fills `scan` and
- * returns its status.
+ * One pass over the request head: our limits, the checks node:http does not make, and the
+ * fields the worker needs later (into `scan`). Returns 0 when the request may go to the app,
+ * else the status to answer (the connection is then closed): 414/431 over a limit,
+ * 400 malformed or ambiguous, 413 body over the limit, 501 a transfer coding we do not
+ * implement, 505 a protocol version we do not serve.
  */
 export function scanHead(req: RequestHead, limits: HeadLimits, scan: HeadScan): number {
   scan.host = scan.xForwardedFor = scan.xForwardedProto = scan.xForwardedHost = scan.xForwardedPort = scan.forwarded = scan.requestId = undefined;
   scan.chunked = scan.forwarding = false;
-  return (scan.status = scanFields(req, limits, scan));
+  return scanFields(req, limits, scan);
 }
 
 function scanFields(req: RequestHead, limits: HeadLimits, scan: HeadScan): number {
@@ -217,14 +216,6 @@ let lastValidHost = 'localhost';
 // RFC 3986 host: IP-literal / IPv4address / reg-name, then an optional port.
 const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
 
-/**
- * 0 when the request may go to the app, else the status to answer (the connection is
- * then closed): 400 malformed or ambiguous, 413 body over the limit, 501 a transfer coding
- * we do not implement, 505 a protocol version we do not serve.
- */
-export function requestCheckStatus(req: RequestHead, limitRequestBody = 0): number {
-  return scanHead(req, limitRequestBody ? { ...NO_LIMITS, limitRequestBody } : NO_LIMITS, new HeadScan());
-}
 
 /** Request-target forms (RFC 9112 3.2) and whether this method may use them. */
 function targetStatus(method: string, url: string, host: string | undefined): number {
