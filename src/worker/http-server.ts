@@ -15,7 +15,7 @@ import { isUnixListener, peerOf } from '../proxy/peer.js';
 import { removeFields } from '../http-fields.js';
 // The PROXY protocol parsers (~3.5 MB) load only when --proxy-protocol is on.
 import type { ProxyProtocolAcceptor } from '../proxy/proxy-protocol.js';
-import { HeadScan, clientErrorStatus, guardBody, rawErrorResponse, refuse, scanHead, type HeadLimits } from './request-checks.js';
+import { HeadScan, clientErrorStatus, guardBody, rawErrorResponse, refuse, scanHead } from './request-checks.js';
 
 export interface ServeStats {
   requests: number;
@@ -75,7 +75,6 @@ export class HttpWorker {
   private accepted = 0;
   private readonly upgraded = new Set<Duplex>();
   private readonly headersTimeoutMs: number;
-  private readonly limits: HeadLimits;
   /** Refilled by every request's head scan (requests are handled one at a time). */
   private readonly scan = new HeadScan();
   /** Trusted proxies (docs/proxies.md). */
@@ -98,7 +97,6 @@ export class HttpWorker {
   ) {
     this.headersTimeoutMs = settings.headersTimeout * 1000;
     this.trust = new ForwardedTrust(settings);
-    this.limits = settings;
   }
 
   /**
@@ -147,12 +145,12 @@ export class HttpWorker {
       // Trusted proxies: connections over a UNIX socket have no address.
       const listener: ListenerInfo = { unix: Boolean(l.unix) };
       server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, listener));
-      server.on('connection', () => this.onConnection());
+      server.on('connection', () => this.accepted++);
       server.on('clientError', (err: NodeJS.ErrnoException, sock: Duplex) => this.onClientError(err, sock));
       if (this.app.upgrade) {
         const upgrade = this.app.upgrade;
         server.on('upgrade', (req: IncomingMessage, sock: Duplex, head: Buffer) => {
-          const refused = scanHead(req, this.limits, this.scan);
+          const refused = scanHead(req, this.settings, this.scan);
           if (refused) {
             sock.end(rawErrorResponse(refused));
             return;
@@ -241,10 +239,6 @@ export class HttpWorker {
     return { peer, trusted: this.trust.trusts(peer), scheme: socketScheme(sock) };
   }
 
-  private onConnection(): void {
-    this.accepted++;
-  }
-
   private onClientError(err: NodeJS.ErrnoException, sock: Duplex): void {
     // Malformed requests and timeouts: answer when we still can, then close. The app never sees them.
     this.log.debug({ code: err.code, reason: err.message }, 'bad request from client');
@@ -266,7 +260,7 @@ export class HttpWorker {
     if (this.health !== undefined && this.health.answer(req, res)) return;
     this.requests++;
     // Limits, the RFC checks node:http does not make, and the fields used below: one pass.
-    const status = scanHead(req, this.limits, this.scan);
+    const status = scanHead(req, this.settings, this.scan);
     let requestId = this.identify(req, listener);
     if (requestId === undefined || requestId === '' || requestId.length > 200) {
       requestId = nextRequestId();
