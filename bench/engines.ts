@@ -134,19 +134,16 @@ function clusterEngine(policy: 'rr' | 'none', bookkeeping = false): Engine {
   };
 }
 
-/** ws-proxy-kit as shipped; `metrics` adds --metrics-bind to measure what metrics cost. */
-function wsProxyKitEngine(metrics = false): Engine {
-  const name = metrics ? 'ws-proxy-kit-metrics' : 'ws-proxy-kit';
+/**
+ * ws-proxy-kit as shipped, or with extra flags under another name: `ws-proxy-kit-metrics`
+ * measures what metrics cost, `ws-proxy-kit-unbalanced` what connection balancing brings.
+ */
+function wsProxyKitEngine(name = 'ws-proxy-kit', flags: (socket: string) => string[] = () => []): Engine {
   return {
     name,
     missing: () => (existsSync(CLI) ? null : `${CLI} is missing: run npm run build`),
     start: processEngine(name, (socket, ctx, env) =>
-      start(
-        name,
-        process.execPath,
-        [CLI, APP, '--bind', `unix:${socket}`, '--workers', String(ctx.workers), '--log-format', 'json', ...(metrics ? ['--metrics-bind', `unix:${socket}.metrics`] : [])],
-        { env, cwd: ROOT },
-      ),
+      start(name, process.execPath, [CLI, APP, '--bind', `unix:${socket}`, '--workers', String(ctx.workers), '--log-format', 'json', ...flags(socket)], { env, cwd: ROOT }),
     ),
   };
 }
@@ -250,4 +247,8 @@ const pm2: Engine = {
 
 export const ENGINES: Engine[] = [raw, clusterEngine('rr'), clusterEngine('none'), pm2, wsProxyKit, gunicorn];
 /** Engines for experiments, run only when named in --engines. */
-export const EXTRA_ENGINES: Engine[] = [clusterEngine('none', true), wsProxyKitEngine(true)];
+export const EXTRA_ENGINES: Engine[] = [
+  clusterEngine('none', true),
+  wsProxyKitEngine('ws-proxy-kit-metrics', (socket) => ['--metrics-bind', `unix:${socket}.metrics`]),
+  wsProxyKitEngine('ws-proxy-kit-unbalanced', () => ['--no-balance-connections']),
+];

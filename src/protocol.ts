@@ -27,7 +27,12 @@ export type MasterMessage =
    */
   | { type: 'readiness'; ready: boolean; reason: string }
   /** The boot timeout ran out: what did the app print while loading? */
-  | { type: 'boot-report' };
+  | { type: 'boot-report' }
+  /**
+   * --balance-connections: this worker holds more than its share of the open connections;
+   * pause accepting and close keep-alive connections until it is down to `target`.
+   */
+  | { type: 'balance'; target: number };
 
 export const BOOT_ENV = 'WS_PROXY_KIT_INTERNAL_BOOT';
 
@@ -56,7 +61,9 @@ export type WorkerMessage =
   /** Asks the arbiter for a replacement; the worker keeps serving until it is retired. */
   | { type: 'retire-me'; reason: 'max-requests' }
   /** The last lines the app wrote to stdout/stderr while booting. */
-  | { type: 'boot-report'; lines: string[] };
+  | { type: 'boot-report'; lines: string[] }
+  /** --balance-connections: the open-connection count, sent as it changes (every 25 ms at most). */
+  | { type: 'load'; connections: number };
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';

@@ -271,7 +271,7 @@ test('slow clients: slowloris cut at --headers-timeout (408), dribbled body at -
   assert.ok(isAlive(server.pid));
 });
 
-test('--worker-connections: past the cap new connections are closed at once; capacity comes back when one closes', async () => {
+test('--worker-connections: at the cap the worker stops accepting; a new connection waits in the queue and is served when a slot frees', async () => {
   const { server, target } = await serve(['--worker-connections', '3', '--headers-timeout', '60', '--log-level', 'debug']);
   const held: RawConnection[] = [];
   for (let i = 0; i < 3; i++) {
@@ -280,16 +280,30 @@ test('--worker-connections: past the cap new connections are closed at once; cap
     await c.waitFor(/ok GET/);
     held.push(c);
   }
+  // connect() succeeds (the kernel queues the connection) but nobody accepts it yet.
   const extra = await new RawConnection(target).ready();
-  await extra.write(h(['GET / HTTP/1.1', 'Host: a']));
-  assert.ok(await extra.waitClosed(), 'the connection past the cap is closed');
-  assert.equal(extra.statuses(), []);
-  await server.waitForMsg(/connection dropped: --worker-connections reached/);
+  await extra.write(h(['GET /extra HTTP/1.1', 'Host: a']));
+  const answered = await extra.waitFor(/HTTP\/1\.1/, 700).then(() => true, () => false);
+  assert.not.ok(answered, 'no answer while the worker is at its cap');
+  assert.not.ok(extra.closed, 'the connection past the cap waits; it is not closed');
   held.pop()!.destroy();
-  const r = await until(() => request(target, '/').then((x) => x.status === 200, () => false), 10_000, 'a connection to be accepted again');
-  assert.ok(r);
+  await extra.waitFor(/ok GET \/extra/);
+  assert.equal(extra.statuses(), [200]);
+  assert.not.ok(server.logs.some((l) => l.msg === 'connection dropped: --worker-connections reached'), 'nothing was accepted and dropped');
   assert.ok(isAlive(server.pid));
   assert.equal(server.workerPids().length, 1);
+});
+
+test('--worker-connections with 2 workers: a worker at its cap leaves new connections to the other one', async () => {
+  const { server, target } = await serve(['-w', '2', '--worker-connections', '2', '--headers-timeout', '60']);
+  await until(() => server.workerPids().length === 2, 10_000, 'two workers');
+  const conns = await Promise.all([0, 1, 2, 3].map(() => new RawConnection(target).ready()));
+  await Promise.all(conns.map((c) => c.write(h(['GET / HTTP/1.1', 'Host: a']))));
+  const pids = await Promise.all(conns.map(async (c) => Number(/ok GET \/ (\d+)/.exec(await c.waitFor(/ok GET \/ \d+/))![1])));
+  const by = new Map<number, number>();
+  for (const pid of pids) by.set(pid, (by.get(pid) ?? 0) + 1);
+  assert.equal([...by.values()], [2, 2], `connections per worker: ${[...by.values()].join('/')}`);
+  assert.ok(isAlive(server.pid));
 });
 
 test('EMFILE at the OS fd limit is logged and survived', async () => {

@@ -9,6 +9,7 @@ import { openListeners, closeListeners, type Listener } from '../listeners/bind.
 import { forgetActivationEnv } from '../listeners/systemd.js';
 import { parseBind } from '../listeners/bind-spec.js';
 import { errorInfo, flushLogs, reopenLogFiles, resolvedFormat, type Logger } from '../log/logger.js';
+import { overShare, ORDER_INTERVAL_MS } from './balance.js';
 import { WorkerProcess } from './workers.js';
 import { ControlServer, controlSocketPath } from './control.js';
 import { displayValue } from '../config/display.js';
@@ -278,7 +279,9 @@ export class Arbiter {
         if (m.type === 'heartbeat') {
           this.checkMemory(worker);
           this.metrics?.heartbeat(worker, m.metrics);
+          this.balance(); // also after a scale-up, when the old workers' counts hold still
         }
+        else if (m.type === 'load') this.balance();
         else if (m.type === 'retire-me') this.replace(worker, 'max requests reached');
         else if (m.type === 'boot-error') this.log.error({ worker: worker.index, pid: worker.pid, err: m.error }, 'worker could not load the app');
         else if (m.type === 'fatal') this.log.error({ worker: worker.index, pid: worker.pid, reason: m.reason }, 'worker hit an uncaught error and is being replaced');
@@ -322,6 +325,23 @@ export class Arbiter {
     w.killReason = reason;
     this.log.info({ worker: w.index, workerPid: w.pid, reason }, 'recycling worker: starting its replacement first');
     this.queue.push({ type: 'tick' });
+  }
+
+  /**
+   * --balance-connections: tells the workers holding more than their share of the open
+   * connections to shed down to it (src/arbiter/balance.ts). Runs on each load report.
+   */
+  private balance(): void {
+    if (!this.settings.balanceConnections) return;
+    const pool = [...this.workers].filter((w) => w.alive && w.state === 'ready' && !w.hung);
+    const { target, over } = overShare(pool.map((w) => w.stats.connections));
+    const now = performance.now();
+    for (const i of over) {
+      const w = pool[i]!;
+      if (now - w.balancedAt < ORDER_INTERVAL_MS) continue;
+      w.balancedAt = now;
+      w.send({ type: 'balance', target });
+    }
   }
 
   private checkMemory(w: WorkerProcess): void {

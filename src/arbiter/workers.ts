@@ -41,6 +41,8 @@ export class WorkerProcess {
   bootReport: string[] | null = null;
   /** The heartbeat stopped: a stack capture and kill are under way. */
   hung = false;
+  /** When the arbiter last told it to shed connections (performance.now()). */
+  balancedAt = -Infinity;
   readonly exited: Promise<WorkerExit>;
   /** Resolves true once ready, false if the worker exits first. */
   readonly booted: Promise<boolean>;
@@ -103,6 +105,8 @@ export class WorkerProcess {
       } else if (m.type === 'heartbeat') {
         const { type: _type, metrics: _metrics, ...stats } = m;
         this.stats = stats;
+      } else if (m.type === 'load') {
+        this.stats.connections = m.connections;
       } else if (m.type === 'boot-report') {
         this.bootReport = m.lines;
       } else if (m.type === 'boot-error') {

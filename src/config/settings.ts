@@ -323,6 +323,15 @@ export const settingsTable = [
     doc: "Development: watch the app's files (not node_modules) and reload the workers gracefully on change.",
   }),
   def({
+    name: 'balanceConnections',
+    section: 'Workers',
+    kind: 'boolean',
+    default: true,
+    accepted: 'true or false',
+    parse: bool,
+    doc: "Keep the workers' open connections even: a worker holding more than its share (the mean + 10 %, at least 2) stops accepting for a moment and answers its surplus keep-alive connections with `Connection: close`, so they reconnect to another worker (docs/performance.md).",
+  }),
+  def({
     name: 'bootTimeout',
     section: 'Workers',
     kind: 'value',
@@ -402,7 +411,7 @@ export const settingsTable = [
     default: 1000,
     accepted: 'an integer from 0 (no cap) to 1000000',
     parse: integer(0, 1_000_000),
-    doc: 'Most concurrent connections per worker; past it the worker closes new connections at once (see docs/hardening.md). Keep it under the fd limit (ulimit -n).',
+    doc: 'Most concurrent connections per worker; at the cap the worker stops accepting, and new connections wait in the listen queue for another worker or a free slot (see docs/hardening.md). Keep it under the fd limit (ulimit -n).',
   }),
   def({
     name: 'forwardedAllowIps',

@@ -16,6 +16,7 @@ import { removeFields } from '../http-fields.js';
 // The PROXY protocol parsers (~3.5 MB) load only when --proxy-protocol is on.
 import type { ProxyProtocolAcceptor } from '../proxy/proxy-protocol.js';
 import { HeadScan, clientErrorStatus, guardBody, rawErrorResponse, refuse, scanHead } from './request-checks.js';
+import { AcceptControl } from './accept-control.js';
 
 export interface ServeStats {
   requests: number;
@@ -80,6 +81,8 @@ export class HttpWorker {
   /** Trusted proxies (docs/proxies.md). */
   private readonly trust: ForwardedTrust;
   private readonly proxyAcceptors: ProxyProtocolAcceptor[] = [];
+  /** When to accept: the --worker-connections cap and the master's balancing (accept-control.ts). */
+  readonly acceptControl: AcceptControl;
 
   /** preRequest / postRequest server hooks; undefined (free) unless the config defines them. */
   preRequest?: (req: IncomingMessage) => void;
@@ -97,6 +100,7 @@ export class HttpWorker {
   ) {
     this.headersTimeoutMs = settings.headersTimeout * 1000;
     this.trust = new ForwardedTrust(settings);
+    this.acceptControl = new AcceptControl(settings.workerConnections);
   }
 
   /**
@@ -137,7 +141,8 @@ export class HttpWorker {
       });
       // Node silently drops headers past maxHeadersCount; one over our limit lets us answer 431.
       server.maxHeadersCount = s.limitRequestFields + 1;
-      // Past the cap node 20 accepts and closes at once (event 'drop'); see docs/hardening.md.
+      // At the cap the worker stops accepting (accept-control.ts); node's own cap, which
+      // accepts and closes (event 'drop'), only backs that up. See docs/hardening.md.
       if (s.workerConnections) server.maxConnections = s.workerConnections;
       server.on('drop', () => this.log.debug({ max: s.workerConnections }, 'connection dropped: --worker-connections reached'));
       server.keepAliveTimeout = s.keepAlive * 1000;
@@ -177,6 +182,7 @@ export class HttpWorker {
           listener.unix ||= isUnixListener(server);
           server.off('error', reject);
           server.on('error', (err) => this.log.error({ err, address: l.address }, 'server error'));
+          if (!this.acceptControl.add(server)) this.log.debug({ address: l.address }, 'this listener cannot pause accepting: no cap or balancing on it');
           resolve();
         });
       });
@@ -201,6 +207,7 @@ export class HttpWorker {
     });
     if (s.workerConnections) acceptor.server.maxConnections = s.workerConnections;
     await acceptor.listen(l.fd, s.backlog);
+    if (!this.acceptControl.add(acceptor.server)) this.log.debug({ address: l.address }, 'this listener cannot pause accepting: no cap or balancing on it');
     // node:http starts tracking connections (header/request timeouts, closing idle ones) on
     // 'listening'; this server never listens itself, so it is told.
     server.emit('listening');
@@ -267,6 +274,7 @@ export class HttpWorker {
       req.headers['x-request-id'] = requestId;
     }
     if (this.draining) res.shouldKeepAlive = false;
+    else if (this.acceptControl.closeNext !== 0) this.acceptControl.shed(req.socket, res);
     // Only what is switched on watches the response end (no listener per request otherwise).
     if (this.access !== null || this.metrics !== undefined || this.postRequest !== undefined) this.watchResponse(req, res, requestId);
 
@@ -333,6 +341,7 @@ export class HttpWorker {
    */
   drain(onListenersClosed?: () => void): Promise<void> {
     this.draining = true;
+    this.acceptControl.stop();
     for (const sock of this.openConnections()) {
       const res = sock._httpMessage;
       if (res && !res.headersSent) res.shouldKeepAlive = false;

@@ -89,6 +89,9 @@ process.on('message', (m: MasterMessage) => {
   }
   else if (m?.type === 'boot-report') {
     void send({ type: 'boot-report', lines: bootOutput.lines() });
+  } else if (m?.type === 'balance' && http) {
+    const shed = http.acceptControl.order(m.target);
+    log.debug({ target: m.target, shed }, 'more than this worker\'s share of the connections: pausing accepts, closing some');
   } else if (m?.type === 'readiness') {
     poolReadiness = m; // may arrive before the app is loaded: applied to responders made later
     for (const h of healthResponders) h.setPoolReadiness(m.ready, m.reason);
@@ -134,6 +137,7 @@ try {
   if (settings.metricsBind) http.metrics = new (await import('../metrics/worker-metrics.js')).WorkerMetrics();
   if (hooks.preRequest) http.preRequest = (req) => callHookSync('preRequest', req);
   if (hooks.postRequest) http.postRequest = (req, res) => callHookSync('postRequest', req, res);
+  if (settings.balanceConnections) http.acceptControl.reportTo = (connections) => void send({ type: 'load', connections });
   await runHook(hooks, 'postWorkerInit', log, workerView);
   const draining = () => exiting;
   const health = HealthResponder.fromSettings(settings, draining);

@@ -1,0 +1,189 @@
+// When this worker accepts new connections. All workers poll the same listening sockets and
+// the kernel gives a new connection to whichever asks first, so open-connection counts drift
+// apart: a burst of keep-alive connections (nginx opening its upstream pool, a load
+// generator) can land on one worker and stay there for hours. Two tools fix that:
+//  - pausing: stop polling the listening sockets for a moment, so the kernel hands new
+//    connections to the other workers (at --worker-connections, or when the master says this
+//    worker holds more than its share);
+//  - shedding: answer the next few keep-alive requests with `Connection: close`, so those
+//    clients reconnect, to another worker while this one is paused.
+// The master compares the counts the workers report here (src/arbiter/balance.ts).
+import type net from 'node:net';
+import type { ServerResponse } from 'node:http';
+
+/** The listening handle's libuv stream calls (node's Pipe/TCP wrap). */
+interface ListenHandle {
+  readStart(): number;
+  readStop(): number;
+}
+
+/** libuv's UV_EALREADY: already polling. */
+const UV_EALREADY = -114;
+/** An order from the master lapses after this: a lost or late message never leaves a worker paused. */
+export const BALANCE_PAUSE_MS = 250;
+/** While paused, how soon the count is looked at again: from 1 ms, doubling up to this. */
+const MAX_POLL_MS = 25;
+/** How often, at most, the count is reported while connections come and go. */
+const REPORT_MS = 25;
+
+/** How long a shed connection stays half-open after its last response (lingerClose). */
+const LINGER_MS = 1000;
+
+export class AcceptControl {
+  private readonly servers: net.Server[] = [];
+  private readonly handles: ListenHandle[] = [];
+  private stopped = false;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private pollMs = 1;
+  private paused = false;
+  /** A master's order: stay paused while over this count, until `balanceUntil`. */
+  private balanceTarget = -1;
+  private balanceUntil = 0;
+  private reportTimer: NodeJS.Timeout | null = null;
+  private lastReported = -1;
+  private acceptsSinceReport = 0;
+  /** Shed connections waiting to close (linger()). */
+  private lingering = 0;
+  /** The next responses that close their connection (read by HttpWorker on each request). */
+  closeNext = 0;
+  /** Sends the open-connection count to the master; unset when balancing is off. */
+  reportTo?: (connections: number) => void;
+
+  /** @param cap --worker-connections; 0 = no cap. */
+  constructor(private readonly cap: number) {}
+
+  /**
+   * Takes charge of a server listening on an inherited fd. libuv starts a listening stream
+   * without its "reading" flag, so uv_read_stop would be a no-op; uv_read_start sets the flag
+   * (the socket was already being polled) and from then on stop/start pause and resume
+   * accepting. Returns false when the handle can't be paused: it is then never paused.
+   */
+  add(server: net.Server): boolean {
+    this.servers.push(server);
+    server.on('connection', () => this.accepted());
+    const h = (server as unknown as { _handle?: Partial<ListenHandle> | null })._handle;
+    if (!h || typeof h.readStart !== 'function' || typeof h.readStop !== 'function') return false;
+    const rc = h.readStart.call(h);
+    if (rc !== 0 && rc !== UV_EALREADY) return false;
+    this.handles.push(h as ListenHandle);
+    return true;
+  }
+
+  /** Open connections on the servers in charge (node:net's own count: upgraded ones included). */
+  count(): number {
+    let n = -this.lingering;
+    for (const s of this.servers) n += (s as unknown as { _connections?: number })._connections ?? 0;
+    return n;
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** The master: this worker holds more than its share; come down to `target` connections. Returns how many it closes. */
+  order(target: number): number {
+    if (this.stopped) return 0;
+    const open = this.count();
+    this.report(open);
+    if (open <= target) return 0;
+    this.balanceTarget = target;
+    this.balanceUntil = performance.now() + BALANCE_PAUSE_MS;
+    // Responses, not connections, are counted: under load each connection has one request
+    // at a time, so the next responses are on as many different connections.
+    this.closeNext = open - target;
+    this.pause();
+    return this.closeNext;
+  }
+
+  /**
+   * This response closes its connection: the worker holds more than its share, and the
+   * client reconnects, to another worker while this one is paused.
+   */
+  shed(socket: net.Socket, res: ServerResponse): void {
+    this.closeNext--;
+    res.shouldKeepAlive = false; // `Connection: close`; node:http then calls destroySoon()
+    (socket as net.Socket & { destroySoon(): void }).destroySoon = () => this.linger(socket);
+  }
+
+  /**
+   * Closing right after the `Connection: close` response races a client that sends its next
+   * request before it reads ours (load generators do): that request would reach a closed
+   * socket and the client see a reset, an error. Instead: send our FIN, stop reading (a
+   * request that arrives anyway is never parsed, so never run), and close a moment later,
+   * when the client has long seen the FIN and gone. Meanwhile it no longer counts as open.
+   */
+  private linger(socket: net.Socket): void {
+    socket.end();
+    socket.pause();
+    this.lingering++;
+    socket.once('close', () => this.lingering--);
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  }
+
+  /** Draining: accept what is queued, then the listeners close; no more pausing. */
+  stop(): void {
+    this.stopped = true;
+    this.closeNext = 0;
+    this.resume();
+    if (this.reportTimer) clearTimeout(this.reportTimer);
+  }
+
+  private accepted(): void {
+    this.acceptsSinceReport++;
+    if (this.cap > 0 && !this.paused && !this.stopped && this.count() >= this.cap) this.pause();
+    if (this.reportTo && this.reportTimer === null && !this.stopped) this.reportTimer = setTimeout(this.reportTick, REPORT_MS).unref();
+  }
+
+  /** While connections come or go: report the count when it changed, every REPORT_MS. */
+  private readonly reportTick = (): void => {
+    this.reportTimer = null;
+    const open = this.count();
+    const busy = this.acceptsSinceReport > 0 || open !== this.lastReported;
+    this.report(open);
+    if (busy && !this.stopped) this.reportTimer = setTimeout(this.reportTick, REPORT_MS).unref();
+  };
+
+  private report(open: number): void {
+    this.acceptsSinceReport = 0;
+    if (open === this.lastReported || !this.reportTo) return;
+    this.lastReported = open;
+    this.reportTo(open);
+  }
+
+  /** Why to stay paused now, if at all. */
+  private holdReason(): 'cap' | 'balance' | null {
+    if (this.stopped) return null;
+    const open = this.count();
+    if (this.cap > 0 && open >= this.cap) return 'cap';
+    if (this.balanceTarget >= 0 && open > this.balanceTarget && performance.now() < this.balanceUntil) return 'balance';
+    this.balanceTarget = -1;
+    return null;
+  }
+
+  private pause(): void {
+    if (this.paused || this.handles.length === 0) return;
+    for (const h of this.handles) h.readStop();
+    this.paused = true;
+    this.pollMs = 1;
+    this.pollTimer = setTimeout(this.poll, this.pollMs);
+  }
+
+  private readonly poll = (): void => {
+    this.pollTimer = null;
+    if (this.holdReason() === null) {
+      this.resume();
+      return;
+    }
+    this.pollMs = Math.min(MAX_POLL_MS, this.pollMs * 2);
+    this.pollTimer = setTimeout(this.poll, this.pollMs);
+  };
+
+  private resume(): void {
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.pollTimer = null;
+    if (!this.paused) return;
+    this.paused = false;
+    this.closeNext = 0;
+    for (const h of this.handles) h.readStart();
+  }
+}

@@ -1,0 +1,140 @@
+// --balance-connections: the workers' open keep-alive connections stay even, measured with
+// a client that keeps its connections open like nginx's upstream pool.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { join } from 'node:path';
+import { overShare } from '../src/arbiter/balance.js';
+import { startServer, tempDir, cleanup, until, FIXTURES, type Target } from './helpers/server.js';
+import { RawConnection } from './helpers/raw-socket.js';
+
+test.after.each(cleanup);
+const APP = join(FIXTURES, 'app.mjs');
+
+test('overShare: who holds more than the mean + 10 % (and + 2), and the share to come down to', () => {
+  assert.equal(overShare([]), { target: 0, over: [] });
+  assert.equal(overShare([50]), { target: 0, over: [] });
+  assert.equal(overShare([40, 0]), { target: 20, over: [0] });
+  assert.equal(overShare([0, 40]), { target: 20, over: [1] });
+  assert.equal(overShare([23, 17]), { target: 20, over: [0] });
+  assert.equal(overShare([22, 18]), { target: 20, over: [] }, 'within mean + 2');
+  assert.equal(overShare([3, 1]), { target: 2, over: [] }, 'small pools are left alone');
+  assert.equal(overShare([30, 30, 0]), { target: 20, over: [0, 1] });
+  assert.equal(overShare([300, 290, 310]), { target: 300, over: [] }, 'within mean + 10 %');
+  assert.equal(overShare([340, 290, 270]), { target: 300, over: [0] });
+  // Whatever the counts, the least loaded worker is never told to stop accepting.
+  let seed = 7;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  for (let i = 0; i < 2000; i++) {
+    const counts = Array.from({ length: 2 + Math.floor(rand() * 6) }, () => Math.floor(rand() * 200));
+    const { over } = overShare(counts);
+    const least = counts.indexOf(Math.min(...counts));
+    assert.not.ok(over.includes(least), `counts ${counts.join(',')}`);
+    assert.ok(over.length < counts.length);
+  }
+});
+
+/**
+ * Keep-alive connections used in turns, like a proxy's upstream pool: a connection the
+ * server closes with `Connection: close` is replaced by a new one. Any other close, or a
+ * request left unanswered, fails the test.
+ */
+class Pool {
+  private conns: RawConnection[] = [];
+  closedByServer = 0;
+
+  constructor(private readonly target: Target, size: number) {
+    for (let i = 0; i < size; i++) this.conns.push(new RawConnection(target));
+  }
+
+  close(): void {
+    for (const c of this.conns) c.destroy();
+  }
+
+  /** One request on every connection; resolves with how many each worker (pid) answered. */
+  async round(): Promise<Map<number, number>> {
+    const pids = await Promise.all(this.conns.map((_, i) => this.get(i)));
+    const by = new Map<number, number>();
+    for (const pid of pids) by.set(pid, (by.get(pid) ?? 0) + 1);
+    return by;
+  }
+
+  private async get(i: number): Promise<number> {
+    const c = await this.conns[i]!.ready();
+    const from = c.text.length;
+    await c.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+    const reply = await nextReply(c, from);
+    const pid = Number(/\r\n\r\nok (\d+)\n/.exec(reply)![1]);
+    if (/\r\nconnection: close\r\n/i.test(reply)) {
+      assert.ok(await c.waitClosed(5000), 'closed after Connection: close');
+      this.closedByServer++;
+      this.conns[i] = new RawConnection(this.target);
+    } else {
+      assert.not.ok(c.closed, 'a keep-alive connection was closed without Connection: close');
+    }
+    return pid;
+  }
+}
+
+/** The whole 200 response that arrives on c after offset `from`. */
+async function nextReply(c: RawConnection, from: number, timeoutMs = 10_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const reply = c.text.slice(from);
+    if (/^HTTP\/1\.1 200 [^]*?\r\n\r\nok \d+\n/.test(reply)) return reply;
+    if (c.closed) throw new Error(`closed before a reply: ${JSON.stringify(reply)}`);
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error(`no reply in ${timeoutMs} ms: ${JSON.stringify(reply)}`);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, left);
+      c.sock.once('data', () => (clearTimeout(timer), resolve()));
+      void c.closedAt.then(() => (clearTimeout(timer), resolve()));
+    });
+  }
+}
+
+/** One worker serving 24 keep-alive connections, then a second worker (SIGTTIN), ready. */
+async function scaledUpPool(args: string[]) {
+  const sock = join(tempDir(), 'b.sock');
+  const server = startServer([APP, '-b', `unix:${sock}`, '-w', '1', '--keep-alive', '60', '--log-level', 'debug', ...args]);
+  await server.ready();
+  const pool = new Pool({ socketPath: sock }, 24);
+  const first = await pool.round();
+  assert.equal([...first.values()], [24], 'one worker serves all 24 connections');
+  server.signal('SIGTTIN');
+  await until(() => server.logs.filter((l) => l.msg === 'worker ready').length === 2, 15_000, 'the second worker ready');
+  return { server, pool };
+}
+
+test('after a scale-up, keep-alive connections move to the new worker until both hold about half', async () => {
+  const { server, pool } = await scaledUpPool([]);
+  const spread = await until(
+    async () => {
+      const by = await pool.round();
+      return by.size === 2 && Math.min(...by.values()) >= 10 ? by : null;
+    },
+    15_000,
+    'the 24 connections spread over both workers',
+  );
+  assert.ok(spread && Math.max(...spread.values()) <= 14, `split ${[...spread!.values()].join('/')}`);
+  assert.ok(pool.closedByServer >= 10, `connections closed to move them: ${pool.closedByServer}`);
+  // Settled: more rounds move no more connections.
+  const closed = pool.closedByServer;
+  for (let i = 0; i < 10; i++) await pool.round();
+  assert.ok(pool.closedByServer - closed <= 2, `closed after settling: ${pool.closedByServer - closed}`);
+  pool.close();
+  await server.stop();
+});
+
+test('--no-balance-connections: the connections stay where they were accepted', async () => {
+  const { server, pool } = await scaledUpPool(['--no-balance-connections']);
+  // Long enough for the master's heartbeats to act, if it would (one a second).
+  const deadline = Date.now() + 2500;
+  let by = new Map<number, number>();
+  while (Date.now() < deadline) by = await pool.round();
+  assert.equal([...by.values()], [24]);
+  assert.is(pool.closedByServer, 0);
+  pool.close();
+  await server.stop();
+});
+
+test.run();
