@@ -1,7 +1,25 @@
 // Load generators: autocannon straight on the UNIX socket, wrk through nginx.
 import autocannon from 'autocannon';
 import net from 'node:net';
+import { createRequire } from 'node:module';
 import { start } from './procs.js';
+
+// autocannon 9 bug, fixed here for every engine alike: when the server closes a keep-alive
+// connection after a `Connection: close` response (ws-proxy-kit does when it moves
+// connections between workers, any server does when draining), autocannon has already sent
+// its next request on it, reconnects, and keeps that unanswered request in its queue. From
+// then on each response on that client is matched with the request before it, and every
+// later latency of the client is a whole request too long (the slow shape's p99 doubled).
+// Forget what the closed connection left unanswered, as autocannon's own reconnects
+// (timeouts, reconnectRate) do.
+const AutocannonClient = createRequire(import.meta.url)('autocannon/lib/httpClient.js') as {
+  prototype: { _connect(): void; conn?: unknown; pipelinedRequests: { clear(): void } };
+};
+const connect = AutocannonClient.prototype._connect;
+AutocannonClient.prototype._connect = function (this: typeof AutocannonClient.prototype) {
+  if (this.conn) this.pipelinedRequests.clear();
+  connect.call(this);
+};
 
 export type Shape = 'keepalive' | 'churn' | 'slow';
 export const SHAPES: Shape[] = ['keepalive', 'churn', 'slow'];

@@ -29,10 +29,11 @@ export type MasterMessage =
   /** The boot timeout ran out: what did the app print while loading? */
   | { type: 'boot-report' }
   /**
-   * --balance-connections: this worker holds more than its share of the open connections;
-   * pause accepting and close keep-alive connections until it is down to `target`.
+   * --balance-connections: this worker holds more than `limit` open connections (more than
+   * its share); if it still does, pause accepting and close keep-alive connections until it
+   * is down to `target`.
    */
-  | { type: 'balance'; target: number };
+  | { type: 'balance'; target: number; limit: number };
 
 export const BOOT_ENV = 'WS_PROXY_KIT_INTERNAL_BOOT';
 

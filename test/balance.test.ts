@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
-import { overShare } from '../src/arbiter/balance.js';
+import { Balancer, overShare, ORDER_INTERVAL_MS, SETTLE_MS } from '../src/arbiter/balance.js';
 import { startServer, tempDir, cleanup, until, FIXTURES, type Target } from './helpers/server.js';
 import { RawConnection } from './helpers/raw-socket.js';
 
@@ -11,16 +11,16 @@ test.after.each(cleanup);
 const APP = join(FIXTURES, 'app.mjs');
 
 test('overShare: who holds more than the mean + 10 % (and + 2), and the share to come down to', () => {
-  assert.equal(overShare([]), { target: 0, over: [] });
-  assert.equal(overShare([50]), { target: 0, over: [] });
-  assert.equal(overShare([40, 0]), { target: 20, over: [0] });
-  assert.equal(overShare([0, 40]), { target: 20, over: [1] });
-  assert.equal(overShare([23, 17]), { target: 20, over: [0] });
-  assert.equal(overShare([22, 18]), { target: 20, over: [] }, 'within mean + 2');
-  assert.equal(overShare([3, 1]), { target: 2, over: [] }, 'small pools are left alone');
-  assert.equal(overShare([30, 30, 0]), { target: 20, over: [0, 1] });
-  assert.equal(overShare([300, 290, 310]), { target: 300, over: [] }, 'within mean + 10 %');
-  assert.equal(overShare([340, 290, 270]), { target: 300, over: [0] });
+  assert.equal(overShare([]), { target: 0, limit: 0, over: [] });
+  assert.equal(overShare([50]), { target: 0, limit: 0, over: [] });
+  assert.equal(overShare([40, 0]), { target: 20, limit: 22, over: [0] });
+  assert.equal(overShare([0, 40]), { target: 20, limit: 22, over: [1] });
+  assert.equal(overShare([23, 17]), { target: 20, limit: 22, over: [0] });
+  assert.equal(overShare([22, 18]), { target: 20, limit: 22, over: [] }, 'within mean + 2');
+  assert.equal(overShare([3, 1]), { target: 2, limit: 4, over: [] }, 'small pools are left alone');
+  assert.equal(overShare([30, 30, 0]), { target: 20, limit: 22, over: [0, 1] });
+  assert.equal(overShare([300, 290, 310]), { target: 300, limit: 330, over: [] }, 'within mean + 10 %');
+  assert.equal(overShare([340, 290, 270]), { target: 300, limit: 330, over: [0] });
   // Whatever the counts, the least loaded worker is never told to stop accepting.
   let seed = 7;
   const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
@@ -31,6 +31,41 @@ test('overShare: who holds more than the mean + 10 % (and + 2), and the share to
     assert.not.ok(over.includes(least), `counts ${counts.join(',')}`);
     assert.ok(over.length < counts.length);
   }
+});
+
+test('Balancer: a worker is told only once it stayed over its share for SETTLE_MS, then at most every ORDER_INTERVAL_MS', () => {
+  let now = 1000;
+  const worker = (connections: number) => ({ stats: { connections }, orders: [] as number[], send(m: { target: number; limit: number }) { this.orders.push(m.target); } });
+  const a = worker(40);
+  const b = worker(0);
+  const balancer = new Balancer(() => [a, b], () => now);
+  balancer.run();
+  assert.equal(a.orders, [], 'not during a burst');
+  now += SETTLE_MS - 1;
+  balancer.run();
+  assert.equal(a.orders, []);
+  now += 1;
+  balancer.run();
+  assert.equal(a.orders, [20]);
+  assert.equal(b.orders, []);
+  now += ORDER_INTERVAL_MS - 1;
+  balancer.run();
+  assert.equal(a.orders, [20], 'not again so soon');
+  now += 1;
+  balancer.run();
+  assert.equal(a.orders, [20, 20]);
+  // Back within its share: the settle time starts over the next time it is over.
+  a.stats.connections = 21;
+  b.stats.connections = 19;
+  now += 1000;
+  balancer.run();
+  a.stats.connections = 30;
+  b.stats.connections = 10;
+  balancer.run();
+  assert.equal(a.orders, [20, 20]);
+  now += SETTLE_MS;
+  balancer.run();
+  assert.equal(a.orders, [20, 20, 20]);
 });
 
 /**

@@ -9,7 +9,7 @@ import { openListeners, closeListeners, type Listener } from '../listeners/bind.
 import { forgetActivationEnv } from '../listeners/systemd.js';
 import { parseBind } from '../listeners/bind-spec.js';
 import { errorInfo, flushLogs, reopenLogFiles, resolvedFormat, type Logger } from '../log/logger.js';
-import { overShare, ORDER_INTERVAL_MS } from './balance.js';
+import { Balancer } from './balance.js';
 import { WorkerProcess } from './workers.js';
 import { ControlServer, controlSocketPath } from './control.js';
 import { displayValue } from '../config/display.js';
@@ -46,6 +46,8 @@ export class Arbiter {
   settings: Settings;
   listeners: Listener[] = [];
   readonly workers = new Set<WorkerProcess>();
+  /** --balance-connections: among the workers that accept now. */
+  private readonly balancer = new Balancer(() => [...this.workers].filter((w) => w.alive && w.state === 'ready' && !w.hung));
   readonly startedAt = Date.now();
   private readonly log: Logger;
   private readonly notifier: Notifier;
@@ -332,16 +334,7 @@ export class Arbiter {
    * connections to shed down to it (src/arbiter/balance.ts). Runs on each load report.
    */
   private balance(): void {
-    if (!this.settings.balanceConnections) return;
-    const pool = [...this.workers].filter((w) => w.alive && w.state === 'ready' && !w.hung);
-    const { target, over } = overShare(pool.map((w) => w.stats.connections));
-    const now = performance.now();
-    for (const i of over) {
-      const w = pool[i]!;
-      if (now - w.balancedAt < ORDER_INTERVAL_MS) continue;
-      w.balancedAt = now;
-      w.send({ type: 'balance', target });
-    }
+    if (this.settings.balanceConnections) this.balancer.run();
   }
 
   private checkMemory(w: WorkerProcess): void {

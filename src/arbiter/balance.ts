@@ -1,23 +1,79 @@
 // --balance-connections, the master's half (the worker's is src/worker/accept-control.ts):
 // from the open-connection counts the workers report, which of them hold more than their
-// share, and what to come down to.
+// share, and when to tell them.
 
+/**
+ * A worker must stay over its share this long before it is told: a burst of new
+ * connections (a proxy filling its pool) is counted while it still arrives, and acting on
+ * half a burst moves connections back and forth.
+ */
+export const SETTLE_MS = 100;
 /** Orders to one worker at most this often: it needs time to shed and report again. */
 export const ORDER_INTERVAL_MS = 20;
 
 /**
- * The indexes of the counts over their share, and the share: the mean, rounded up. "Over"
- * means above the mean by more than 10 % of it and by more than 2, so small or
- * nearly even pools are left alone. The least loaded worker is never over, so some worker
+ * The indexes of the counts over their share, the share (the mean, rounded up) and the
+ * limit past which a count is over: the mean + 10 %, and + 2 at least, so small or nearly
+ * even pools are left alone. The least loaded worker is never over, so some worker
  * always accepts.
  */
-export function overShare(counts: readonly number[]): { target: number; over: number[] } {
+export function overShare(counts: readonly number[]): { target: number; limit: number; over: number[] } {
   const over: number[] = [];
-  if (counts.length < 2) return { target: 0, over };
+  if (counts.length < 2) return { target: 0, limit: 0, over };
   const mean = counts.reduce((a, b) => a + b, 0) / counts.length;
-  const limit = mean + Math.max(2, mean * 0.1);
+  const limit = Math.floor(mean + Math.max(2, mean * 0.1));
   counts.forEach((c, i) => {
     if (c > limit) over.push(i);
   });
-  return { target: Math.ceil(mean), over };
+  return { target: Math.ceil(mean), limit, over };
+}
+
+export interface BalancedWorker {
+  /** The open connections, as last reported. */
+  readonly stats: { readonly connections: number };
+  send(m: { type: 'balance'; target: number; limit: number }): void;
+}
+
+/** Tells the workers that stayed over their share for SETTLE_MS to come down to it. */
+export class Balancer<W extends BalancedWorker> {
+  private readonly overSince = new WeakMap<W, number>();
+  private readonly orderedAt = new WeakMap<W, number>();
+  private timer: NodeJS.Timeout | null = null;
+
+  /** @param pool the workers accepting connections now */
+  constructor(
+    private readonly pool: () => W[],
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** On each count a worker reports: orders, or a look again when one is due. */
+  run(): void {
+    const pool = this.pool();
+    const { target, limit, over } = overShare(pool.map((w) => w.stats.connections));
+    const now = this.now();
+    pool.forEach((w, i) => {
+      if (!over.includes(i)) this.overSince.delete(w);
+    });
+    let recheck = Infinity;
+    for (const i of over) {
+      const w = pool[i]!;
+      let since = this.overSince.get(w);
+      if (since === undefined) this.overSince.set(w, (since = now));
+      const due = Math.max(since + SETTLE_MS, (this.orderedAt.get(w) ?? -Infinity) + ORDER_INTERVAL_MS);
+      if (now < due) {
+        recheck = Math.min(recheck, due - now);
+        continue;
+      }
+      this.orderedAt.set(w, now);
+      w.send({ type: 'balance', target, limit });
+    }
+    // Counts that stopped changing bring no more reports: look again when an order is due.
+    if (recheck !== Infinity && this.timer === null) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.run();
+      }, Math.ceil(recheck));
+      this.timer.unref();
+    }
+  }
 }

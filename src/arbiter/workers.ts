@@ -41,8 +41,6 @@ export class WorkerProcess {
   bootReport: string[] | null = null;
   /** The heartbeat stopped: a stack capture and kill are under way. */
   hung = false;
-  /** When the arbiter last told it to shed connections (performance.now()). */
-  balancedAt = -Infinity;
   readonly exited: Promise<WorkerExit>;
   /** Resolves true once ready, false if the worker exits first. */
   readonly booted: Promise<boolean>;

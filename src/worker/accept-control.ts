@@ -24,7 +24,7 @@ export const BALANCE_PAUSE_MS = 250;
 /** While paused, how soon the count is looked at again: from 1 ms, doubling up to this. */
 const MAX_POLL_MS = 25;
 /** How often, at most, the count is reported while connections come and go. */
-const REPORT_MS = 25;
+const REPORT_MS = 50;
 
 /** How long a shed connection stays half-open after its last response (lingerClose). */
 const LINGER_MS = 1000;
@@ -41,6 +41,8 @@ export class AcceptControl {
   private balanceUntil = 0;
   private reportTimer: NodeJS.Timeout | null = null;
   private lastReported = -1;
+  /** The count at the last report tick, reported or not. */
+  private lastSeen = -1;
   private acceptsSinceReport = 0;
   /** Shed connections waiting to close (linger()). */
   private lingering = 0;
@@ -80,12 +82,15 @@ export class AcceptControl {
     return this.paused;
   }
 
-  /** The master: this worker holds more than its share; come down to `target` connections. Returns how many it closes. */
-  order(target: number): number {
+  /**
+   * The master: this worker holds more than `limit` connections, its share being `target`.
+   * If the count now agrees, come down to the share. Returns how many connections it closes.
+   */
+  order(target: number, limit: number): number {
     if (this.stopped) return 0;
     const open = this.count();
     this.report(open);
-    if (open <= target) return 0;
+    if (open <= limit) return 0;
     this.balanceTarget = target;
     this.balanceUntil = performance.now() + BALANCE_PAUSE_MS;
     // Responses, not connections, are counted: under load each connection has one request
@@ -134,18 +139,21 @@ export class AcceptControl {
     if (this.reportTo && this.reportTimer === null && !this.stopped) this.reportTimer = setTimeout(this.reportTick, REPORT_MS).unref();
   }
 
-  /** While connections come or go: report the count when it changed, every REPORT_MS. */
+  /** While connections come or go: report the count when it moved, every REPORT_MS at most. */
   private readonly reportTick = (): void => {
     this.reportTimer = null;
     const open = this.count();
-    const busy = this.acceptsSinceReport > 0 || open !== this.lastReported;
+    const busy = this.acceptsSinceReport > 0 || open !== this.lastSeen;
+    this.lastSeen = open;
     this.report(open);
     if (busy && !this.stopped) this.reportTimer = setTimeout(this.reportTick, REPORT_MS).unref();
   };
 
   private report(open: number): void {
     this.acceptsSinceReport = 0;
-    if (open === this.lastReported || !this.reportTo) return;
+    // The master acts on a worker 10 % (and 2) over the mean: smaller moves need no message
+    // (under connection churn the count moves all the time).
+    if (!this.reportTo || Math.abs(open - this.lastReported) < Math.max(2, this.lastReported * 0.05)) return;
     this.lastReported = open;
     this.reportTo(open);
   }

@@ -90,8 +90,8 @@ process.on('message', (m: MasterMessage) => {
   else if (m?.type === 'boot-report') {
     void send({ type: 'boot-report', lines: bootOutput.lines() });
   } else if (m?.type === 'balance' && http) {
-    const shed = http.acceptControl.order(m.target);
-    log.debug({ target: m.target, shed }, 'more than this worker\'s share of the connections: pausing accepts, closing some');
+    const shed = http.acceptControl.order(m.target, m.limit);
+    if (shed) log.debug({ target: m.target, shed }, 'more than this worker\'s share of the connections: pausing accepts, closing some');
   } else if (m?.type === 'readiness') {
     poolReadiness = m; // may arrive before the app is loaded: applied to responders made later
     for (const h of healthResponders) h.setPoolReadiness(m.ready, m.reason);
