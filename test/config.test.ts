@@ -123,6 +123,13 @@ test('splitCommandLine splits like a shell: quotes, backslashes, empty arguments
   assert.throws(() => splitCommandLine('--bind "unix:/a'), (err: Error) => err instanceof ConfigError && /unclosed " quote/.test(err.message));
 });
 
+test("--log-level takes Gunicorn's names too: warning is warn, critical is fatal", async () => {
+  assert.is((await load(['--log-level', 'warning'], {})).settings.logLevel, 'warn');
+  assert.is((await load(['--log-level', 'CRITICAL'], {})).settings.logLevel, 'fatal');
+  assert.is((await load([], { WS_PROXY_KIT_LOG_LEVEL: 'warning' })).settings.logLevel, 'warn');
+  assert.match(await loadError(['--log-level', 'loud'], {}), /one of trace, debug, info, warn, error, fatal/);
+});
+
 test('WS_PROXY_KIT_CMD_ARGS: several flags, quoted values, and its errors name it', async () => {
   const c = await load([], { WS_PROXY_KIT_CMD_ARGS: `-w 2 --bind "unix:/tmp/a b.sock" --bind 127.0.0.1:9001 --log-level=debug` });
   assert.is(c.settings.workers, 2);
@@ -269,7 +276,7 @@ test('a bad value names the setting, the value, where it came from and what is a
     [[], { WS_PROXY_KIT_WORKERS: '0' }, /^Invalid value for workers \(WS_PROXY_KIT_WORKERS\): "0"\. Accepted: an integer from 1 to 1024\.$/],
     [['--timeout', 'soon'], {}, /timeout \(--timeout\): "soon"\. Accepted: a number of seconds/],
     [[], { WS_PROXY_KIT_GRACEFUL_TIMEOUT: '-5' }, /gracefulTimeout \(WS_PROXY_KIT_GRACEFUL_TIMEOUT\): "-5"/],
-    [['--log-level', 'loud'], {}, /logLevel \(--log-level\): "loud"\. Accepted: one of trace, debug, info, warn, error, fatal\.$/],
+    [['--log-level', 'loud'], {}, /logLevel \(--log-level\): "loud"\. Accepted: one of trace, debug, info, warn, error, fatal \(Gunicorn's warning and critical too\)\.$/],
     [['--log-format', 'xml'], {}, /logFormat \(--log-format\): "xml"\. Accepted: one of auto, json, pretty\.$/],
     [['--backlog', '70000'], {}, /backlog \(--backlog\): "70000"\. Accepted: an integer from 1 to 65535/],
     [['--limit-request-line', '9000'], {}, /limitRequestLine \(--limit-request-line\): "9000"\. Accepted: an integer from 0/],

@@ -76,6 +76,9 @@ function optionalText(raw: unknown): string | null {
   return text(raw);
 }
 
+/** --log-level as Gunicorn spells it. */
+const GUNICORN_LEVELS: Record<string, string> = { warning: 'warn', critical: 'fatal' };
+
 function oneOf<const V extends string>(values: readonly V[]) {
   return (raw: unknown): V => {
     if (typeof raw === 'string' && (values as readonly string[]).includes(raw.trim().toLowerCase())) {
@@ -473,9 +476,9 @@ export const settingsTable = [
     section: 'Logging',
     kind: 'value',
     default: 'info' as 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal',
-    accepted: 'one of trace, debug, info, warn, error, fatal',
-    parse: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal']),
-    doc: 'Minimum level of the error log.',
+    accepted: 'one of trace, debug, info, warn, error, fatal (Gunicorn\'s warning and critical too)',
+    parse: (raw: unknown) => oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'])(GUNICORN_LEVELS[String(raw).trim().toLowerCase()] ?? raw),
+    doc: "Minimum level of the error log. Gunicorn's names are accepted: warning is warn, critical is fatal.",
   }),
   def({
     name: 'logFormat',
