@@ -3,8 +3,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
+import http from 'node:http';
+import { AcceptControl } from '../src/worker/accept-control.js';
 import { Balancer, overShare, ORDER_INTERVAL_MS, SETTLE_MS } from '../src/arbiter/balance.js';
-import { startServer, tempDir, cleanup, until, FIXTURES, type Target } from './helpers/server.js';
+import { startServer, tempDir, cleanup, onCleanup, until, FIXTURES, type Target } from './helpers/server.js';
 import { RawConnection } from './helpers/raw-socket.js';
 
 test.after.each(cleanup);
@@ -170,6 +172,36 @@ test('--no-balance-connections: the connections stay where they were accepted', 
   assert.is(pool.closedByServer, 0);
   pool.close();
   await server.stop();
+});
+
+test('a shed connection: `Connection: close`, then FIN; a request sent after it is never run and the client sees no reset', async () => {
+  const control = new AcceptControl(0);
+  const seen: string[] = [];
+  const server = http.createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    if (control.closeNext !== 0) control.shed(req.socket, res);
+    res.end('done');
+  });
+  const sock = join(tempDir(), 'shed.sock');
+  await new Promise<void>((resolve) => server.listen(sock, resolve));
+  onCleanup(() => void server.close());
+  const c = await new RawConnection({ socketPath: sock }).ready();
+  await c.write('GET /first HTTP/1.1\r\nHost: a\r\n\r\n');
+  await c.waitFor(/done$/);
+  control.closeNext = 1;
+  // Like a load generator: the next request goes out as soon as the answer is in, in the
+  // same 'data' event, before the FIN that follows is read.
+  c.sock.on('data', () => {
+    if (/done[^]*done$/.test(c.text) && !c.text.includes('POST')) c.sock.write('POST /third HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n');
+  });
+  await c.write('GET /second HTTP/1.1\r\nHost: a\r\n\r\n');
+  await c.waitFor(/done[^]*done$/);
+  assert.match(c.text.slice(c.text.indexOf('HTTP/1.1', 10)), /\r\nConnection: close\r\n/i);
+  assert.is(control.closeNext, 0);
+  assert.ok(await c.waitClosed(5000), 'the server closes the connection');
+  assert.is(c.error, null, 'no reset or broken pipe on the client');
+  assert.equal(seen, ['GET /first', 'GET /second'], 'the request sent after Connection: close was never run');
+  assert.equal(c.statuses(), [200, 200]);
 });
 
 test.run();
