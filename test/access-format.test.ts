@@ -152,7 +152,33 @@ test('integration: without a format the access log is one JSON object per line',
   assert.is(parsed[1]!.status, 500);
   assert.is(parsed[2]!.path, '/n"x');
   for (const p of parsed) for (const k of ['time', 'remote', 'method', 'path', 'status', 'bytes', 'duration_ms', 'request_id', 'pid', 'worker']) assert.ok(k in p, `field ${k}`);
+  // The line is written by hand (src/log/access.ts): it must be exactly what JSON.stringify makes.
+  lines.forEach((l, i) => assert.is(l, JSON.stringify(parsed[i])));
   await server.stop();
+});
+
+test('the JSON line is the text JSON.stringify makes, also for hostile values', async () => {
+  const { createAccessLog } = await import('../src/log/access.js');
+  const file = join(tempDir(), 'access.log');
+  const log = createAccessLog(file, 3);
+  const req = (over: Record<string, unknown>) => ({ socket: {}, method: 'GET', url: '/', httpVersion: '1.1', headers: {}, ...over }) as unknown as IncomingMessage;
+  const res = (over: Record<string, unknown>) => ({ _header: 'HTTP/1.1 200 OK\r\n\r\n', statusCode: 200, writableFinished: true, ...over }) as unknown as ServerResponse;
+  log.write(req({ clientInfo: { address: '10.0.0.1' }, url: '/a"b\\c\u2028\u0001', headers: { referer: 'http://x/"y"', 'user-agent': 'ü\tagent' } }), res({}), 'id"1', 1.23456, 100);
+  log.write(req({ socket: { remoteAddress: '127.0.0.1' }, method: 'POST', httpVersion: '1.0' }), res({ _header: null, statusCode: 500, writableFinished: false }), '', 0, 0);
+  log.write(req({ clientInfo: { address: null }, headers: { 'user-agent': '' } }), res({ statusCode: 204 }), 'x', 12.3456789, 5);
+  log.flush();
+  const lines = (await until(() => (readLines(file).length >= 3 ? readLines(file) : null), 5000, 'three lines'))!;
+  assert.is(lines.length, 3);
+  for (const l of lines) assert.is(l, JSON.stringify(JSON.parse(l)));
+  const first = JSON.parse(lines[0]!) as Record<string, unknown>;
+  assert.equal(
+    { ...first, time: 'T', pid: 0 },
+    { time: 'T', remote: '10.0.0.1', method: 'GET', path: '/a"b\\c\u2028\u0001', protocol: 'HTTP/1.1', status: 200, bytes: 81, duration_ms: 1.235, request_id: 'id"1', referer: 'http://x/"y"', user_agent: 'ü\tagent', completed: true, pid: 0, worker: 3 },
+  );
+  assert.equal(Object.keys(JSON.parse(lines[1]!) as object).slice(0, 2), ['time', 'remote']);
+  assert.is((JSON.parse(lines[1]!) as { remote: string }).remote, '127.0.0.1');
+  assert.is((JSON.parse(lines[2]!) as { remote: string }).remote, 'unix');
+  assert.match(first.time as string, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
 });
 
 test.run();
