@@ -20,13 +20,13 @@ interface ListenHandle {
 /** libuv's UV_EALREADY: already polling. */
 const UV_EALREADY = -114;
 /** An order from the master lapses after this: a lost or late message never leaves a worker paused. */
-export const BALANCE_PAUSE_MS = 250;
+const BALANCE_PAUSE_MS = 250;
 /** While paused, how soon the count is looked at again: from 1 ms, doubling up to this. */
 const MAX_POLL_MS = 25;
 /** How often, at most, the count is reported while connections come and go. */
 const REPORT_MS = 50;
 
-/** How long a shed connection stays half-open after its last response (lingerClose). */
+/** How long a shed connection stays half-open after its last response (linger()). */
 const LINGER_MS = 1000;
 
 export class AcceptControl {
@@ -76,10 +76,6 @@ export class AcceptControl {
     let n = -this.lingering;
     for (const s of this.servers) n += (s as unknown as { _connections?: number })._connections ?? 0;
     return n;
-  }
-
-  get isPaused(): boolean {
-    return this.paused;
   }
 
   /**
