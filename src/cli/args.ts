@@ -1,13 +1,13 @@
-// Command-line parsing on top of meow, driven by the settings table. Unknown flags are
-// errors with a "did you mean" (meow alone would only say "unknown flag").
-import meow from 'meow';
+// Command-line parsing, driven by the settings table. Unknown flags are errors with a
+// "did you mean". (meow did the last step until session 3; it cost ≈ 40–55 ms of every
+// start for splitting `--name=value`: docs/decisions.md.)
 import { settingsTable, kebab, type SettingDef } from '../config/settings.js';
 import { ConfigError, type RawLayer } from '../config/load.js';
 import { closest } from '../config/did-you-mean.js';
 import { PACKAGE } from '../version.js';
 
-type MeowFlag = { type: 'string' | 'boolean'; isMultiple?: boolean; shortFlag?: string };
-export type ExtraFlags = Record<string, MeowFlag & { doc?: string }>;
+type FlagSpec = { type: 'string' | 'boolean'; isMultiple?: boolean; shortFlag?: string };
+export type ExtraFlags = Record<string, FlagSpec & { doc?: string }>;
 
 export interface ParsedArgs {
   positionals: string[];
@@ -16,8 +16,8 @@ export interface ParsedArgs {
   extra: Record<string, unknown>;
 }
 
-function settingFlags(): Record<string, MeowFlag> {
-  const flags: Record<string, MeowFlag> = {};
+function settingFlags(): Record<string, FlagSpec> {
+  const flags: Record<string, FlagSpec> = {};
   for (const s of settingsTable as readonly SettingDef[]) {
     if (s.name === 'app') continue; // positional
     flags[s.name] = {
@@ -45,14 +45,14 @@ function valueAt(argv: readonly string[], i: number, flag: string): number {
 }
 
 /**
- * Rejects unknown flags before meow sees them, suggesting the closest known one, and
- * rewrites every flag that takes a value to `--long-name=value`: the parser underneath
- * would otherwise read a value such as `-` (stdout) or `-1` as something else.
+ * Rejects unknown flags, suggesting the closest known one, and rewrites every flag to its
+ * long form, `--long-name=value` for those that take a value (so that a value such as `-`
+ * (stdout) or `-1` is never read as a flag).
  */
-function normalizeArgv(argv: readonly string[], flags: Record<string, MeowFlag>): string[] {
-  const long = new Map<string, MeowFlag>();
-  const short = new Map<string, { flag: MeowFlag; long: string }>();
-  for (const [name, f] of Object.entries({ ...flags, help: { type: 'boolean' } as MeowFlag, version: { type: 'boolean' } as MeowFlag })) {
+function normalizeArgv(argv: readonly string[], flags: Record<string, FlagSpec>): string[] {
+  const long = new Map<string, FlagSpec>();
+  const short = new Map<string, { flag: FlagSpec; long: string }>();
+  for (const [name, f] of Object.entries({ ...flags, help: { type: 'boolean' } as FlagSpec, version: { type: 'boolean' } as FlagSpec })) {
     long.set(kebab(name), f);
     if (f.type === 'boolean') long.set('no-' + kebab(name), f);
     if (f.shortFlag) short.set(f.shortFlag, { flag: f, long: kebab(name) });
@@ -79,7 +79,7 @@ function normalizeArgv(argv: readonly string[], flags: Record<string, MeowFlag>)
     } else if (token.startsWith('-') && token.length > 1 && !isNegativeNumber(token)) {
       const f = short.get(token[1]!);
       if (!f) throw new ConfigError(`Unknown flag ${token}. See --help.`);
-      if (f.flag.type !== 'string') out.push(token);
+      if (f.flag.type !== 'string') out.push(`--${f.long}`);
       else if (token.length > 2) out.push(`--${f.long}=${token.slice(token[2] === '=' ? 3 : 2)}`);
       else {
         i = valueAt(argv, i, token);
@@ -113,26 +113,52 @@ export function helpText(command: string, extra: ExtraFlags = {}): string {
   return lines.join('\n');
 }
 
+/**
+ * Flag values by camelCase name from normalized argv (normalizeArgv), and the positionals.
+ * `--help`/`-h` and `--version` print and exit, except in WS_PROXY_KIT_CMD_ARGS.
+ */
+function readFlags(normalized: readonly string[], flags: Record<string, FlagSpec>, opts: { command: string; extra: ExtraFlags; origin?: string }) {
+  const byFlag = new Map(Object.entries(flags).map(([name, f]) => [kebab(name), { name, f }]));
+  const values: Record<string, unknown> = {};
+  const positionals: string[] = [];
+  for (let i = 0; i < normalized.length; i++) {
+    const token = normalized[i]!;
+    if (token === '--') {
+      positionals.push(...normalized.slice(i + 1));
+      break;
+    }
+    if (!token.startsWith('--')) {
+      positionals.push(token);
+      continue;
+    }
+    const eq = token.indexOf('=');
+    const flag = eq < 0 ? token.slice(2) : token.slice(2, eq);
+    const inline = eq < 0 ? undefined : token.slice(eq + 1);
+    if (flag === 'help' || flag === 'version') {
+      if (opts.origin === 'environment') continue;
+      process.stdout.write(flag === 'help' ? `\n  ${PACKAGE.description}\n\n${helpText(opts.command, opts.extra)}\n\n` : `${PACKAGE.version}\n`);
+      process.exit(0);
+    }
+    const negated = !byFlag.has(flag) && flag.startsWith('no-');
+    const known = byFlag.get(negated ? flag.slice(3) : flag);
+    if (!known) continue; // --no-help, --no-version: normalizeArgv refused every other unknown flag
+    const { name, f } = known;
+    let value: unknown = inline ?? '';
+    if (f.type === 'boolean') value = negated ? false : inline === undefined || inline === 'true' ? true : inline === 'false' ? false : inline;
+    if (f.isMultiple) ((values[name] ??= []) as unknown[]).push(value);
+    else if (name in values) throw new ConfigError(`The flag --${kebab(name)} can only be set once.`);
+    else values[name] = value;
+  }
+  return { values, positionals };
+}
+
 /** Parses argv (without the command word) into a layer of raw setting values. */
 export function parseArgs(argv: string[], opts: { command: string; extra?: ExtraFlags; origin?: 'command line' | 'environment'; via?: string }): ParsedArgs {
   const extra = opts.extra ?? {};
   const flags = { ...settingFlags(), ...extra };
   // Negative forms of value settings that mean "off".
   const aliased = argv.map((a) => (a === '--no-control-socket' ? '--control-socket=off' : a));
-  const normalized = normalizeArgv(aliased, flags);
-  // meow only knows --help; -h is the short form users try first.
-  if (opts.origin !== 'environment') (flags as Record<string, MeowFlag>).help = { type: 'boolean', shortFlag: 'h' };
-  const cli = meow(helpText(opts.command, extra), {
-    importMeta: import.meta,
-    pkg: PACKAGE,
-    argv: normalized,
-    flags: flags as never,
-    allowUnknownFlags: true,
-    booleanDefault: undefined,
-    autoHelp: opts.origin !== 'environment',
-    autoVersion: opts.origin !== 'environment',
-  });
-  const values = cli.flags as Record<string, unknown>;
+  const { values, positionals } = readFlags(normalizeArgv(aliased, flags), flags, { command: opts.command, extra, origin: opts.origin });
   const layer: RawLayer = new Map();
   for (const s of settingsTable as readonly SettingDef[]) {
     const v = values[s.name];
@@ -142,7 +168,7 @@ export function parseArgs(argv: string[], opts: { command: string; extra?: Extra
   }
   const extraValues: Record<string, unknown> = {};
   for (const name of Object.keys(extra)) extraValues[name] = values[name];
-  return { positionals: cli.input, layer, extra: extraValues };
+  return { positionals, layer, extra: extraValues };
 }
 
 /** Splits WS_PROXY_KIT_CMD_ARGS like a shell would (quotes, backslashes). */

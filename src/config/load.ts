@@ -161,8 +161,8 @@ export function findConfigFile(explicit: RawValue | undefined, cwd: string): str
 }
 
 /**
- * Merges the layers. `cli` and `cmdArgs` come from the command line parser (see cli/args.ts),
- * so that this module stays independent of meow.
+ * Merges the layers. `cli` and `cmdArgs` come from the command-line parser (cli/args.ts),
+ * so that this module stays independent of it.
  */
 export async function loadConfig(opts: {
   cli: RawLayer;
