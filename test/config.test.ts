@@ -123,6 +123,16 @@ test('splitCommandLine splits like a shell: quotes, backslashes, empty arguments
   assert.throws(() => splitCommandLine('--bind "unix:/a'), (err: Error) => err instanceof ConfigError && /unclosed " quote/.test(err.message));
 });
 
+test('boolean flags: --x, --no-x and --x=VALUE with the values the setting accepts; a repeated flag is refused', async () => {
+  assert.is((await load(['--reload'], {})).settings.reload, true);
+  assert.is((await load(['--reload=yes'], {})).settings.reload, true);
+  assert.is((await load(['--reload=false'], {})).settings.reload, false);
+  assert.is((await load(['--no-balance-connections'], {})).settings.balanceConnections, false);
+  assert.match(await loadError(['--reload=maybe'], {}), /reload \(--reload\): "maybe"\. Accepted: true or false/);
+  assert.match(await loadError(['--workers', '2', '-w', '3'], {}), /The flag --workers can only be set once/);
+  assert.equal((await load(['-b', 'unix:/tmp/a.sock', '--bind=127.0.0.1:9'], {})).settings.bind.map(formatBind), ['unix:/tmp/a.sock', '127.0.0.1:9']);
+});
+
 test("--log-level takes Gunicorn's names too: warning is warn, critical is fatal", async () => {
   assert.is((await load(['--log-level', 'warning'], {})).settings.logLevel, 'warn');
   assert.is((await load(['--log-level', 'CRITICAL'], {})).settings.logLevel, 'fatal');
