@@ -127,6 +127,8 @@ test('boolean flags: --x, --no-x and --x=VALUE with the values the setting accep
   assert.is((await load(['--reload'], {})).settings.reload, true);
   assert.is((await load(['--reload=yes'], {})).settings.reload, true);
   assert.is((await load(['--reload=false'], {})).settings.reload, false);
+  assert.is((await load(['--reload', 'false', 'app.mjs'], {})).settings.reload, false, 'a following true/false is the value');
+  assert.is((await load(['--reload', 'true'], {})).settings.reload, true);
   assert.is((await load(['--no-balance-connections'], {})).settings.balanceConnections, false);
   assert.match(await loadError(['--reload=maybe'], {}), /reload \(--reload\): "maybe"\. Accepted: true or false/);
   assert.match(await loadError(['--workers', '2', '-w', '3'], {}), /The flag --workers can only be set once/);

@@ -30,6 +30,8 @@ function settingFlags(): Record<string, FlagSpec> {
 }
 
 const isNegativeNumber = (t: string) => /^-\d/.test(t);
+/** `--flag false`: a boolean flag takes a following true or false as its value. */
+const isBooleanWord = (t: string | undefined) => t === 'true' || t === 'false';
 
 /**
  * Index of the value that follows the flag at i. A flag there instead is an error: the
@@ -75,11 +77,12 @@ function normalizeArgv(argv: readonly string[], flags: Record<string, FlagSpec>)
       if (f.type === 'string' && !inline) {
         i = valueAt(argv, i, `--${name}`);
         out.push(`--${name}=${argv[i]!}`);
-      } else out.push(token);
+      } else if (!inline && isBooleanWord(argv[i + 1])) out.push(`--${name}=${argv[++i]!}`);
+      else out.push(token);
     } else if (token.startsWith('-') && token.length > 1 && !isNegativeNumber(token)) {
       const f = short.get(token[1]!);
       if (!f) throw new ConfigError(`Unknown flag ${token}. See --help.`);
-      if (f.flag.type !== 'string') out.push(`--${f.long}`);
+      if (f.flag.type !== 'string') out.push(token.length === 2 && isBooleanWord(argv[i + 1]) ? `--${f.long}=${argv[++i]!}` : `--${f.long}`);
       else if (token.length > 2) out.push(`--${f.long}=${token.slice(token[2] === '=' ? 3 : 2)}`);
       else {
         i = valueAt(argv, i, token);
