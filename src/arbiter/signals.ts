@@ -14,14 +14,14 @@ export type ArbiterEvent =
 
 export class SignalQueue {
   private readonly items: ArbiterEvent[] = [];
-  private waiter: ((e: ArbiterEvent) => void) | null = null;
+  /** Who waits in next(), first come first served (the arbiter's loop is the one in practice). */
+  private readonly waiters: ((e: ArbiterEvent) => void)[] = [];
   private readonly handlers = new Map<HandledSignal, () => void>();
 
   push(event: ArbiterEvent): void {
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w(event);
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      waiter(event);
       return;
     }
     // Ticks only ask "look at the pool again": one queued is enough.
@@ -34,7 +34,7 @@ export class SignalQueue {
   next(): Promise<ArbiterEvent> {
     const e = this.items.shift();
     if (e) return Promise.resolve(e);
-    return new Promise((resolve) => (this.waiter = resolve));
+    return new Promise((resolve) => this.waiters.push(resolve));
   }
 
   install(): void {
