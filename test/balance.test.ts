@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import http from 'node:http';
 import { AcceptControl } from '../src/worker/accept-control.js';
 import { Balancer, overShare, ORDER_INTERVAL_MS, SETTLE_MS } from '../src/arbiter/balance.js';
-import { startServer, tempDir, cleanup, onCleanup, until, FIXTURES, type Target } from './helpers/server.js';
+import { startServer, request, tempDir, cleanup, onCleanup, until, FIXTURES, type Target } from './helpers/server.js';
 import { RawConnection } from './helpers/raw-socket.js';
 
 test.after.each(cleanup);
@@ -129,21 +129,29 @@ async function nextReply(c: RawConnection, from: number, timeoutMs = 10_000): Pr
   }
 }
 
-/** One worker serving 24 keep-alive connections, then a second worker (SIGTTIN), ready. */
+/** One worker serving 24 keep-alive connections, then a second worker (SIGTTIN), ready; metrics on a socket in `dir`. */
 async function scaledUpPool(args: string[]) {
-  const sock = join(tempDir(), 'b.sock');
-  const server = startServer([APP, '-b', `unix:${sock}`, '-w', '1', '--keep-alive', '60', '--log-level', 'debug', ...args]);
+  const dir = tempDir();
+  const sock = join(dir, 'b.sock');
+  const server = startServer([APP, '-b', `unix:${sock}`, '-w', '1', '--keep-alive', '60', '--log-level', 'debug', '--metrics-bind', `unix:${join(dir, 'metrics.sock')}`, ...args]);
   await server.ready();
   const pool = new Pool({ socketPath: sock }, 24);
   const first = await pool.round();
   assert.equal([...first.values()], [24], 'one worker serves all 24 connections');
   server.signal('SIGTTIN');
   await until(() => server.logs.filter((l) => l.msg === 'worker ready').length === 2, 15_000, 'the second worker ready');
-  return { server, pool };
+  return { server, pool, dir };
+}
+
+/** One sample of the Prometheus text on a UNIX socket. */
+async function metric(sock: string, name: string): Promise<number | undefined> {
+  const r = await request({ socketPath: sock }, '/metrics');
+  const line = r.body.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.slice(name.length + 1));
 }
 
 test('after a scale-up, keep-alive connections move to the new worker until both hold about half', async () => {
-  const { server, pool } = await scaledUpPool([]);
+  const { server, pool, dir } = await scaledUpPool([]);
   const spread = await until(
     async () => {
       const by = await pool.round();
@@ -158,6 +166,9 @@ test('after a scale-up, keep-alive connections move to the new worker until both
   const closed = pool.closedByServer;
   for (let i = 0; i < 10; i++) await pool.round();
   assert.ok(pool.closedByServer - closed <= 2, `closed after settling: ${pool.closedByServer - closed}`);
+  // Every move is counted (the workers report with their heartbeat, once a second).
+  const counted = await until(async () => ((await metric(join(dir, 'metrics.sock'), 'ws_proxy_kit_connections_moved_total')) === pool.closedByServer ? true : null), 10_000, 'the moves counted in the metrics');
+  assert.ok(counted);
   pool.close();
   await server.stop();
 });

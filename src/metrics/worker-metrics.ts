@@ -39,6 +39,7 @@ export const WORKER_METRIC_NAMES = {
   duration: 'http_request_duration_seconds',
   inflight: 'http_requests_in_flight',
   connections: 'http_open_connections',
+  moved: 'ws_proxy_kit_connections_moved_total',
 } as const;
 
 export class WorkerMetrics {
@@ -63,7 +64,7 @@ export class WorkerMetrics {
   }
 
   /** The heartbeat payload: cumulative counters since this worker started, plus its gauges. */
-  snapshot(gauges: { inflight: number; connections: number }): MetricsSnapshot {
+  snapshot(gauges: { inflight: number; connections: number; moved?: number }): MetricsSnapshot {
     const requestValues: SnapshotValue[] = [];
     for (let m = 0; m < METHOD_LABELS.length; m++) {
       for (let c = 0; c < STATUS_CLASSES.length; c++) {
@@ -87,6 +88,13 @@ export class WorkerMetrics {
       { name: WORKER_METRIC_NAMES.duration, help: 'Time from request headers to the end of the response, in seconds.', type: 'histogram', aggregator: 'sum', values: durationValues },
       { name: WORKER_METRIC_NAMES.inflight, help: 'Requests being handled now, all workers.', type: 'gauge', aggregator: 'sum', values: [{ value: gauges.inflight, labels: {} }] },
       { name: WORKER_METRIC_NAMES.connections, help: 'Open client connections, all workers.', type: 'gauge', aggregator: 'sum', values: [{ value: gauges.connections, labels: {} }] },
+      {
+        name: WORKER_METRIC_NAMES.moved,
+        help: 'Keep-alive connections closed after an answer to move them to another worker (--balance-connections).',
+        type: 'counter',
+        aggregator: 'sum',
+        values: [{ value: gauges.moved ?? 0, labels: {} }],
+      },
     ];
   }
 }

@@ -48,6 +48,8 @@ export class AcceptControl {
   private lingering = 0;
   /** The next responses that close their connection (read by HttpWorker on each request). */
   closeNext = 0;
+  /** Connections closed so far to move them to another worker (a metric). */
+  shedTotal = 0;
   /** Sends the open-connection count to the master; unset when balancing is off. */
   reportTo?: (connections: number) => void;
 
@@ -102,6 +104,7 @@ export class AcceptControl {
    */
   shed(socket: net.Socket, res: ServerResponse): void {
     this.closeNext--;
+    this.shedTotal++;
     res.shouldKeepAlive = false; // `Connection: close`; node:http then calls destroySoon()
     (socket as net.Socket & { destroySoon(): void }).destroySoon = () => this.linger(socket);
   }

@@ -166,7 +166,7 @@ try {
 function heartbeat(rss: number): WorkerMessage {
   const cpu = process.cpuUsage();
   const stats = http!.stats;
-  return { type: 'heartbeat', ...stats, rss, cpuSeconds: (cpu.user + cpu.system) / 1e6, metrics: http!.metrics?.snapshot(stats) };
+  return { type: 'heartbeat', ...stats, rss, cpuSeconds: (cpu.user + cpu.system) / 1e6, metrics: http!.metrics?.snapshot({ ...stats, moved: http!.acceptControl.shedTotal }) };
 }
 
 let atFdLimit = false;
