@@ -190,7 +190,7 @@ test('a shed connection: `Connection: close`, then FIN; a request sent after it 
   const seen: string[] = [];
   const server = http.createServer((req, res) => {
     seen.push(`${req.method} ${req.url}`);
-    if (control.closeNext !== 0) control.shed(req.socket, res);
+    if (control.closeNext !== 0) control.shed(req, res);
     res.end('done');
   });
   const sock = join(tempDir(), 'shed.sock');
@@ -213,6 +213,33 @@ test('a shed connection: `Connection: close`, then FIN; a request sent after it 
   assert.is(c.error, null, 'no reset or broken pipe on the client');
   assert.equal(seen, ['GET /first', 'GET /second'], 'the request sent after Connection: close was never run');
   assert.equal(c.statuses(), [200, 200]);
+});
+
+test('a request with another pipelined behind it does not close the connection (both are answered); a later one does', async () => {
+  const control = new AcceptControl(0);
+  const seen: string[] = [];
+  const server = http.createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    if (control.closeNext !== 0) control.shed(req, res);
+    setTimeout(() => res.end(`done ${req.url}`), 20); // the second request is parsed meanwhile
+  });
+  const sock = join(tempDir(), 'pipelined.sock');
+  await new Promise<void>((resolve) => server.listen(sock, resolve));
+  onCleanup(() => void server.close());
+  control.closeNext = 1;
+  const c = await new RawConnection({ socketPath: sock }).ready();
+  await c.write('GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n');
+  await c.waitFor(/done \/a[^]*done \/b$/);
+  assert.equal(c.statuses(), [200, 200]);
+  assert.not.match(c.text, /connection: close/i, 'not closed with a request behind it');
+  assert.is(control.closeNext, 1, 'the close waits for a later request');
+  await c.write('GET /c HTTP/1.1\r\nHost: a\r\n\r\n');
+  await c.waitFor(/done \/c$/);
+  assert.match(c.text.slice(c.text.lastIndexOf('HTTP/1.1 ')), /connection: close/i);
+  assert.ok(await c.waitClosed(5000));
+  assert.is(c.error, null);
+  assert.is(control.closeNext, 0);
+  assert.equal(seen, ['GET /a', 'POST /b', 'GET /c']);
 });
 
 test.run();

@@ -9,7 +9,7 @@
 //    clients reconnect, to another worker while this one is paused.
 // The master compares the counts the workers report here (src/arbiter/balance.ts).
 import type net from 'node:net';
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /** The listening handle's libuv stream calls (node's Pipe/TCP wrap). */
 interface ListenHandle {
@@ -100,13 +100,29 @@ export class AcceptControl {
 
   /**
    * This response closes its connection: the worker holds more than its share, and the
-   * client reconnects, to another worker while this one is paused.
+   * client reconnects, to another worker while this one is paused. Decided again when the
+   * head goes out: if the client has pipelined another request behind this one, node:http
+   * would run it and its answer would never leave, so that connection stays open.
    */
-  shed(socket: net.Socket, res: ServerResponse): void {
+  shed(req: IncomingMessage, res: ServerResponse): void {
+    const socket = req.socket as net.Socket & { destroySoon(): void; parser?: { incoming?: unknown } | null };
+    const keepAlive = res.shouldKeepAlive;
     this.closeNext--;
-    this.shedTotal++;
     res.shouldKeepAlive = false; // `Connection: close`; node:http then calls destroySoon()
-    (socket as net.Socket & { destroySoon(): void }).destroySoon = () => this.linger(socket);
+    const writeHead = res.writeHead;
+    // res.end() without writeHead() goes through writeHead() too (_implicitHeader).
+    res.writeHead = ((...args: unknown[]) => {
+      res.writeHead = writeHead;
+      const pipelined = socket.parser != null && socket.parser.incoming !== req;
+      if (pipelined && !this.stopped) {
+        res.shouldKeepAlive = keepAlive;
+        this.closeNext++;
+      } else {
+        this.shedTotal++;
+        socket.destroySoon = () => this.linger(socket);
+      }
+      return (writeHead as (...a: unknown[]) => ServerResponse).apply(res, args);
+    }) as typeof res.writeHead;
   }
 
   /**

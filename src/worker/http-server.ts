@@ -274,7 +274,7 @@ export class HttpWorker {
       req.headers['x-request-id'] = requestId;
     }
     if (this.draining) res.shouldKeepAlive = false;
-    else if (this.acceptControl.closeNext !== 0) this.acceptControl.shed(req.socket, res);
+    else if (this.acceptControl.closeNext !== 0) this.acceptControl.shed(req, res);
     // Only what is switched on watches the response end (no listener per request otherwise).
     if (this.access !== null || this.metrics !== undefined || this.postRequest !== undefined) this.watchResponse(req, res, requestId);
 
