@@ -274,7 +274,6 @@ export class HttpWorker {
       req.headers['x-request-id'] = requestId;
     }
     if (this.draining) res.shouldKeepAlive = false;
-    else if (this.acceptControl.closeNext !== 0) this.acceptControl.shed(req, res);
     // Only what is switched on watches the response end (no listener per request otherwise).
     if (this.access !== null || this.metrics !== undefined || this.postRequest !== undefined) this.watchResponse(req, res, requestId);
 
@@ -291,6 +290,8 @@ export class HttpWorker {
     }
     if (this.scan.chunked) guardBody(req, res, this.settings.limitRequestBody, (what) => this.log.debug({ requestId, what }, 'request refused while reading its body'));
     if (this.preRequest) this.preRequest(req);
+    // More than this worker's share of connections: this one may close after its answer.
+    if (this.acceptControl.closeNext !== 0 && !this.draining) this.acceptControl.shed(req, res);
     const handler = this.app.request;
     if (!handler) {
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
