@@ -43,9 +43,12 @@ export class AcceptControl {
   private lastReported = -1;
   /** The count at the last report tick, reported or not. */
   private lastSeen = -1;
-  private acceptsSinceReport = 0;
+  /** `accepts` at the last report tick: were there new connections since? */
+  private acceptsAtReport = 0;
   /** Shed connections waiting to close (linger()). */
   private lingering = 0;
+  /** Connections accepted so far on the servers in charge (HttpWorker's drain watches it too). */
+  accepts = 0;
   /** The next responses that close their connection (read by HttpWorker on each request). */
   closeNext = 0;
   /** Connections closed so far to move them to another worker (a metric). */
@@ -149,7 +152,7 @@ export class AcceptControl {
   }
 
   private accepted(): void {
-    this.acceptsSinceReport++;
+    this.accepts++;
     if (this.cap > 0 && !this.paused && !this.stopped && this.count() >= this.cap) this.pause();
     if (this.reportTo && this.reportTimer === null && !this.stopped) this.reportTimer = setTimeout(this.reportTick, REPORT_MS).unref();
   }
@@ -158,14 +161,14 @@ export class AcceptControl {
   private readonly reportTick = (): void => {
     this.reportTimer = null;
     const open = this.count();
-    const busy = this.acceptsSinceReport > 0 || open !== this.lastSeen;
+    const busy = this.accepts !== this.acceptsAtReport || open !== this.lastSeen;
     this.lastSeen = open;
     this.report(open);
     if (busy && !this.stopped) this.reportTimer = setTimeout(this.reportTick, REPORT_MS).unref();
   };
 
   private report(open: number): void {
-    this.acceptsSinceReport = 0;
+    this.acceptsAtReport = this.accepts;
     // The master acts on a worker 10 % (and 2) over the mean: smaller moves need no message
     // (under connection churn the count moves all the time).
     if (!this.reportTo || Math.abs(open - this.lastReported) < Math.max(2, this.lastReported * 0.05)) return;

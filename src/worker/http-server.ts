@@ -72,8 +72,6 @@ export class HttpWorker {
   readonly servers: http.Server[] = [];
   private draining = false;
   private requests = 0;
-  /** Connections accepted so far (drain() watches it to empty the backlog before closing). */
-  private accepted = 0;
   private readonly upgraded = new Set<Duplex>();
   private readonly headersTimeoutMs: number;
   /** Refilled by every request's head scan (requests are handled one at a time). */
@@ -150,7 +148,6 @@ export class HttpWorker {
       // Trusted proxies: connections over a UNIX socket have no address.
       const listener: ListenerInfo = { unix: Boolean(l.unix) };
       server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, listener));
-      server.on('connection', () => this.accepted++);
       server.on('clientError', (err: NodeJS.ErrnoException, sock: Duplex) => this.onClientError(err, sock));
       if (this.app.upgrade) {
         const upgrade = this.app.upgrade;
@@ -369,9 +366,9 @@ export class HttpWorker {
     // the other half for what it accepted.
     const until = performance.now() + Math.min(5000, (this.settings.gracefulTimeout * 1000) / 2);
     while (performance.now() < until) {
-      const before = this.accepted;
+      const before = this.acceptControl.accepts;
       await new Promise<void>((r) => setImmediate(() => setImmediate(r)));
-      if (this.accepted === before) return;
+      if (this.acceptControl.accepts === before) return;
     }
   }
 
