@@ -185,17 +185,26 @@ test('--no-balance-connections: the connections stay where they were accepted', 
   await server.stop();
 });
 
-test('a shed connection: `Connection: close`, then FIN; a request sent after it is never run and the client sees no reset', async () => {
+/**
+ * A plain node:http server that offers each request to `control.shed`, as HttpWorker does,
+ * then answers with `answer`. Records the requests it ran.
+ */
+async function shedServer(answer: (req: http.IncomingMessage, res: http.ServerResponse) => void) {
   const control = new AcceptControl(0);
   const seen: string[] = [];
   const server = http.createServer((req, res) => {
     seen.push(`${req.method} ${req.url}`);
     if (control.closeNext !== 0) control.shed(req, res);
-    res.end('done');
+    answer(req, res);
   });
   const sock = join(tempDir(), 'shed.sock');
   await new Promise<void>((resolve) => server.listen(sock, resolve));
   onCleanup(() => void server.close());
+  return { control, seen, sock };
+}
+
+test('a shed connection: `Connection: close`, then FIN; a request sent after it is never run and the client sees no reset', async () => {
+  const { control, seen, sock } = await shedServer((_req, res) => res.end('done'));
   const c = await new RawConnection({ socketPath: sock }).ready();
   await c.write('GET /first HTTP/1.1\r\nHost: a\r\n\r\n');
   await c.waitFor(/done$/);
@@ -216,16 +225,8 @@ test('a shed connection: `Connection: close`, then FIN; a request sent after it 
 });
 
 test('a request with another pipelined behind it does not close the connection (both are answered); a later one does', async () => {
-  const control = new AcceptControl(0);
-  const seen: string[] = [];
-  const server = http.createServer((req, res) => {
-    seen.push(`${req.method} ${req.url}`);
-    if (control.closeNext !== 0) control.shed(req, res);
-    setTimeout(() => res.end(`done ${req.url}`), 20); // the second request is parsed meanwhile
-  });
-  const sock = join(tempDir(), 'pipelined.sock');
-  await new Promise<void>((resolve) => server.listen(sock, resolve));
-  onCleanup(() => void server.close());
+  // The second request is parsed while the first waits for its answer.
+  const { control, seen, sock } = await shedServer((req, res) => setTimeout(() => res.end(`done ${req.url}`), 20));
   control.closeNext = 1;
   const c = await new RawConnection({ socketPath: sock }).ready();
   await c.write('GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n');
