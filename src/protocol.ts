@@ -29,7 +29,7 @@ export type MasterMessage =
   /** The boot timeout ran out: what did the app print while loading? */
   | { type: 'boot-report' }
   /**
-   * --balance-connections: this worker holds more than `limit` open connections (more than
+   * --balance-connections: this worker holds more than `limit` busy connections (more than
    * its share); if it still does, pause accepting and close keep-alive connections until it
    * is down to `target`.
    */
@@ -47,6 +47,8 @@ export interface WorkerStats {
   requests: number;
   inflight: number;
   connections: number;
+  /** --balance-connections: connections with a request within the last second, and upgraded ones. */
+  busy?: number;
   rss: number;
   /** CPU time used by the worker (user + system), in seconds. */
   cpuSeconds?: number;
@@ -63,8 +65,8 @@ export type WorkerMessage =
   | { type: 'retire-me'; reason: 'max-requests' }
   /** The last lines the app wrote to stdout/stderr while booting. */
   | { type: 'boot-report'; lines: string[] }
-  /** --balance-connections: the open-connection count, sent as it changes (every 25 ms at most). */
-  | { type: 'load'; connections: number };
+  /** --balance-connections: the busy-connection count, sent as it changes (every 50 ms at most). */
+  | { type: 'load'; busy: number };
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';

@@ -37,7 +37,7 @@ test('overShare: who holds more than the mean + 10 % (and + 2), and the share to
 
 test('Balancer: a worker is told only once it stayed over its share for SETTLE_MS, then at most every ORDER_INTERVAL_MS', () => {
   let now = 1000;
-  const worker = (connections: number) => ({ stats: { connections }, orders: [] as number[], send(m: { target: number; limit: number }) { this.orders.push(m.target); } });
+  const worker = (connections: number) => ({ stats: { busy: connections }, orders: [] as number[], send(m: { target: number; limit: number }) { this.orders.push(m.target); } });
   const a = worker(40);
   const b = worker(0);
   const balancer = new Balancer(() => [a, b], () => now);
@@ -57,12 +57,12 @@ test('Balancer: a worker is told only once it stayed over its share for SETTLE_M
   balancer.run();
   assert.equal(a.orders, [20, 20]);
   // Back within its share: the settle time starts over the next time it is over.
-  a.stats.connections = 21;
-  b.stats.connections = 19;
+  a.stats.busy = 21;
+  b.stats.busy = 19;
   now += 1000;
   balancer.run();
-  a.stats.connections = 30;
-  b.stats.connections = 10;
+  a.stats.busy = 30;
+  b.stats.busy = 10;
   balancer.run();
   assert.equal(a.orders, [20, 20]);
   now += SETTLE_MS;
@@ -85,6 +85,11 @@ class Pool {
 
   close(): void {
     for (const c of this.conns) c.destroy();
+  }
+
+  /** The pool's connections the server has not closed. */
+  open(): number {
+    return this.conns.filter((c) => !c.closed).length;
   }
 
   /** One request on every connection; resolves with how many each worker (pid) answered. */
@@ -129,18 +134,23 @@ async function nextReply(c: RawConnection, from: number, timeoutMs = 10_000): Pr
   }
 }
 
-/** One worker serving 24 keep-alive connections, then a second worker (SIGTTIN), ready; metrics on a socket in `dir`. */
-async function scaledUpPool(args: string[]) {
+/**
+ * One worker serving `size` keep-alive connections (and `idle` more that served one request
+ * each), then a second worker (SIGTTIN), ready; metrics on a socket in `dir`.
+ */
+async function scaledUpPool(args: string[], size = 24, idle = 0) {
   const dir = tempDir();
   const sock = join(dir, 'b.sock');
   const server = startServer([APP, '-b', `unix:${sock}`, '-w', '1', '--keep-alive', '60', '--log-level', 'debug', '--metrics-bind', `unix:${join(dir, 'metrics.sock')}`, ...args]);
   await server.ready();
-  const pool = new Pool({ socketPath: sock }, 24);
+  const idlePool = new Pool({ socketPath: sock }, idle);
+  if (idle) await idlePool.round();
+  const pool = new Pool({ socketPath: sock }, size);
   const first = await pool.round();
-  assert.equal([...first.values()], [24], 'one worker serves all 24 connections');
+  assert.equal([...first.values()], [size], `one worker serves all ${size} connections`);
   server.signal('SIGTTIN');
   await until(() => server.logs.filter((l) => l.msg === 'worker ready').length === 2, 15_000, 'the second worker ready');
-  return { server, pool, dir };
+  return { server, pool, idlePool, dir };
 }
 
 /** One sample of the Prometheus text on a UNIX socket. */
@@ -170,6 +180,32 @@ test('after a scale-up, keep-alive connections move to the new worker until both
   const counted = await until(async () => ((await metric(join(dir, 'metrics.sock'), 'ws_proxy_kit_connections_moved_total')) === pool.closedByServer ? true : null), 10_000, 'the moves counted in the metrics');
   assert.ok(counted);
   pool.close();
+  await server.stop();
+});
+
+test('idle connections do not count (a proxy pool\'s spares): the busy ones spread, the idle ones stay open', async () => {
+  // As behind nginx: its upstream pool holds more connections than it uses at once, and it
+  // reuses the most recently used first. 16 spares on the first worker are not its load.
+  const { server, pool, idlePool } = await scaledUpPool([], 8, 16);
+  const spread = await until(
+    async () => {
+      const by = await pool.round();
+      return by.size === 2 && Math.min(...by.values()) >= 3 ? by : null;
+    },
+    15_000,
+    'the 8 busy connections spread over both workers',
+  );
+  assert.ok(spread && Math.max(...spread.values()) <= 5, `split ${[...spread!.values()].join('/')}`);
+  // Counting open connections, 24 against 0, the first worker would have closed all 8 busy
+  // ones (it never sees a request on the idle ones), and moved every request away.
+  const closed = pool.closedByServer;
+  for (let i = 0; i < 10; i++) await pool.round();
+  assert.ok(pool.closedByServer - closed <= 1, `closed after settling: ${pool.closedByServer - closed}`);
+  const last = await pool.round();
+  assert.ok(Math.min(...last.values()) >= 3 && last.size === 2, `requests per worker ${[...last.values()].join('/')}`);
+  assert.is(idlePool.open(), 16, 'the idle connections are left alone');
+  pool.close();
+  idlePool.close();
   await server.stop();
 });
 

@@ -1,6 +1,7 @@
 // --balance-connections, the master's half (the worker's is src/worker/accept-control.ts):
-// from the open-connection counts the workers report, which of them hold more than their
-// share, and when to tell them.
+// from the busy-connection counts the workers report (a request within the last second,
+// or upgraded: src/worker/accept-control.ts), which of them hold more than their share,
+// and when to tell them.
 
 /**
  * A worker must stay over its share this long before it is told: a burst of new
@@ -8,8 +9,13 @@
  * half a burst moves connections back and forth.
  */
 export const SETTLE_MS = 100;
-/** Orders to one worker at most this often: it needs time to shed and report again. */
-export const ORDER_INTERVAL_MS = 20;
+/**
+ * Orders to one worker at most this often. A told worker pauses 250 ms and ignores orders
+ * meanwhile (src/worker/accept-control.ts); the counts the master sees in that time are in
+ * flux: the closed connections have left it and not yet been reported by the workers they
+ * reconnect to, so the mean looks low, and a second order would close too many.
+ */
+export const ORDER_INTERVAL_MS = 300;
 
 /**
  * The indexes of the counts over their share, the share (the mean, rounded up) and the
@@ -29,8 +35,8 @@ export function overShare(counts: readonly number[]): { target: number; limit: n
 }
 
 export interface BalancedWorker {
-  /** The open connections, as last reported. */
-  readonly stats: { readonly connections: number };
+  /** The busy connections, as last reported (none before the first report). */
+  readonly stats: { readonly busy?: number };
   send(m: { type: 'balance'; target: number; limit: number }): void;
 }
 
@@ -49,7 +55,7 @@ export class Balancer<W extends BalancedWorker> {
   /** On each count a worker reports: orders, or a look again when one is due. */
   run(): void {
     const pool = this.pool();
-    const { target, limit, over } = overShare(pool.map((w) => w.stats.connections));
+    const { target, limit, over } = overShare(pool.map((w) => w.stats.busy ?? 0));
     const now = this.now();
     pool.forEach((w, i) => {
       if (!over.includes(i)) this.overSince.delete(w);

@@ -104,7 +104,7 @@ export class WorkerProcess {
         const { type: _type, metrics: _metrics, ...stats } = m;
         this.stats = stats;
       } else if (m.type === 'load') {
-        this.stats.connections = m.connections;
+        this.stats.busy = m.busy;
       } else if (m.type === 'boot-report') {
         this.bootReport = m.lines;
       } else if (m.type === 'boot-error') {

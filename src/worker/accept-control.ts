@@ -7,7 +7,11 @@
 //    worker holds more than its share);
 //  - shedding: answer the next few keep-alive requests with `Connection: close`, so those
 //    clients reconnect, to another worker while this one is paused.
-// The master compares the counts the workers report here (src/arbiter/balance.ts).
+// The master compares the counts the workers report here (src/arbiter/balance.ts): of busy
+// connections, those that received bytes (or were accepted) within the last second. A
+// proxy's pool holds idle connections too: nginx reuses its most recently used one first,
+// so the rest sit idle, and a worker holding many of those serves fewer requests, not more.
+// Upgraded connections (WebSockets) always count: they are load whether or not bytes pass.
 import type net from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
@@ -19,15 +23,37 @@ interface ListenHandle {
 
 /** libuv's UV_EALREADY: already polling. */
 const UV_EALREADY = -114;
-/** An order from the master lapses after this: a lost or late message never leaves a worker paused. */
+/**
+ * After an order from the master, the worker accepts nothing for this long, then the order
+ * lapses (a lost or late message never leaves a worker paused). Not less: the clients of
+ * the connections it closes reconnect at once, and a worker that accepts again as soon as
+ * its count is down gets many of them back (the kernel hands a connection to whichever
+ * worker asks first, and this one is awake).
+ */
 const BALANCE_PAUSE_MS = 250;
 /** While paused, how soon the count is looked at again: from 1 ms, doubling up to this. */
 const MAX_POLL_MS = 25;
 /** How often, at most, the count is reported while connections come and go. */
 const REPORT_MS = 50;
+/** ... and per this many HTTP connections, REPORT_MS more: a look walks them all. */
+const CONNECTIONS_PER_TICK = 1000;
 
 /** How long a shed connection stays half-open after its last response (linger()). */
 const LINGER_MS = 1000;
+/** A connection is busy while it received bytes, or was accepted, within this window. */
+const BUSY_WINDOW_MS = 1000;
+
+/** What the busy count saw of a socket: its bytesRead then (-1: shed, never busy again), and when that last changed. */
+interface Seen {
+  bytes: number;
+  at: number;
+}
+
+/** The worker's connections, for the busy count (HttpWorker: node:http's list and the upgraded ones). */
+export interface ConnectionSource {
+  http(): Iterable<net.Socket>;
+  upgraded(): number;
+}
 
 export class AcceptControl {
   private readonly servers: net.Server[] = [];
@@ -36,25 +62,39 @@ export class AcceptControl {
   private pollTimer: NodeJS.Timeout | null = null;
   private pollMs = 1;
   private paused = false;
-  /** A master's order: stay paused while over this count, until `balanceUntil`. */
-  private balanceTarget = -1;
+  /** A master's order: stay paused until then (BALANCE_PAUSE_MS). */
   private balanceUntil = 0;
   private reportTimer: NodeJS.Timeout | null = null;
   private lastReported = -1;
   /** The count at the last report tick, reported or not. */
   private lastSeen = -1;
-  /** `accepts` at the last report tick: were there new connections since? */
-  private acceptsAtReport = 0;
-  /** Shed connections waiting to close (linger()). */
-  private lingering = 0;
+  /**
+   * Per socket, written when the busy count looks (not per request). A WeakMap, not
+   * properties on the sockets: adding properties to a socket well after node:http's hot
+   * code first saw it changes its hidden class, and that code deoptimizes and recompiles.
+   */
+  private readonly seen = new WeakMap<net.Socket, Seen>();
+  /** Did the last busy count see a connection receive bytes (or a new one)? */
+  private sawActivity = false;
+  /** The report ticks' interval: REPORT_MS, longer with many connections to walk. */
+  private tickMs = REPORT_MS;
+  /** Shed connections not closed yet. */
+  private leavingCount = 0;
+  /**
+   * Connections picked to close (shed()), from the pick on: a count made while their
+   * answers are still going out must not count them, or a second order closes them twice.
+   */
+  private readonly leaving = new WeakSet<net.Socket>();
   /** Connections accepted so far on the servers in charge (HttpWorker's drain watches it too). */
   accepts = 0;
   /** The next responses that close their connection (read by HttpWorker on each request). */
   closeNext = 0;
   /** Connections closed so far to move them to another worker (a metric). */
   shedTotal = 0;
-  /** Sends the open-connection count to the master; unset when balancing is off. */
-  reportTo?: (connections: number) => void;
+  /** Sends the busy-connection count to the master; unset when balancing is off. */
+  reportTo?: (busy: number) => void;
+  /** Where the busy count looks; without it, every open connection counts as busy. */
+  connections?: ConnectionSource;
 
   /** @param cap --worker-connections; 0 = no cap. */
   constructor(private readonly cap: number) {}
@@ -78,21 +118,54 @@ export class AcceptControl {
 
   /** Open connections on the servers in charge (node:net's own count: upgraded ones included). */
   count(): number {
-    let n = -this.lingering;
+    let n = -this.leavingCount;
     for (const s of this.servers) n += (s as unknown as { _connections?: number })._connections ?? 0;
     return n;
   }
 
   /**
-   * The master: this worker holds more than `limit` connections, its share being `target`.
-   * If the count now agrees, come down to the share. Returns how many connections it closes.
+   * Busy connections: those that received bytes (or were new) within BUSY_WINDOW_MS, and
+   * every upgraded one. Activity is seen here, by comparing each socket's bytesRead with
+   * the last look, so requests pay nothing for it; the report ticks look every REPORT_MS
+   * while anything happens, the heartbeat once a second otherwise (and restarts the ticks).
+   */
+  busy(): number {
+    if (!this.connections) return this.count();
+    const now = performance.now();
+    let n = this.connections.upgraded();
+    let activity = false;
+    let walked = 0;
+    for (const s of this.connections.http()) {
+      walked++;
+      if (this.leaving.has(s)) continue;
+      const bytes = s.bytesRead;
+      const seen = this.seen.get(s);
+      if (seen === undefined) {
+        this.seen.set(s, { bytes, at: now });
+        activity = true;
+      } else if (seen.bytes !== bytes) {
+        seen.bytes = bytes;
+        seen.at = now;
+        activity = true;
+      }
+      if (now - (seen?.at ?? now) < BUSY_WINDOW_MS) n++;
+    }
+    this.sawActivity = activity;
+    this.tickMs = REPORT_MS * Math.max(1, Math.ceil(walked / CONNECTIONS_PER_TICK));
+    if (activity) this.tickSoon();
+    return n;
+  }
+
+  /**
+   * The master: this worker holds more than `limit` busy connections, its share being
+   * `target`. If the count now agrees, come down to the share. Returns how many it closes.
    */
   order(target: number, limit: number): number {
-    if (this.stopped) return 0;
-    const open = this.count();
+    // Still paused by the last order: the master's counts were made while connections moved.
+    if (this.stopped || performance.now() < this.balanceUntil) return 0;
+    const open = this.busy();
     this.report(open);
     if (open <= limit) return 0;
-    this.balanceTarget = target;
     this.balanceUntil = performance.now() + BALANCE_PAUSE_MS;
     // Responses, not connections, are counted: under load each connection has one request
     // at a time, so the next responses are on as many different connections.
@@ -112,6 +185,7 @@ export class AcceptControl {
     const keepAlive = res.shouldKeepAlive;
     this.closeNext--;
     res.shouldKeepAlive = false; // `Connection: close`; node:http then calls destroySoon()
+    this.markLeaving(socket, true);
     const writeHead = res.writeHead;
     // res.end() without writeHead() goes through writeHead() too (_implicitHeader).
     res.writeHead = ((...args: unknown[]) => {
@@ -120,6 +194,7 @@ export class AcceptControl {
       if (pipelined && !this.stopped) {
         res.shouldKeepAlive = keepAlive;
         this.closeNext++;
+        this.markLeaving(socket, false);
       } else {
         this.shedTotal++;
         socket.destroySoon = () => this.linger(socket);
@@ -138,9 +213,19 @@ export class AcceptControl {
   private linger(socket: net.Socket): void {
     socket.end();
     socket.pause();
-    this.lingering++;
-    socket.once('close', () => this.lingering--);
     setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  }
+
+  private markLeaving(socket: net.Socket, leaving: boolean): void {
+    if (leaving === this.leaving.has(socket)) return;
+    if (leaving) {
+      this.leaving.add(socket);
+      this.leavingCount++;
+      socket.once('close', () => this.markLeaving(socket, false));
+    } else {
+      this.leaving.delete(socket);
+      this.leavingCount--;
+    }
   }
 
   /** Draining: accept what is queued, then the listeners close; no more pausing. */
@@ -154,21 +239,28 @@ export class AcceptControl {
   private accepted(): void {
     this.accepts++;
     if (this.cap > 0 && !this.paused && !this.stopped && this.count() >= this.cap) this.pause();
-    if (this.reportTo && this.reportTimer === null && !this.stopped) this.reportTimer = setTimeout(this.reportTick, REPORT_MS).unref();
+    this.tickSoon();
   }
 
-  /** While connections come or go: report the count when it moved, every REPORT_MS at most. */
+  private tickSoon(): void {
+    if (this.reportTo && this.reportTimer === null && !this.stopped) this.reportTimer = setTimeout(this.reportTick, this.tickMs).unref();
+  }
+
+  /**
+   * While bytes or connections come: report the busy count when it moved, every REPORT_MS
+   * at most. Stops once a look saw no activity and the count held still (a busy count
+   * still falling as connections go idle keeps it going).
+   */
   private readonly reportTick = (): void => {
+    const open = this.busy(); // the timer is still set: busy() starts no other
     this.reportTimer = null;
-    const open = this.count();
-    const busy = this.accepts !== this.acceptsAtReport || open !== this.lastSeen;
+    const moving = this.sawActivity || open !== this.lastSeen;
     this.lastSeen = open;
     this.report(open);
-    if (busy && !this.stopped) this.reportTimer = setTimeout(this.reportTick, REPORT_MS).unref();
+    if (moving) this.tickSoon();
   };
 
   private report(open: number): void {
-    this.acceptsAtReport = this.accepts;
     // The master acts on a worker 10 % (and 2) over the mean: smaller moves need no message
     // (under connection churn the count moves all the time).
     if (!this.reportTo || Math.abs(open - this.lastReported) < Math.max(2, this.lastReported * 0.05)) return;
@@ -179,10 +271,8 @@ export class AcceptControl {
   /** Why to stay paused now, if at all. */
   private holdReason(): 'cap' | 'balance' | null {
     if (this.stopped) return null;
-    const open = this.count();
-    if (this.cap > 0 && open >= this.cap) return 'cap';
-    if (this.balanceTarget >= 0 && open > this.balanceTarget && performance.now() < this.balanceUntil) return 'balance';
-    this.balanceTarget = -1;
+    if (this.cap > 0 && this.count() >= this.cap) return 'cap';
+    if (performance.now() < this.balanceUntil) return 'balance';
     return null;
   }
 

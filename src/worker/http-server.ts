@@ -99,6 +99,7 @@ export class HttpWorker {
     this.headersTimeoutMs = settings.headersTimeout * 1000;
     this.trust = new ForwardedTrust(settings);
     this.acceptControl = new AcceptControl(settings.workerConnections);
+    this.acceptControl.connections = { http: () => this.openConnections(), upgraded: () => this.upgraded.size };
   }
 
   /**

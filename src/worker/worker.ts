@@ -137,7 +137,7 @@ try {
   if (settings.metricsBind) http.metrics = new (await import('../metrics/worker-metrics.js')).WorkerMetrics();
   if (hooks.preRequest) http.preRequest = (req) => callHookSync('preRequest', req);
   if (hooks.postRequest) http.postRequest = (req, res) => callHookSync('postRequest', req, res);
-  if (settings.balanceConnections) http.acceptControl.reportTo = (connections) => void send({ type: 'load', connections });
+  if (settings.balanceConnections) http.acceptControl.reportTo = (busy) => void send({ type: 'load', busy });
   await runHook(hooks, 'postWorkerInit', log, workerView);
   const draining = () => exiting;
   const health = HealthResponder.fromSettings(settings, draining);
@@ -166,7 +166,8 @@ try {
 function heartbeat(rss: number): WorkerMessage {
   const cpu = process.cpuUsage();
   const stats = http!.stats;
-  return { type: 'heartbeat', ...stats, rss, cpuSeconds: (cpu.user + cpu.system) / 1e6, metrics: http!.metrics?.snapshot({ ...stats, moved: http!.acceptControl.shedTotal }) };
+  const busy = settings.balanceConnections ? http!.acceptControl.busy() : undefined;
+  return { type: 'heartbeat', ...stats, busy, rss, cpuSeconds: (cpu.user + cpu.system) / 1e6, metrics: http!.metrics?.snapshot({ ...stats, moved: http!.acceptControl.shedTotal }) };
 }
 
 let atFdLimit = false;
