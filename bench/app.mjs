@@ -1,13 +1,14 @@
 // The hello app every engine serves (the same module, loaded by each server).
 // GET / answers at once; GET /slow waits 20 ms on a timer first (the "slow app" shape).
-// When BENCH_STATS_DIR is set, each process counts its requests and connections and
-// writes them to BENCH_STATS_DIR/<pid>.json (at most every 100 ms, off the request path),
+// When BENCH_STATS_DIR is set, each process counts its requests, its connections and those
+// still open, and writes them to BENCH_STATS_DIR/<pid>.json (at most every 100 ms, off the request path),
 // so the bench can tell how evenly the workers shared the load.
-import { writeFile, writeFileSync } from 'node:fs';
+import { rename, writeFile, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
 
 const statsDir = process.env.BENCH_STATS_DIR;
-const counts = { pid: process.pid, requests: 0, connections: 0 };
+const counts = { pid: process.pid, requests: 0, connections: 0, open: 0, gcMs: 0 };
 const seen = new WeakSet();
 let dirty = false;
 let writing = false;
@@ -28,9 +29,18 @@ function flush(sync) {
     return;
   }
   writing = true;
-  writeFile(file, text, () => (writing = false));
+  // Written aside and renamed: the bench never reads a half-written file.
+  writeFile(`${file}.tmp`, text, (err) => {
+    if (err) return (writing = false);
+    rename(`${file}.tmp`, file, () => (writing = false));
+  });
 }
 if (statsDir) {
+  // Time in garbage collection: tells a worker slowed by its heap from one given less CPU.
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) counts.gcMs += e.duration;
+    dirty = true;
+  }).observe({ entryTypes: ['gc'] });
   setInterval(flush, 100).unref();
   process.on('exit', () => flush(true));
 }
@@ -40,7 +50,14 @@ function count(req) {
   if (!seen.has(req.socket)) {
     seen.add(req.socket);
     counts.connections++;
+    counts.open++;
+    req.socket.once('close', closed);
   }
+  dirty = true;
+}
+
+function closed() {
+  counts.open--;
   dirty = true;
 }
 

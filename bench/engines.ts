@@ -23,6 +23,8 @@ export interface RunningEngine {
   /** The process that owns the pool (null for a single process): its CPU is "master CPU". */
   master: number | null;
   workers(): number[];
+  /** The server's JSON log lines so far (engines started by processEngine). */
+  logs?(): readonly object[];
   /** Wall time from spawn to serving with every worker. */
   readyMs: number;
   stop(): Promise<void>;
@@ -94,6 +96,7 @@ function processEngine(name: string, launch: (socket: string, ctx: EngineContext
       master: opts.single ? null : proc.pid,
       workers: () => (opts.single ? [proc.pid] : childrenOf(proc.pid)),
       readyMs,
+      logs: () => proc.logs,
       stop: async () => {
         await proc.stop('SIGTERM', 5000);
         rmSync(socket, { force: true });
@@ -121,8 +124,10 @@ const raw: Engine = {
   start: processEngine('node:http', (socket, _ctx, env) => start('node:http', process.execPath, [join(BENCH, 'servers/raw.mjs'), socket], { env }), { single: true }),
 };
 
-function clusterEngine(policy: 'rr' | 'none', bookkeeping = false): Engine {
-  const name = `cluster-${policy}${bookkeeping ? '-bookkeeping' : ''}`;
+/** `suffix` names a variant: `-bookkeeping` (our per-request bookkeeping added), `-twin` (identical). */
+function clusterEngine(policy: 'rr' | 'none', suffix: '' | '-bookkeeping' | '-twin' = ''): Engine {
+  const name = `cluster-${policy}${suffix}`;
+  const bookkeeping = suffix === '-bookkeeping';
   return {
     name,
     missing: () => null,
@@ -138,12 +143,12 @@ function clusterEngine(policy: 'rr' | 'none', bookkeeping = false): Engine {
  * ws-proxy-kit as shipped, or with extra flags under another name: `ws-proxy-kit-metrics`
  * measures what metrics cost, `ws-proxy-kit-unbalanced` what connection balancing brings.
  */
-function wsProxyKitEngine(name = 'ws-proxy-kit', flags: (socket: string) => string[] = () => []): Engine {
+export function wsProxyKitEngine(name = 'ws-proxy-kit', flags: (socket: string) => string[] = () => [], cli = CLI): Engine {
   return {
     name,
-    missing: () => (existsSync(CLI) ? null : `${CLI} is missing: run npm run build`),
+    missing: () => (existsSync(cli) ? null : `${cli} is missing: run npm run build`),
     start: processEngine(name, (socket, ctx, env) =>
-      start(name, process.execPath, [CLI, APP, '--bind', `unix:${socket}`, '--workers', String(ctx.workers), '--log-format', 'json', ...flags(socket)], { env, cwd: ROOT }),
+      start(name, process.execPath, [cli, APP, '--bind', `unix:${socket}`, '--workers', String(ctx.workers), '--log-format', 'json', ...flags(socket)], { env, cwd: ROOT }),
     ),
   };
 }
@@ -248,7 +253,10 @@ const pm2: Engine = {
 export const ENGINES: Engine[] = [raw, clusterEngine('rr'), clusterEngine('none'), pm2, wsProxyKit, gunicorn];
 /** Engines for experiments, run only when named in --engines. */
 export const EXTRA_ENGINES: Engine[] = [
-  clusterEngine('none', true),
+  clusterEngine('none', '-bookkeeping'),
+  // The same server as cluster-none under another name: how far apart two identical engines
+  // measure in one run (the bench's noise floor on this machine).
+  clusterEngine('none', '-twin'),
   wsProxyKitEngine('ws-proxy-kit-metrics', (socket) => ['--metrics-bind', `unix:${socket}.metrics`]),
   wsProxyKitEngine('ws-proxy-kit-unbalanced', () => ['--no-balance-connections']),
 ];

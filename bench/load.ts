@@ -21,14 +21,23 @@ AutocannonClient.prototype._connect = function (this: typeof AutocannonClient.pr
   connect.call(this);
 };
 
-export type Shape = 'keepalive' | 'churn' | 'slow';
+export type Shape = 'keepalive' | 'churn' | 'slow' | 'spare';
+/** The shapes a run measures unless --shapes names others. */
 export const SHAPES: Shape[] = ['keepalive', 'churn', 'slow'];
+/** Run only when named: `spare`, keep-alive with a proxy pool larger than the load needs. */
+export const EXTRA_SHAPES: Shape[] = ['spare'];
 
-/** Connections and path per shape (same numbers on both paths). */
-export const SHAPE_LOAD: Record<Shape, { connections: number; path: string; closeEach: boolean }> = {
+/**
+ * Connections and path per shape (same numbers on both paths). `pool`: through nginx, the
+ * connections of the unmeasured warm-up that opens nginx's upstream pool, when more than
+ * the measured load uses. `spare` is a proxy at a quarter of its pool's peak: nginx reuses
+ * its most recently used connections, and the other 48 sit idle in its pool.
+ */
+export const SHAPE_LOAD: Record<Shape, { connections: number; path: string; closeEach: boolean; pool?: number }> = {
   keepalive: { connections: 64, path: '/', closeEach: false },
   churn: { connections: 32, path: '/', closeEach: true },
   slow: { connections: 256, path: '/slow', closeEach: false },
+  spare: { connections: 16, path: '/', closeEach: false, pool: 64 },
 };
 
 export interface LoadResult {
@@ -61,9 +70,9 @@ export async function autocannonLoad(socketPath: string, shape: Shape, durationS
 }
 
 /** wrk (one thread per core) against nginx; churn goes to nginx's server without upstream keepalive. */
-export async function wrkLoad(url: string, shape: Shape, durationS: number, threads: number): Promise<LoadResult> {
+export async function wrkLoad(url: string, shape: Shape, durationS: number, threads: number, connections = SHAPE_LOAD[shape].connections): Promise<LoadResult> {
   const load = SHAPE_LOAD[shape];
-  const p = start('wrk', 'wrk', [`-t${threads}`, `-c${load.connections}`, `-d${durationS}s`, '--timeout', '10s', '--latency', `${url}${load.path}`]);
+  const p = start('wrk', 'wrk', [`-t${threads}`, `-c${connections}`, `-d${durationS}s`, '--timeout', '10s', '--latency', `${url}${load.path}`]);
   await p.exited;
   if (p.child.exitCode !== 0) throw new Error(`wrk failed (exit ${p.child.exitCode}):\n${p.text}`);
   return parseWrk(p.text, durationS);

@@ -33,7 +33,7 @@ export async function startNginx(dir: string, upstreams: { name: string; socket:
     ports.set(u.name, p);
     const id = u.name.replace(/[^A-Za-z0-9]/g, '_');
     servers += `
-  upstream ${id}_keep { server unix:${u.socket}; keepalive 64; keepalive_timeout 4s; }
+  upstream ${id}_keep { server unix:${u.socket}; keepalive 64; keepalive_timeout 1s; }
   upstream ${id}_nokeep { server unix:${u.socket}; }
   server { listen 127.0.0.1:${p.keep} backlog=4096; location / { proxy_pass http://${id}_keep; proxy_http_version 1.1; proxy_set_header Connection ""; } }
   server { listen 127.0.0.1:${p.noKeep} backlog=4096; location / { proxy_pass http://${id}_nokeep; } }

@@ -136,3 +136,13 @@ export function childrenOf(pid: number): number[] {
 
 /** Kernel clock ticks per second (USER_HZ): 100 on every mainstream Linux build. */
 export const CLOCK_TICKS = 100;
+
+/** The machine's CPU ticks so far, all and stolen (a VM whose host ran something else: /proc/stat). */
+export function machineTicks(): { total: number; steal: number } {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return { total: f.slice(0, 8).reduce((a, b) => a + b, 0), steal: f[7] ?? 0 };
+  } catch {
+    return { total: 0, steal: 0 };
+  }
+}

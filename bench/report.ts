@@ -15,6 +15,9 @@ export interface Cell {
   /** Requests and connections each worker served during the cell (busiest first). */
   workerRequests: number[];
   workerConnections: number[];
+  workerCpuMs: number[];
+  workerGcMs: number[];
+  steal: number;
   /** busiest / least busy worker (requests); null with one process. */
   fairness: number | null;
   /** Master CPU as a share of all the server's CPU (master + workers), and of the machine. */

@@ -4,12 +4,12 @@
 import { parseArgs } from 'node:util';
 import { mkdtempSync, rmSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { ENGINES, EXTRA_ENGINES, type RunningEngine } from './engines.js';
-import { autocannonLoad, wrkLoad, SHAPES, SHAPE_LOAD, type Shape, type LoadResult } from './load.js';
+import { ENGINES, EXTRA_ENGINES, wsProxyKitEngine, type RunningEngine } from './engines.js';
+import { autocannonLoad, wrkLoad, SHAPES, EXTRA_SHAPES, SHAPE_LOAD, type Shape, type LoadResult } from './load.js';
 import { startNginx, type NginxFront } from './nginx.js';
-import { cpuTicks, rssBytes, stopAll, CLOCK_TICKS } from './procs.js';
+import { cpuTicks, machineTicks, rssBytes, stopAll, CLOCK_TICKS } from './procs.js';
 import { addRatios, summarize, markdown, median, type Cell, type EngineInfo, type Path } from './report.js';
 
 const { values: opts } = parseArgs({
@@ -22,6 +22,8 @@ const { values: opts } = parseArgs({
     shapes: { type: 'string', default: SHAPES.join(',') },
     reloads: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '1' },
+    'pool-warmup': { type: 'string', default: '1' },
+    cli: { type: 'string', multiple: true, default: [] },
     json: { type: 'boolean', default: false },
     tmpdir: { type: 'string', default: tmpdir() },
     help: { type: 'boolean', default: false },
@@ -36,9 +38,13 @@ if (opts.help) {
   --engines LIST   subset of ${ENGINES.map((e) => e.name).join(',')}
                    (experiments, only when named: ${EXTRA_ENGINES.map((e) => e.name).join(',')})
   --paths LIST     socket,nginx
-  --shapes LIST    ${SHAPES.join(',')}
+  --shapes LIST    ${SHAPES.join(',')} (also, only when named: ${EXTRA_SHAPES.join(',')})
   --reloads N      HUP reloads to time per engine that has one (default 3; 0 skips)
   --warmup S       seconds of keep-alive load per engine before the rounds (default 1; 0 skips)
+  --pool-warmup S  through nginx, with upstream keepalive: seconds of the same load right before
+                   each measured one, so nginx's upstream connections are open (default 1; 0 skips)
+  --cli NAME=PATH  one more engine: the ws-proxy-kit build at PATH (dist/cli/main.js of a copy),
+                   to compare a change side by side (repeatable)
   --json           print JSON (with the markdown table in "markdown") instead of markdown
   --tmpdir DIR     where the temporary directory for sockets and nginx goes (default the OS's)`);
   process.exit(0);
@@ -50,10 +56,15 @@ const workers = Number(opts.workers);
 const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
 const paths = list(opts.paths) as Path[];
 const shapes = list(opts.shapes) as Shape[];
-for (const s of shapes) if (!SHAPES.includes(s)) throw new Error(`unknown shape ${s}: use ${SHAPES.join(', ')}`);
+for (const s of shapes) if (![...SHAPES, ...EXTRA_SHAPES].includes(s)) throw new Error(`unknown shape ${s}: use ${[...SHAPES, ...EXTRA_SHAPES].join(', ')}`);
 for (const p of paths) if (p !== 'socket' && p !== 'nginx') throw new Error(`unknown path ${p}: use socket, nginx`);
-const wanted = list(opts.engines);
-const ALL_ENGINES = [...ENGINES, ...EXTRA_ENGINES];
+const builds = opts.cli.map((spec) => {
+  const at = spec.indexOf('=');
+  if (at < 1) throw new Error(`--cli ${spec}: use NAME=path/to/dist/cli/main.js`);
+  return wsProxyKitEngine(spec.slice(0, at), undefined, resolve(spec.slice(at + 1)));
+});
+const wanted = [...list(opts.engines), ...builds.map((b) => b.name)];
+const ALL_ENGINES = [...ENGINES, ...EXTRA_ENGINES, ...builds];
 for (const name of wanted) if (!ALL_ENGINES.some((e) => e.name === name)) throw new Error(`unknown engine ${name}: use ${ALL_ENGINES.map((e) => e.name).join(', ')}`);
 
 const progress = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
@@ -83,28 +94,65 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-function workerCounts(e: RunningEngine): Map<number, { requests: number; connections: number }> {
-  const out = new Map<number, { requests: number; connections: number }>();
+interface WorkerCounts {
+  requests: number;
+  connections: number;
+  open: number;
+  gcMs?: number;
+}
+
+function workerCounts(e: RunningEngine): Map<number, WorkerCounts> {
+  const out = new Map<number, WorkerCounts>();
   for (const f of readdirSync(e.statsDir)) {
+    if (!f.endsWith('.json')) continue; // PID.json.tmp: being written
     try {
-      const s = JSON.parse(readFileSync(join(e.statsDir, f), 'utf8')) as { pid: number; requests: number; connections: number };
+      const s = JSON.parse(readFileSync(join(e.statsDir, f), 'utf8')) as WorkerCounts & { pid: number };
       out.set(s.pid, s);
     } catch {
-      // being written: the next read has it
+      // gone (the worker exited): nothing to count
     }
   }
   return out;
 }
 
+/**
+ * Until the engine's workers hold no connection: nginx keeps its upstream connections 1 s
+ * after a cell, and closing them in the middle of the next engine's cell would charge that
+ * engine with the work. Each cell starts from no connections, as the first one did.
+ */
+async function waitIdle(e: RunningEngine): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const open = [...workerCounts(e).values()].reduce((a, c) => a + (c.open ?? 0), 0);
+    if (open <= 0) return;
+    if (Date.now() > deadline) {
+      progress(`${e.name}: ${open} connections still open 10 s after the load; going on`);
+      return;
+    }
+    await sleep(50);
+  }
+}
+
 async function measureCell(round: number, path: Path, shape: Shape, e: RunningEngine): Promise<Cell> {
+  // Each cell starts with no connection (waitIdle). Through nginx, a deployment's upstream
+  // connections stay open for hours; opening all 64 at once is a moment of a cell that
+  // would weigh on the keep-alive figure (balancing moves some of them first). Open them
+  // unmeasured: nginx keeps them for the measured run that follows at once.
+  const poolWarmupS = Number(opts['pool-warmup']);
+  if (path === 'nginx' && shape !== 'churn' && poolWarmupS > 0) {
+    await wrkLoad(nginx!.url(e.name, shape), shape, poolWarmupS, availableParallelism(), SHAPE_LOAD[shape].pool);
+    await sleep(250); // the app writes its counts every 100 ms: the warm-up's must be in `before`
+  }
   const workerPids = e.workers();
   const before = workerCounts(e);
   const ticks0 = new Map([...workerPids, ...(e.master ? [e.master] : [])].map((p) => [p, cpuTicks(p)]));
+  const machine0 = machineTicks();
   const t0 = performance.now();
   let load: LoadResult;
   if (path === 'socket') load = await autocannonLoad(e.socket, shape, durationS);
   else load = await wrkLoad(nginx!.url(e.name, shape), shape, durationS, availableParallelism());
   const wallS = (performance.now() - t0) / 1000;
+  const machine1 = machineTicks();
   const delta = (pid: number) => cpuTicks(pid) - (ticks0.get(pid) ?? 0);
   const masterTicks = e.master ? delta(e.master) : null;
   const workerTicks = workerPids.reduce((a, p) => a + delta(p), 0);
@@ -113,6 +161,8 @@ async function measureCell(round: number, path: Path, shape: Shape, e: RunningEn
   const per = workerPids.map((pid) => ({
     requests: (after.get(pid)?.requests ?? 0) - (before.get(pid)?.requests ?? 0),
     connections: (after.get(pid)?.connections ?? 0) - (before.get(pid)?.connections ?? 0),
+    cpuMs: (delta(pid) / CLOCK_TICKS) * 1000,
+    gcMs: (after.get(pid)?.gcMs ?? 0) - (before.get(pid)?.gcMs ?? 0),
   }));
   per.sort((a, b) => b.requests - a.requests);
   const served = per.map((p) => p.requests);
@@ -124,6 +174,11 @@ async function measureCell(round: number, path: Path, shape: Shape, e: RunningEn
     ...load,
     workerRequests: served,
     workerConnections: per.map((p) => p.connections),
+    // Tells an unfair round's cause apart: a worker the kernel gave less CPU, or one given less work.
+    workerCpuMs: per.map((p) => Math.round(p.cpuMs)),
+    workerGcMs: per.map((p) => Math.round(p.gcMs)),
+    // Share of the machine's CPU time its host gave to others (VM steal): a noisy cell.
+    steal: (machine1.steal - machine0.steal) / Math.max(1, machine1.total - machine0.total),
     // null when the engine reported no counts (or one process): nothing to compare.
     fairness: served.length > 1 && served[0]! > 0 ? served[0]! / served[served.length - 1]! : null,
     masterCpuShare: masterTicks === null ? null : masterTicks / Math.max(1, masterTicks + workerTicks),
@@ -187,9 +242,12 @@ async function main(): Promise<void> {
   for (let round = 1; round <= rounds; round++) {
     for (const path of paths) {
       for (const shape of shapes) {
-        for (const e of running) {
+        // The order rotates each round: no engine always follows the same one.
+        const order = running.map((_, i) => running[(i + round - 1) % running.length]!);
+        for (const e of order) {
           const cell = await measureCell(round, path, shape, e);
-          progress(`round ${round} ${path} ${shape} ${e.name}: ${Math.round(cell.rps)} req/s, p99 ${cell.p99.toFixed(2)} ms, errors ${cell.errors}, workers ${cell.workerRequests.join('/')}`);
+          await waitIdle(e);
+          progress(`round ${round} ${path} ${shape} ${e.name}: ${Math.round(cell.rps)} req/s, p99 ${cell.p99.toFixed(2)} ms, errors ${cell.errors}, workers ${cell.workerRequests.join('/')}, steal ${(cell.steal * 100).toFixed(0)}%`);
           cells.push(cell);
         }
       }
@@ -233,10 +291,10 @@ async function main(): Promise<void> {
     console.log(JSON.stringify({ meta, rows, engines: infos, skipped, cells, markdown: markdown(rows, infos, skipped, meta, cells) }, null, 2));
   } else {
     console.log(markdown(rows, infos, skipped, meta, cells));
-    const fairCells = cells.filter((c) => c.path === 'nginx' && c.shape === 'keepalive' && c.workerRequests.length > 1);
+    const fairCells = cells.filter((c) => c.path === 'nginx' && c.shape !== 'churn' && c.shape !== 'slow' && c.workerRequests.length > 1);
     if (fairCells.length) {
-      console.log('Requests (connections) per worker, nginx keep-alive, each round:');
-      for (const c of fairCells) console.log(`- round ${c.round} ${c.engine}: ${c.workerRequests.map((r, i) => `${r} (${c.workerConnections[i]})`).join(' / ')}`);
+      console.log('Requests (new connections, CPU ms, of which GC ms) per worker, nginx keep-alive, each round:');
+      for (const c of fairCells) console.log(`- round ${c.round} ${c.shape} ${c.engine}: ${c.workerRequests.map((r, i) => `${r} (${c.workerConnections[i]}, ${c.workerCpuMs[i]} ms, ${c.workerGcMs[i]} ms)`).join(' / ')}, steal ${(c.steal * 100).toFixed(0)}%`);
     }
     const reloads = infos.filter((i) => i.reloadMs.length);
     if (reloads.length) console.log(`\nReloads: ${reloads.map((i) => `${i.engine} median ${Math.round(median(i.reloadMs))} ms of ${i.reloadMs.map((x) => Math.round(x)).join(', ')}`).join('; ')}`);
