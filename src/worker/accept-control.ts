@@ -43,7 +43,7 @@ const LINGER_MS = 1000;
 /** A connection is busy while it received bytes, or was accepted, within this window. */
 const BUSY_WINDOW_MS = 1000;
 
-/** What the busy count saw of a socket: its bytesRead then (-1: shed, never busy again), and when that last changed. */
+/** What the busy count saw of a socket: its bytesRead then, and when that last changed. */
 interface Seen {
   bytes: number;
   at: number;
