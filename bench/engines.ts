@@ -23,8 +23,6 @@ export interface RunningEngine {
   /** The process that owns the pool (null for a single process): its CPU is "master CPU". */
   master: number | null;
   workers(): number[];
-  /** The server's JSON log lines so far (engines started by processEngine). */
-  logs?(): readonly object[];
   /** Wall time from spawn to serving with every worker. */
   readyMs: number;
   stop(): Promise<void>;
@@ -96,7 +94,6 @@ function processEngine(name: string, launch: (socket: string, ctx: EngineContext
       master: opts.single ? null : proc.pid,
       workers: () => (opts.single ? [proc.pid] : childrenOf(proc.pid)),
       readyMs,
-      logs: () => proc.logs,
       stop: async () => {
         await proc.stop('SIGTERM', 5000);
         rmSync(socket, { force: true });
@@ -161,6 +158,13 @@ export interface Build {
   args(socket: string): string[];
 }
 
+/** `--cli NAME=PATH` (bench/run.ts and the one-worker tools): a build's name and its dist/cli/main.js. */
+export function parseCliSpec(spec: string): { name: string; cli: string } {
+  const at = spec.indexOf('=');
+  if (at < 1) throw new Error(`--cli ${spec}: use NAME=path/to/dist/cli/main.js`);
+  return { name: spec.slice(0, at), cli: spec.slice(at + 1) };
+}
+
 /**
  * The builds named by `--cli name=path/to/dist/cli/main.js` (this checkout's dist when none)
  * and their extra flags from `--flags "name=--flag value ..."`.
@@ -168,7 +172,7 @@ export interface Build {
 export function buildsFromArgs(cliSpecs: string[], flagSpecs: string[], extra: string[] = []): Build[] {
   const flags = new Map(flagSpecs.map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1).split(' ').filter(Boolean)]));
   return (cliSpecs.length ? cliSpecs : [`ws-proxy-kit=${CLI}`]).map((spec) => {
-    const [name, cli] = spec.split('=') as [string, string];
+    const { name, cli } = parseCliSpec(spec);
     return { name, args: (socket) => [cli, APP, '--bind', `unix:${socket}`, '--workers', '1', '--log-format', 'json', ...extra, ...(flags.get(name) ?? [])] };
   });
 }

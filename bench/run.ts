@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { ENGINES, EXTRA_ENGINES, wsProxyKitEngine, type RunningEngine } from './engines.js';
+import { ENGINES, EXTRA_ENGINES, parseCliSpec, wsProxyKitEngine, type RunningEngine } from './engines.js';
 import { autocannonLoad, wrkLoad, SHAPES, EXTRA_SHAPES, SHAPE_LOAD, type Shape, type LoadResult } from './load.js';
 import { startNginx, type NginxFront } from './nginx.js';
 import { cpuTicks, machineTicks, rssBytes, stopAll, CLOCK_TICKS } from './procs.js';
@@ -59,9 +59,8 @@ const shapes = list(opts.shapes) as Shape[];
 for (const s of shapes) if (![...SHAPES, ...EXTRA_SHAPES].includes(s)) throw new Error(`unknown shape ${s}: use ${[...SHAPES, ...EXTRA_SHAPES].join(', ')}`);
 for (const p of paths) if (p !== 'socket' && p !== 'nginx') throw new Error(`unknown path ${p}: use socket, nginx`);
 const builds = opts.cli.map((spec) => {
-  const at = spec.indexOf('=');
-  if (at < 1) throw new Error(`--cli ${spec}: use NAME=path/to/dist/cli/main.js`);
-  return wsProxyKitEngine(spec.slice(0, at), undefined, resolve(spec.slice(at + 1)));
+  const { name, cli } = parseCliSpec(spec);
+  return wsProxyKitEngine(name, undefined, resolve(cli));
 });
 const wanted = [...list(opts.engines), ...builds.map((b) => b.name)];
 const ALL_ENGINES = [...ENGINES, ...EXTRA_ENGINES, ...builds];
@@ -97,7 +96,8 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 interface WorkerCounts {
   requests: number;
   connections: number;
-  open: number;
+  /** Not written by every app (the WSGI one): then counted as none. */
+  open?: number;
   gcMs?: number;
 }
 
@@ -291,7 +291,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify({ meta, rows, engines: infos, skipped, cells, markdown: markdown(rows, infos, skipped, meta, cells) }, null, 2));
   } else {
     console.log(markdown(rows, infos, skipped, meta, cells));
-    const fairCells = cells.filter((c) => c.path === 'nginx' && c.shape !== 'churn' && c.shape !== 'slow' && c.workerRequests.length > 1);
+    const fairCells = cells.filter((c) => c.path === 'nginx' && (c.shape === 'keepalive' || c.shape === 'spare') && c.workerRequests.length > 1);
     if (fairCells.length) {
       console.log('Requests (new connections, CPU ms, of which GC ms) per worker, nginx keep-alive, each round:');
       for (const c of fairCells) console.log(`- round ${c.round} ${c.shape} ${c.engine}: ${c.workerRequests.map((r, i) => `${r} (${c.workerConnections[i]}, ${c.workerCpuMs[i]} ms, ${c.workerGcMs[i]} ms)`).join(' / ')}, steal ${(c.steal * 100).toFixed(0)}%`);

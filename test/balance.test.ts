@@ -160,22 +160,31 @@ async function metric(sock: string, name: string): Promise<number | undefined> {
   return line === undefined ? undefined : Number(line.slice(name.length + 1));
 }
 
-test('after a scale-up, keep-alive connections move to the new worker until both hold about half', async () => {
-  const { server, pool, dir } = await scaledUpPool([]);
+/**
+ * Rounds until both workers answer at least `min` of the pool's requests, then: no worker
+ * more than `max`, and 10 more rounds close at most `closedAfter` connections (settled).
+ * Returns how many the server had closed when the spread was reached.
+ */
+async function spreadsAndSettles(pool: Pool, what: string, min: number, max: number, closedAfter: number): Promise<number> {
   const spread = await until(
     async () => {
       const by = await pool.round();
-      return by.size === 2 && Math.min(...by.values()) >= 10 ? by : null;
+      return by.size === 2 && Math.min(...by.values()) >= min ? by : null;
     },
     15_000,
-    'the 24 connections spread over both workers',
+    what,
   );
-  assert.ok(spread && Math.max(...spread.values()) <= 14, `split ${[...spread!.values()].join('/')}`);
-  assert.ok(pool.closedByServer >= 10, `connections closed to move them: ${pool.closedByServer}`);
-  // Settled: more rounds move no more connections.
+  assert.ok(spread && Math.max(...spread.values()) <= max, `split ${[...spread!.values()].join('/')}`);
   const closed = pool.closedByServer;
   for (let i = 0; i < 10; i++) await pool.round();
-  assert.ok(pool.closedByServer - closed <= 2, `closed after settling: ${pool.closedByServer - closed}`);
+  assert.ok(pool.closedByServer - closed <= closedAfter, `closed after settling: ${pool.closedByServer - closed}`);
+  return closed;
+}
+
+test('after a scale-up, keep-alive connections move to the new worker until both hold about half', async () => {
+  const { server, pool, dir } = await scaledUpPool([]);
+  const moved = await spreadsAndSettles(pool, 'the 24 connections spread over both workers', 10, 14, 2);
+  assert.ok(moved >= 10, `connections closed to move them: ${moved}`);
   // Every move is counted (the workers report with their heartbeat, once a second).
   const counted = await until(async () => ((await metric(join(dir, 'metrics.sock'), 'ws_proxy_kit_connections_moved_total')) === pool.closedByServer ? true : null), 10_000, 'the moves counted in the metrics');
   assert.ok(counted);
@@ -187,20 +196,9 @@ test('idle connections do not count (a proxy pool\'s spares): the busy ones spre
   // As behind nginx: its upstream pool holds more connections than it uses at once, and it
   // reuses the most recently used first. 16 spares on the first worker are not its load.
   const { server, pool, idlePool } = await scaledUpPool([], 8, 16);
-  const spread = await until(
-    async () => {
-      const by = await pool.round();
-      return by.size === 2 && Math.min(...by.values()) >= 3 ? by : null;
-    },
-    15_000,
-    'the 8 busy connections spread over both workers',
-  );
-  assert.ok(spread && Math.max(...spread.values()) <= 5, `split ${[...spread!.values()].join('/')}`);
   // Counting open connections, 24 against 0, the first worker would have closed all 8 busy
   // ones (it never sees a request on the idle ones), and moved every request away.
-  const closed = pool.closedByServer;
-  for (let i = 0; i < 10; i++) await pool.round();
-  assert.ok(pool.closedByServer - closed <= 1, `closed after settling: ${pool.closedByServer - closed}`);
+  await spreadsAndSettles(pool, 'the 8 busy connections spread over both workers', 3, 5, 1);
   const last = await pool.round();
   assert.ok(Math.min(...last.values()) >= 3 && last.size === 2, `requests per worker ${[...last.values()].join('/')}`);
   assert.is(idlePool.open(), 16, 'the idle connections are left alone');
