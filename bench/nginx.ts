@@ -23,6 +23,23 @@ function freePort(): Promise<number> {
   });
 }
 
+/**
+ * The fields the site of `ws-proxy-kit init` sets (src/deploy/nginx-site.ts), so that the nginx
+ * path costs what a deployment pays: ws-proxy-kit trusts them and takes the request id; the
+ * other servers receive them too and ignore them.
+ */
+const FORWARDING = [
+  'Host $host',
+  'X-Forwarded-For $remote_addr',
+  'X-Real-IP $remote_addr',
+  'X-Forwarded-Proto $scheme',
+  'X-Forwarded-Host $host',
+  'X-Forwarded-Port $server_port',
+  'X-Request-Id $request_id',
+]
+  .map((field) => `proxy_set_header ${field};`)
+  .join(' ');
+
 export async function startNginx(dir: string, upstreams: { name: string; socket: string }[], workers: number): Promise<NginxFront> {
   const prefix = join(dir, 'nginx');
   mkdirSync(join(prefix, 'tmp'), { recursive: true });
@@ -35,8 +52,8 @@ export async function startNginx(dir: string, upstreams: { name: string; socket:
     servers += `
   upstream ${id}_keep { server unix:${u.socket}; keepalive 64; keepalive_timeout 1s; }
   upstream ${id}_nokeep { server unix:${u.socket}; }
-  server { listen 127.0.0.1:${p.keep} backlog=4096; location / { proxy_pass http://${id}_keep; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-  server { listen 127.0.0.1:${p.noKeep} backlog=4096; location / { proxy_pass http://${id}_nokeep; } }
+  server { listen 127.0.0.1:${p.keep} backlog=4096; location / { proxy_pass http://${id}_keep; proxy_http_version 1.1; proxy_set_header Connection ""; ${FORWARDING} } }
+  server { listen 127.0.0.1:${p.noKeep} backlog=4096; location / { proxy_pass http://${id}_nokeep; ${FORWARDING} } }
 `;
   }
   // As root, nginx's workers would drop to "nobody" and could not connect to root's sockets.

@@ -12,6 +12,14 @@
 //   [--cli name=path/to/dist/cli/main.js ...] [--flags "name=--access-logfile /dev/null"]
 //   [--churn]      a new connection per request (Connection: close) instead of keep-alive
 //   [--keep DIR]   keep each variant's callgrind file as DIR/NAME.callgrind (callgrind_annotate reads it)
+//   [--proxy-headers]  send what the nginx site of `ws-proxy-kit init` adds (X-Forwarded-*, X-Real-IP, X-Request-Id)
+//   [--balanced]   leave connection balancing on (see below why it is off by default here)
+//
+// Besides the total, each variant's count without V8's optimizing compiles: TurboFan runs on
+// the main thread here (--single-threaded), and a few large compiles landing inside or outside
+// the counted window moved totals by several thousand instructions per request between builds
+// even after 40 000 warm-up requests. In a long-running server those compiles happen once;
+// the "without compiles" column is the steady state, and the one to compare builds by.
 import autocannon from 'autocannon';
 import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,6 +40,8 @@ const { values } = parseArgs({
     flags: { type: 'string', multiple: true, default: [] },
     keep: { type: 'string' },
     churn: { type: 'boolean', default: false },
+    'proxy-headers': { type: 'boolean', default: false },
+    balanced: { type: 'boolean', default: false },
   },
 });
 const requests = Number(values.requests);
@@ -56,7 +66,13 @@ writeFileSync(
 );
 const variants: Variant[] = [{ name: 'node:http', launch: (socket) => start('node:http', 'valgrind', [...VALGRIND, ...NODE, plainServer, socket]), counted: (p) => p.pid }];
 // valgrind slows the boot and the heartbeats: generous timeouts so the arbiter never steps in.
-for (const build of buildsFromArgs(values.cli, values.flags, ['--timeout', '600', '--boot-timeout', '600'])) {
+// Balancing's busy count runs on a timer (every 50 ms while connections are active): under
+// valgrind's ~50× slowdown it lands on ~50× fewer requests each and measured ~0.7 k
+// instructions per request that a real run (a count takes 4.4 µs at 16 connections, one per
+// ~1000 requests at 20 k req/s) spreads to a few dozen. It is off here unless --balanced
+// (its cost is measured on its own: docs/performance.md).
+const extra = ['--timeout', '600', '--boot-timeout', '600', ...(values.balanced ? [] : ['--balance-connections', 'false'])];
+for (const build of buildsFromArgs(values.cli, values.flags, extra)) {
   variants.push({
     name: build.name,
     launch: (socket) => start(build.name, 'valgrind', ['--trace-children=yes', ...VALGRIND, ...NODE, ...build.args(socket)], { cwd: ROOT }),
@@ -68,25 +84,41 @@ for (const build of buildsFromArgs(values.cli, values.flags, ['--timeout', '600'
   });
 }
 
+/** What src/deploy/nginx-site.ts sets on every proxied request (values as nginx would fill them in). */
+const PROXY_HEADERS: Record<string, string> = {
+  'x-forwarded-for': '203.0.113.7',
+  'x-real-ip': '203.0.113.7',
+  'x-forwarded-proto': 'https',
+  'x-forwarded-host': 'example.com',
+  'x-forwarded-port': '443',
+  'x-request-id': '5f0c6e2b9a4d4c1e8f3a7b6d2c1e0f9a',
+};
+
 async function load(socketPath: string, amount: number): Promise<void> {
   if (values.churn) {
+    if (values['proxy-headers']) throw new Error('--proxy-headers: keep-alive only');
     const r = await churnLoad(socketPath, Number(values.connections), values.path, Infinity, amount);
     if (r.errors || r.requests !== amount) throw new Error(`churn: ${r.errors} failed, ${r.requests} of ${amount} answered`);
     return;
   }
-  const r = await autocannon({ url: `http://localhost${values.path}`, socketPath, connections: Number(values.connections), amount, timeout: 120 });
+  const r = await autocannon({ url: `http://localhost${values.path}`, socketPath, connections: Number(values.connections), amount, timeout: 120, headers: values['proxy-headers'] ? PROXY_HEADERS : {} });
   if (r.errors || r.non2xx || r.timeouts || r.requests.total !== amount) throw new Error(`errors: ${r.errors} non2xx: ${r.non2xx} timeouts: ${r.timeouts} total: ${r.requests.total}`);
 }
 
-function summary(pid: number, name: string): number {
+/** The dump's total, and what V8's optimizing compiler took of it (inclusive cost of its runtime entries). */
+function summary(pid: number, name: string): { total: number; compiles: number } {
   const files = readdirSync(dir).filter((f) => f.startsWith(`callgrind.${pid}.`));
   const file = join(dir, files.sort().at(-1)!);
   if (values.keep) copyFileSync(file, join(values.keep, `${name.replace(/\W/g, '_')}.callgrind`));
-  const text = readFileSync(file, 'utf8');
-  return Number(/^summary: (\d+)/m.exec(text)![1]);
+  const total = Number(/^summary: (\d+)/m.exec(readFileSync(file, 'utf8'))![1]);
+  const annotated = execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', file], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  let compiles = 0;
+  // Runtime_CompileOptimized (TurboFan, and Maglev on newer V8) and its on-stack-replacement twin.
+  for (const m of annotated.matchAll(/^\s*([\d,]+) .*Runtime_CompileOptimized(?:OSR)?\(/gm)) compiles += Number(m[1]!.replaceAll(',', ''));
+  return { total, compiles };
 }
 
-const results: { name: string; perRequest: number }[] = [];
+const results: { name: string; perRequest: number; withoutCompiles: number }[] = [];
 try {
   for (const v of variants) {
     const socket = join(dir, `${v.name.replace(/\W/g, '_')}.sock`);
@@ -97,9 +129,10 @@ try {
     execFileSync('callgrind_control', ['-z', String(pid)], { stdio: 'ignore' });
     await load(socket, requests);
     execFileSync('callgrind_control', ['-d', String(pid)], { stdio: 'ignore' });
-    const perRequest = summary(pid, v.name) / requests;
-    results.push({ name: v.name, perRequest });
-    process.stderr.write(`${v.name}: ${Math.round(perRequest)} instructions/request\n`);
+    const { total, compiles } = summary(pid, v.name);
+    const result = { name: v.name, perRequest: total / requests, withoutCompiles: (total - compiles) / requests };
+    results.push(result);
+    process.stderr.write(`${v.name}: ${Math.round(result.perRequest)} instructions/request, ${Math.round(result.withoutCompiles)} without optimizing compiles\n`);
     await proc.stop('SIGTERM', 30_000);
   }
 } finally {
@@ -107,8 +140,10 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 
-const base = results[0]!.perRequest;
-console.log(`\npath=${values.path} requests=${requests} connections=${values.connections}\n`);
-console.log('| variant | instructions/request | × node:http |');
-console.log('|---|---:|---:|');
-for (const r of results) console.log(`| ${r.name} | ${Math.round(r.perRequest)} | ${(r.perRequest / base).toFixed(2)}× |`);
+const [base] = results;
+console.log(`\npath=${values.path} requests=${requests} connections=${values.connections}${values['proxy-headers'] ? ' proxy-headers' : ''}\n`);
+console.log('| variant | instructions/request | × node:http | without optimizing compiles | × node:http |');
+console.log('|---|---:|---:|---:|---:|');
+for (const r of results) {
+  console.log(`| ${r.name} | ${Math.round(r.perRequest)} | ${(r.perRequest / base!.perRequest).toFixed(3)}× | ${Math.round(r.withoutCompiles)} | ${(r.withoutCompiles / base!.withoutCompiles).toFixed(3)}× |`);
+}

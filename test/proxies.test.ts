@@ -13,6 +13,7 @@ test.after.each(cleanup);
 
 const LISTENER_APP = `
 import { writeFileSync } from 'node:fs';
+import http from 'node:http';
 export default function app(req, res) {
   const url = new URL(req.url, 'http://x');
   // ?mark=FILE: tells the test the request is in the app.
@@ -22,7 +23,21 @@ export default function app(req, res) {
     res.end(JSON.stringify({ clientInfo: req.clientInfo, headers: req.headers, distinct: req.headersDistinct, raw: req.rawHeaders, remote: req.socket.remoteAddress ?? null, pid: process.pid }));
   };
   if (url.pathname === '/slow') setTimeout(reply, Number(url.searchParams.get('ms') ?? 500));
+  else if (url.pathname === '/accessor') accessor(req, res);
   else reply();
+}
+
+// req.clientInfo is worked out when read (src/proxy/client-info.ts): what an app can do with it.
+function accessor(req, res) {
+  const ownBefore = Object.hasOwn(req, 'clientInfo');
+  const first = req.clientInfo;
+  const sameOnSecondRead = req.clientInfo === first;
+  const other = new http.IncomingMessage(null); // not accepted by this worker
+  const otherBefore = other.clientInfo;
+  other.clientInfo = 'set by the app';
+  req.clientInfo = { mine: true };
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify({ ownBefore, first, sameOnSecondRead, otherBefore: otherBefore ?? null, other: other.clientInfo, assigned: req.clientInfo }));
 }
 `;
 
@@ -165,6 +180,23 @@ test('UNIX socket peers are trusted by default, and not with --forwarded-allow-u
   assert.is(untrusted.clientInfo.trusted, false);
   assert.is(untrusted.clientInfo.address, null);
   assert.not.ok('x-forwarded-for' in untrusted.headers);
+  assert.is((await server.stop()).code, 0);
+});
+
+test('req.clientInfo is worked out when read: the same object on a second read, assignable, absent on messages the worker did not accept', async () => {
+  const dir = tempDir();
+  const sock = join(dir, 'app.sock');
+  const server = startServer([writeApp(dir, 'app.mjs', LISTENER_APP), '-b', `unix:${sock}`]);
+  await server.ready();
+  const r = await request({ socketPath: sock }, '/accessor', { headers: FORGED });
+  assert.is(r.status, 200, r.body);
+  const body = JSON.parse(r.body) as Record<string, unknown>;
+  assert.is(body.ownBefore, false, 'nothing is stored on the request before something reads it');
+  assert.equal(body.first, { address: '203.0.113.7', port: null, scheme: 'https', host: 'shop.example', trusted: true, source: 'x-forwarded-for' });
+  assert.is(body.sameOnSecondRead, true);
+  assert.is(body.otherBefore, null);
+  assert.is(body.other, 'set by the app');
+  assert.equal(body.assigned, { mine: true });
   assert.is((await server.stop()).code, 0);
 });
 

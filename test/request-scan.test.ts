@@ -57,7 +57,7 @@ test('forwarding fields are found in any letter case, repeated ones joined as no
 });
 
 test('X-Real-IP and any other X-Forwarded-* field count as forwarding fields', () => {
-  for (const name of ['X-Real-IP', 'x-real-ip', 'X-Forwarded-Client-Cert', 'x-forwarded-server', 'X-FORWARDED-SSL', 'X-Forwarded-']) {
+  for (const name of ['X-Real-IP', 'x-real-ip', 'X-REAL-IP', 'x-ReAl-iP', 'X-Forwarded-Client-Cert', 'x-forwarded-server', 'X-FORWARDED-SSL', 'X-Forwarded-']) {
     const scan = new HeadScan();
     scanHead(head(['Host', 'a', name, 'v']), LIMITS, scan);
     assert.is(scan.forwarding, true, name);

@@ -204,26 +204,35 @@ export class ForwardedTrust {
    * `onStrip` hears which headers were removed (for a debug log line).
    */
   resolve(req: IncomingMessage, peer: Peer, onStrip?: (removed: string[]) => void): ClientInfo {
-    const h = req.headers;
     const trusted = this.trusts(peer);
     if (!trusted && this.settings.stripUntrustedForwarded) {
       const removed = stripForwardingHeaders(req);
       if (removed.length && onStrip) onStrip(removed);
     }
-    const fields: ForwardingFields = {
-      xForwardedFor: listText(h['x-forwarded-for']),
-      xForwardedProto: listText(h['x-forwarded-proto']),
-      xForwardedHost: listText(h['x-forwarded-host']),
-      xForwardedPort: listText(h['x-forwarded-port']),
-      forwarded: listText(h.forwarded),
-    };
+    return this.clientOfRequest(req, peer, trusted);
+  }
+
+  /**
+   * The client of a request whose forwarding fields were already dealt with (those of an
+   * untrusted peer removed or to be ignored): read off `req.headers`.
+   */
+  clientOfRequest(req: IncomingMessage, peer: Peer, trusted: boolean): ClientInfo {
+    const h = req.headers;
+    const fields: ForwardingFields | null = trusted
+      ? {
+          xForwardedFor: listText(h['x-forwarded-for']),
+          xForwardedProto: listText(h['x-forwarded-proto']),
+          xForwardedHost: listText(h['x-forwarded-host']),
+          xForwardedPort: listText(h['x-forwarded-port']),
+          forwarded: listText(h.forwarded),
+        }
+      : null;
     return this.clientOf(peer, trusted, socketScheme(req.socket), h.host ?? null, fields);
   }
 
   /**
-   * The client, from what the worker already read off the request: whether the peer is
-   * trusted (see trusts()), the connection's own scheme, the Host field, and the forwarding
-   * fields (null when the request has none).
+   * The client, from whether the peer is trusted (see trusts()), the connection's own
+   * scheme, the Host field, and the forwarding fields (null when there are none to read).
    */
   clientOf(peer: Peer, trusted: boolean, scheme: 'http' | 'https', host: string | null, fields: ForwardingFields | null): ClientInfo {
     if (!trusted) return { address: peer.address, port: peer.port, scheme, host, trusted: false, source: peer.source };

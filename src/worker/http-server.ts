@@ -10,8 +10,9 @@ import type { LoadedApp } from './app.js';
 import type { AccessLog } from '../log/access.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import type { HealthResponder } from './health.js';
-import { ForwardedTrust, compileAllowList, socketScheme, stripForwardingHeaders, type ForwardingFields, type Peer, type RequestWithClientInfo } from '../proxy/trust.js';
+import { ForwardedTrust, compileAllowList, stripForwardingHeaders, type ClientInfo } from '../proxy/trust.js';
 import { isUnixListener, peerOf } from '../proxy/peer.js';
+import { provideClientInfo } from '../proxy/client-info.js';
 import { removeFields } from '../http-fields.js';
 // The PROXY protocol parsers (~3.5 MB) load only when --proxy-protocol is on.
 import type { ProxyProtocolAcceptor } from '../proxy/proxy-protocol.js';
@@ -27,16 +28,13 @@ export interface ServeStats {
 /** Which kind of listener a server accepts on: known once it listens. */
 interface ListenerInfo {
   unix: boolean;
+  /**
+   * Whether every peer of this listener is trusted, when that is the same for all of them: a
+   * UNIX socket without the PROXY protocol (forwardedAllowUnix). Otherwise undefined, and
+   * each connection's peer is judged once.
+   */
+  trustsAll?: boolean;
 }
-
-/** Who is on the other end of a connection, worked out on its first request and kept on the socket. */
-interface ConnectionTrust {
-  peer: Peer;
-  /** The peer may tell us who the client is (forwardedAllowIps / forwardedAllowUnix). */
-  trusted: boolean;
-  scheme: 'http' | 'https';
-}
-const kTrust = Symbol('ws-proxy-kit.connectionTrust');
 
 /** node:http tracks each server's connections (for its timeouts) in a list under a private symbol. */
 interface ConnectionList {
@@ -48,7 +46,7 @@ function connectionList(server: http.Server): ConnectionList | null {
   const list = connectionListKey ? (server as unknown as Record<symbol, ConnectionList | undefined>)[connectionListKey] : undefined;
   return list && typeof list.all === 'function' ? list : null;
 }
-type TrackedSocket = Socket & { [kTrust]?: ConnectionTrust; _httpMessage?: ServerResponse | null };
+type TrackedSocket = Socket & { _httpMessage?: ServerResponse | null; server?: net.Server };
 
 // Request ids: a random per-process prefix and a counter — unique across workers and
 // restarts like a UUID, at a fraction of randomUUID()'s cost on every request.
@@ -78,6 +76,14 @@ export class HttpWorker {
   private readonly scan = new HeadScan();
   /** Trusted proxies (docs/proxies.md). */
   private readonly trust: ForwardedTrust;
+  /** The listener each accepting server serves (node sets `socket.server`): for `req.clientInfo`. */
+  private readonly listenerOf = new WeakMap<net.Server, ListenerInfo>();
+  /**
+   * Per TCP connection (or PROXY protocol one), whether its peer is trusted: judged on its
+   * first request that has forwarding fields. A WeakMap, not a property on the socket: a
+   * property added after node:http's code first saw the socket changes its hidden class.
+   */
+  private readonly trustedPeer = new WeakMap<Socket, boolean>();
   private readonly proxyAcceptors: ProxyProtocolAcceptor[] = [];
   /** When to accept: the --worker-connections cap and the master's balancing (accept-control.ts). */
   readonly acceptControl: AcceptControl;
@@ -100,6 +106,7 @@ export class HttpWorker {
     this.trust = new ForwardedTrust(settings);
     this.acceptControl = new AcceptControl(settings.workerConnections);
     this.acceptControl.connections = { http: () => this.openConnections(), upgraded: () => this.upgraded.size };
+    provideClientInfo((req) => this.clientInfoOf(req));
   }
 
   /**
@@ -148,6 +155,7 @@ export class HttpWorker {
       if (s.keepAlive === 0) server.keepAliveTimeout = 1; // closes right after the response
       // Trusted proxies: connections over a UNIX socket have no address.
       const listener: ListenerInfo = { unix: Boolean(l.unix) };
+      this.listenerOf.set(server, listener);
       server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, listener));
       server.on('clientError', (err: NodeJS.ErrnoException, sock: Duplex) => this.onClientError(err, sock));
       if (this.app.upgrade) {
@@ -170,7 +178,7 @@ export class HttpWorker {
         });
       }
       if (s.proxyProtocol !== 'off') {
-        listener.unix = await this.listenProxyProtocol(server, l);
+        listener.unix = await this.listenProxyProtocol(server, l, listener);
         this.servers.push(server);
         continue;
       }
@@ -178,6 +186,7 @@ export class HttpWorker {
         server.once('error', reject);
         server.listen({ fd: l.fd, backlog: s.backlog }, () => {
           listener.unix ||= isUnixListener(server);
+          if (listener.unix) listener.trustsAll = this.settings.forwardedAllowUnix;
           server.off('error', reject);
           server.on('error', (err) => this.log.error({ err, address: l.address }, 'server error'));
           if (!this.acceptControl.add(server)) this.log.debug({ address: l.address }, 'this listener cannot pause accepting: no cap or balancing on it');
@@ -192,7 +201,7 @@ export class HttpWorker {
    * PROXY protocol: our own net.Server accepts on the fd and reads the header, then node:http
    * gets the socket. Resolves whether the bind is a UNIX socket.
    */
-  private async listenProxyProtocol(server: http.Server, l: { fd: number; address: string; unix?: boolean }): Promise<boolean> {
+  private async listenProxyProtocol(server: http.Server, l: { fd: number; address: string; unix?: boolean }, listener: ListenerInfo): Promise<boolean> {
     const s = this.settings;
     const { ProxyProtocolAcceptor } = await import('../proxy/proxy-protocol.js');
     const acceptor = new ProxyProtocolAcceptor({
@@ -205,6 +214,7 @@ export class HttpWorker {
     });
     if (s.workerConnections) acceptor.server.maxConnections = s.workerConnections;
     await acceptor.listen(l.fd, s.backlog);
+    this.listenerOf.set(acceptor.server, listener); // its sockets' `server`
     if (!this.acceptControl.add(acceptor.server)) this.log.debug({ address: l.address }, 'this listener cannot pause accepting: no cap or balancing on it');
     // node:http starts tracking connections (header/request timeouts, closing idle ones) on
     // 'listening'; this server never listens itself, so it is told.
@@ -214,34 +224,42 @@ export class HttpWorker {
   }
 
   /**
-   * Trusted proxies (docs/proxies.md): who the client is, decided before the app reads
-   * anything. Forwarding fields from a peer we do not trust are removed. Reads the head
-   * scan of this request; returns the request id a trusted proxy sent, if any.
+   * Trusted proxies (docs/proxies.md), decided before the app reads anything: forwarding
+   * fields from a peer we do not trust are removed. Reads the head scan of this request;
+   * returns the request id a trusted proxy sent, if any. Who the client is (`req.clientInfo`)
+   * is worked out from what is left only when something reads it (clientInfoOf).
    */
   private identify(req: IncomingMessage, listener: ListenerInfo): string | undefined {
     const scan = this.scan;
-    const sock = req.socket as TrackedSocket;
-    const conn = (sock[kTrust] ??= this.connectionTrust(sock, listener));
-    let fields: ForwardingFields | null = null;
-    let requestId: string | undefined;
-    if (scan.forwarding) {
-      if (conn.trusted) {
-        fields = scan;
-        requestId = scan.requestId;
-      } else if (this.settings.stripUntrustedForwarded) {
-        const removed = stripForwardingHeaders(req);
-        this.log.debug({ removed, peer: conn.peer.address ?? 'unix' }, 'forwarding headers from an untrusted peer removed');
-      } else if (scan.requestId !== undefined) {
-        removeFields(req, (name) => name === 'x-request-id'); // only a trusted proxy names the request
-      }
+    if (!scan.forwarding) return undefined;
+    const sock = req.socket;
+    if (this.peerTrusted(sock, listener)) return scan.requestId;
+    if (this.settings.stripUntrustedForwarded) {
+      const removed = stripForwardingHeaders(req);
+      this.log.debug({ removed, peer: peerOf(sock, listener.unix).address ?? 'unix' }, 'forwarding headers from an untrusted peer removed');
+    } else if (scan.requestId !== undefined) {
+      removeFields(req, (name) => name === 'x-request-id'); // only a trusted proxy names the request
     }
-    (req as RequestWithClientInfo).clientInfo = this.trust.clientOf(conn.peer, conn.trusted, conn.scheme, scan.host ?? null, fields);
-    return requestId;
+    return undefined;
   }
 
-  private connectionTrust(sock: TrackedSocket, listener: ListenerInfo): ConnectionTrust {
-    const peer = peerOf(sock, listener.unix);
-    return { peer, trusted: this.trust.trusts(peer), scheme: socketScheme(sock) };
+  /** May this connection's peer tell us who the client is (forwardedAllowIps / forwardedAllowUnix)? */
+  private peerTrusted(sock: Socket, listener: ListenerInfo): boolean {
+    if (listener.trustsAll !== undefined) return listener.trustsAll;
+    let trusted = this.trustedPeer.get(sock);
+    if (trusted === undefined) {
+      trusted = this.trust.trusts(peerOf(sock, listener.unix));
+      this.trustedPeer.set(sock, trusted);
+    }
+    return trusted;
+  }
+
+  /** `req.clientInfo` (src/proxy/client-info.ts): undefined for a message this worker did not accept. */
+  private clientInfoOf(req: IncomingMessage): ClientInfo | undefined {
+    const sock = req.socket as TrackedSocket | null | undefined;
+    const listener = sock?.server ? this.listenerOf.get(sock.server) : undefined;
+    if (!sock || !listener) return undefined;
+    return this.trust.clientOfRequest(req, peerOf(sock, listener.unix), this.peerTrusted(sock, listener));
   }
 
   private onClientError(err: NodeJS.ErrnoException, sock: Duplex): void {

@@ -61,13 +61,15 @@ const KINDS: [string, number][] = [
 interface KnownField {
   lower: string;
   canonical: string;
+  /** First and last character codes of `lower` (every known name starts and ends with a letter). */
   first: number;
+  last: number;
   kind: number;
 }
 const BY_LENGTH: KnownField[][] = [];
 for (const [lower, kind] of KINDS) {
   const canonical = lower === 'x-real-ip' ? 'X-Real-IP' : lower.replace(/(^|-)([a-z])/g, (_, dash: string, letter: string) => dash + letter.toUpperCase());
-  (BY_LENGTH[lower.length] ??= []).push({ lower, canonical, first: lower.charCodeAt(0), kind });
+  (BY_LENGTH[lower.length] ??= []).push({ lower, canonical, first: lower.charCodeAt(0), last: lower.charCodeAt(lower.length - 1), kind });
 }
 const HOST_BIT = 1 << SINGLETON_NAMES.indexOf('host');
 const CONTENT_LENGTH_BIT = 1 << SINGLETON_NAMES.indexOf('content-length');
@@ -84,16 +86,19 @@ function sameLower(name: string, lower: string): boolean {
 }
 
 /**
- * What the scan does with a field name. Plain string comparisons against the usual
- * spellings first (no hashing or lower-casing of every name), then a case-blind comparison,
- * so that "hOsT" is a Host field too.
+ * What the scan does with a field name: no hashing or lower-casing of every name. Against the
+ * usual spellings of the known names of the same length first, compared whole only when the
+ * last letter matches, ignoring case (a string comparison costs ~100 instructions, a character
+ * code ~5);
+ * then case-blind, so that "hOsT" is a Host field too.
  */
 function fieldKind(name: string): number {
   const known = BY_LENGTH[name.length];
   if (known !== undefined) {
+    const last = name.charCodeAt(name.length - 1) | 0x20; // lower-cases a letter, turns nothing else into one
     for (let j = 0; j < known.length; j++) {
       const f = known[j]!;
-      if (name === f.lower || name === f.canonical) return f.kind;
+      if (f.last === last && (name === f.lower || name === f.canonical)) return f.kind;
     }
     const first = name.charCodeAt(0) | 0x20;
     for (let j = 0; j < known.length; j++) {
