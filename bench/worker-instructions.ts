@@ -1,6 +1,7 @@
 // Instructions one worker executes per request, counted by valgrind's callgrind: unlike CPU
-// time, the count does not move with what else the machine runs (repeat runs agree within
-// ~0.5 %), so a change of a few percent in the per-request path is visible.
+// time, the count barely moves with what else the machine runs (without optimizing compiles,
+// below: two copies of a build in one run within 0.1 %, runs apart within 2 %), so a change
+// of a few percent in the per-request path is visible.
 //
 // Each variant runs under `valgrind --tool=callgrind` (about 50× slower, so requests are
 // few): a plain node:http server with bench/app.mjs (what node:cluster's workers run), and
