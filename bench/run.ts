@@ -133,6 +133,23 @@ async function waitIdle(e: RunningEngine): Promise<void> {
   }
 }
 
+/**
+ * Until the workers' request counts stop moving (10 s at most): the warm-up's requests must
+ * be in `before`, and an engine slower than the load (Gunicorn's sync workers on the slow
+ * shape: 256 requests queued at ~100 req/s) would otherwise finish the warm-up's queue inside
+ * the measured cell and show 0 req/s.
+ */
+async function waitServed(e: RunningEngine): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  let last = -1;
+  for (;;) {
+    await sleep(250); // the app writes its counts every 100 ms
+    const served = [...workerCounts(e).values()].reduce((a, c) => a + c.requests, 0);
+    if (served === last || Date.now() > deadline) return;
+    last = served;
+  }
+}
+
 async function measureCell(round: number, path: Path, shape: Shape, e: RunningEngine): Promise<Cell> {
   // Each cell starts with no connection (waitIdle). Through nginx, a deployment's upstream
   // connections stay open for hours; opening all 64 at once is a moment of a cell that
@@ -141,7 +158,7 @@ async function measureCell(round: number, path: Path, shape: Shape, e: RunningEn
   const poolWarmupS = Number(opts['pool-warmup']);
   if (path === 'nginx' && shape !== 'churn' && poolWarmupS > 0) {
     await wrkLoad(nginx!.url(e.name, shape), shape, poolWarmupS, availableParallelism(), SHAPE_LOAD[shape].pool);
-    await sleep(250); // the app writes its counts every 100 ms: the warm-up's must be in `before`
+    await waitServed(e);
   }
   const workerPids = e.workers();
   const before = workerCounts(e);
