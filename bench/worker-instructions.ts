@@ -71,12 +71,13 @@ const variants: Variant[] = [{ name: 'node:http', launch: (socket) => start('nod
 // valgrind's ~50× slowdown it lands on ~50× fewer requests each and measured ~0.7 k
 // instructions per request that a real run (a count takes 4.4 µs at 16 connections, one per
 // ~1000 requests at 20 k req/s) spreads to a few dozen. It is off here unless --balanced
-// (its cost is measured on its own: docs/performance.md).
-const extra = ['--timeout', '600', '--boot-timeout', '600', ...(values.balanced ? [] : ['--balance-connections', 'false'])];
-for (const build of buildsFromArgs(values.cli, values.flags, extra)) {
+// (its cost is measured on its own: docs/performance.md), or a build's --flags set it.
+for (const build of buildsFromArgs(values.cli, values.flags, ['--timeout', '600', '--boot-timeout', '600'])) {
+  const ownBalancing = values.flags.some((f) => f.startsWith(`${build.name}=`) && f.includes('--balance-connections'));
+  const balancing = values.balanced || ownBalancing ? [] : ['--balance-connections', 'false'];
   variants.push({
     name: build.name,
-    launch: (socket) => start(build.name, 'valgrind', ['--trace-children=yes', ...VALGRIND, ...NODE, ...build.args(socket)], { cwd: ROOT }),
+    launch: (socket) => start(build.name, 'valgrind', ['--trace-children=yes', ...VALGRIND, ...NODE, ...build.args(socket), ...balancing], { cwd: ROOT }),
     counted: (p) => {
       const [worker] = childrenOf(p.pid);
       if (!worker) throw new Error(`${build.name}: no worker process`);
