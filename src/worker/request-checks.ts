@@ -86,11 +86,10 @@ function sameLower(name: string, lower: string): boolean {
 }
 
 /**
- * What the scan does with a field name: no hashing or lower-casing of every name. Against the
- * usual spellings of the known names of the same length first, compared whole only when the
- * last letter matches, ignoring case (a string comparison costs ~100 instructions, a character
- * code ~5);
- * then case-blind, so that "hOsT" is a Host field too.
+ * What the scan does with a field name: no hashing or lower-casing of every name. First the
+ * usual spellings of the known names of the same length, each compared whole only when the
+ * last letter matches, ignoring case (a string comparison costs ~100 instructions, a
+ * character code ~5); then case-blind, so that "hOsT" is a Host field too.
  */
 function fieldKind(name: string): number {
   const known = BY_LENGTH[name.length];
