@@ -13,6 +13,8 @@ SOCK="$WORK/docker.sock"
 export DOCKER_HOST="unix://$SOCK"
 NGINX_IMAGE=local/wspk-nginx:e2e
 SYSTEMD_IMAGE=local/wspk-systemd:e2e
+# The systemd image with systemd 254 from bookworm-backports: Type=notify-reload needs 253+.
+SYSTEMD_BPO_IMAGE=local/wspk-systemd-bpo:e2e
 SUITE=bookworm
 
 # Timings from bash's microsecond clock (no bc needed).
@@ -129,6 +131,28 @@ status=0
 wait "$nginx_build" || status=1
 wait "$systemd_build" || status=1
 [ "$status" = 0 ] || { log "image build failed"; exit 1; }
+
+# The backports image is the systemd image plus one apt-get run (host network: containers
+# have none). It records the base image's id, so a rebuilt base rebuilds it.
+base_id=$(docker -H "$DOCKER_HOST" image inspect -f '{{ .Id }}' "$SYSTEMD_IMAGE")
+bpo_base=$(docker -H "$DOCKER_HOST" image inspect -f '{{ index .Config.Labels "wspk.base" }}' "$SYSTEMD_BPO_IMAGE" 2>/dev/null || true)
+if [ -z "${WSPK_E2E_REBUILD:-}" ] && [ "$bpo_base" = "$base_id" ]; then
+  log "image $SYSTEMD_BPO_IMAGE present (cached)"
+else
+  t=$(now)
+  mirror=$(debian_mirror)
+  log "building $SYSTEMD_BPO_IMAGE: systemd from bookworm-backports ($mirror) on $SYSTEMD_IMAGE"
+  if ! printf '%s\n' \
+    "FROM $SYSTEMD_IMAGE" \
+    "RUN echo 'deb $mirror bookworm-backports main' > /etc/apt/sources.list.d/backports.list && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports systemd systemd-sysv && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb && systemctl --version" \
+    "LABEL wspk.base=$base_id" |
+    docker -H "$DOCKER_HOST" build --network host -t "$SYSTEMD_BPO_IMAGE" - >"$WORK/build-systemd-bpo.log" 2>&1; then
+    log "building $SYSTEMD_BPO_IMAGE failed; last lines of $WORK/build-systemd-bpo.log:"
+    tail -n 30 "$WORK/build-systemd-bpo.log" >&2
+    exit 1
+  fi
+  log "image $SYSTEMD_BPO_IMAGE built in $(elapsed "$t") ($(grep -m1 '^systemd [0-9]' "$WORK/build-systemd-bpo.log" || echo 'systemd version not printed'))"
+fi
 
 log "ready in $(elapsed "$started_all") total"
 echo "$DOCKER_HOST" >"$WORK/docker-host"

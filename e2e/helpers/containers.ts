@@ -10,6 +10,8 @@ import { onCleanup, ROOT } from '../../test/helpers/server.js';
 export const E2E_WORK = process.env.WSPK_E2E_WORK ?? '/var/tmp/ws-proxy-kit-e2e';
 export const NGINX_IMAGE = 'local/wspk-nginx:e2e';
 export const SYSTEMD_IMAGE = 'local/wspk-systemd:e2e';
+/** SYSTEMD_IMAGE with systemd 254 from bookworm-backports (Type=notify-reload needs 253+). */
+export const SYSTEMD_BPO_IMAGE = 'local/wspk-systemd-bpo:e2e';
 
 // Defaults, so that after `sudo e2e/containers/setup.sh` no variable needs exporting.
 // testcontainers reads these when it first connects, not at import.
@@ -103,9 +105,9 @@ export function startNginxContainer(o: { confFile: string; binds: string[]; netw
  * A container running real systemd as PID 1 (cgroup v1 host: /sys/fs/cgroup bound rw; no
  * --privileged, which fails here). Resolves once `systemctl is-system-running` says running.
  */
-export function startSystemdContainer(o: { binds: BindMount[] }): Promise<StartedTestContainer> {
+export function startSystemdContainer(o: { binds: BindMount[]; image?: string }): Promise<StartedTestContainer> {
   return startRemovedAfter(
-    new GenericContainer(SYSTEMD_IMAGE)
+    new GenericContainer(o.image ?? SYSTEMD_IMAGE)
       .withNetworkMode('none')
       .withAddedCapabilities('SYS_ADMIN')
       .withSecurityOpt('seccomp=unconfined', 'apparmor=unconfined')
