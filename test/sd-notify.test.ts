@@ -3,9 +3,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { DgramSocket } from 'node-unix-socket';
 import { startServer, request, tempDir, cleanup, onCleanup, FIXTURES, until, isAlive } from './helpers/server.js';
+import { hasCommand, testWithTool } from './helpers/tools.js';
 import { SdNotifier, takeNotifyEnv } from '../src/notify/sd-notify.js';
 
 test.after.each(cleanup);
@@ -198,6 +201,49 @@ for (const variant of ['missing', 'dead'] as const) {
     assert.is(warnings()[0]!.notifySocket, path);
   });
 }
+
+const abstractMissing = !hasCommand('socat', ['-V'])
+  ? 'socat is not installed (apt-get install socat): it binds the abstract socket'
+  : !hasCommand('systemd-notify', ['--version'])
+    ? 'systemd-notify is not installed (apt-get install systemd)'
+    : null;
+
+testWithTool(test, 'an abstract NOTIFY_SOCKET ("@name") gets the messages through systemd-notify, without its barrier', abstractMissing, async () => {
+  // node-unix-socket cannot bind an abstract name: socat does, and prints what arrives
+  // (datagrams back to back, so the checks are on the order of the fields).
+  const name = `wspk-test-${process.pid}-${Date.now()}`;
+  const sink = spawn('socat', ['-u', `ABSTRACT-RECV:${name}`, 'STDOUT'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  onCleanup(() => {
+    if (sink.exitCode === null && sink.signalCode === null) sink.kill('SIGTERM');
+  });
+  let received = '';
+  sink.stdout.setEncoding('utf8');
+  sink.stdout.on('data', (d: string) => (received += d));
+  await until(() => readFileSync('/proc/net/unix', 'utf8').includes(`@${name}`), 10_000, 'socat to bind the abstract socket');
+
+  const sock = join(tempDir(), 'app.sock');
+  const server = startServer([APP, '--bind', `unix:${sock}`, '--workers', '1'], { env: { NOTIFY_SOCKET: `@${name}` } });
+  await server.ready();
+  await until(() => received.includes('READY=1'), 20_000, `READY=1 through systemd-notify; got ${JSON.stringify(received)}`);
+  server.signal('SIGHUP');
+  await server.waitForMsg(/^reload complete/);
+  await until(() => /RELOADING=1[\s\S]*MONOTONIC_USEC=\d+[\s\S]*READY=1/.test(received), 20_000, `RELOADING=1, MONOTONIC_USEC, READY=1; got ${JSON.stringify(received)}`);
+  assert.is((await request({ socketPath: sock }, '/')).status, 200);
+  assert.is((await server.stop()).code, 0);
+  await until(() => received.includes('STOPPING=1'), 10_000, `STOPPING=1; got ${JSON.stringify(received)}`);
+  console.log(`  abstract NOTIFY_SOCKET via systemd-notify: ${JSON.stringify(received.replace(/STATUS=[^\n]*?(?=[A-Z]+=|$)/g, ''))}`);
+
+  const order = ['READY=1', 'RELOADING=1', 'READY=1', 'STOPPING=1'];
+  let at = -1;
+  for (const field of order) {
+    at = received.indexOf(field, at + 1);
+    assert.ok(at >= 0, `${order.join(', ')} in this order: ${JSON.stringify(received)}`);
+  }
+  // systemd-notify's barrier (its default) is for systemd only: it made every message wait 5 s
+  // and sent ERRNO=110 after it.
+  assert.not.match(received, /BARRIER=1|ERRNO=/);
+  assert.is(server.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith("cannot send to systemd's notify socket")).length, 0, 'no send failed');
+});
 
 test('takeNotifyEnv removes the variables; MAINPID= for a USR2 successor', async () => {
   const env: NodeJS.ProcessEnv = { NOTIFY_SOCKET: '/run/systemd/notify', WATCHDOG_USEC: '30000000', WATCHDOG_PID: '42', OTHER: 'x' };

@@ -8,8 +8,11 @@
 // forge the sender's credentials, i.e. as root; as another user the message comes from
 // systemd-notify's own short-lived pid and systemd drops it under NotifyAccess=main
 // (use NotifyAccess=all there). --pid= is not passed: it would add MAINPID= to every
-// message. systemd gives services a path socket (/run/systemd/notify), so the fallback
-// matters only for other supervisors.
+// message. --no-block is: without it systemd-notify (246+) follows each message with a
+// BARRIER=1 and waits up to 5 s for the receiver to close the fd it passed, which only
+// systemd does; against anything else every message took 5 s and was followed by an
+// ERRNO=110 message (found by test/sd-notify.test.ts). systemd gives services a path
+// socket (/run/systemd/notify), so the fallback matters only for other supervisors.
 import { execFile } from 'node:child_process';
 import { DgramSocket } from 'node-unix-socket';
 import type { Logger } from '../log/logger.js';
@@ -73,7 +76,7 @@ function systemdNotifyTransport(socket: string): { send: Send; close(): void } {
         () =>
           new Promise<void>((resolve) => {
             // Spawned directly (no shell) so its parent pid, the one it reports, is ours.
-            execFile('systemd-notify', message.split('\n'), { env: { ...process.env, NOTIFY_SOCKET: socket }, timeout: 5000 }, (err) => {
+            execFile('systemd-notify', ['--no-block', ...message.split('\n')], { env: { ...process.env, NOTIFY_SOCKET: socket }, timeout: 5000 }, (err) => {
               done(err ?? undefined);
               resolve();
             });
