@@ -17,39 +17,20 @@ import type { StartedTestContainer } from 'testcontainers';
 import { cleanup, request, tempDir, until } from '../test/helpers/server.js';
 import { testWithTool } from '../test/helpers/tools.js';
 import { generateFiles } from '../src/cli/init.js';
-import type { NginxSiteOptions } from '../src/deploy/nginx-site.js';
-import { containersMissing, sh, shOk, startSystemdContainer, SYSTEMD_IMAGE, projectMount } from './helpers/containers.js';
+import { containersMissing, sh, shOk, startSystemdContainer, SYSTEMD_IMAGE, CONTAINER_SHARED, initOptions, systemdSuiteBinds } from './helpers/containers.js';
 
 const NAME = 'wspk-e2e';
 const SERVICE = `${NAME}.service`;
 const SOCKET = `${NAME}.socket`;
-/** Where things are inside the container. */
-const PROJECT = '/opt/ws-proxy-kit';
-const SHARED = '/shared';
+const SHARED = CONTAINER_SHARED;
 const HANG_FILE = `${SHARED}/hang-on-boot`;
 
-const deploy: NginxSiteOptions = {
-  name: NAME,
-  app: 'e2e/containers/fixtures/app.mjs',
-  workingDirectory: PROJECT,
-  user: NAME,
-  group: NAME,
-  proxyGroup: 'www-data',
-  socketPath: `/run/${NAME}/app.sock`,
-  workers: 2,
-  gracefulTimeout: 10,
+const deploy = initOptions(NAME, {
   // Short, so the watchdog case sees a hung worker detected in seconds.
   timeout: 3,
-  keepAlive: 5,
-  serverName: '_',
-  tls: false,
-  nodePath: '/usr/bin/node',
-  cliPath: `${PROJECT}/dist/cli/main.js`,
-  configPath: `${SHARED}/deploy/ws-proxy-kit.config.mjs`,
-  clientMaxBodySize: '1m',
   // nginx's only listener: a socket the test reaches through the shared directory.
   listenHttp: [`unix:${SHARED}/nginx.sock`],
-};
+});
 
 const missing = process.getuid?.() !== 0 ? 'needs root (the Docker engine)' : containersMissing([SYSTEMD_IMAGE]);
 let container: StartedTestContainer;
@@ -153,11 +134,7 @@ test.before(async () => {
   nginx = { socketPath: join(hostShared, 'nginx.sock') };
   const booted = Date.now();
   container = await startSystemdContainer({
-    binds: [
-      { source: '/usr/bin/node', target: '/usr/bin/node', mode: 'ro' },
-      projectMount(PROJECT),
-      { source: hostShared, target: SHARED, mode: 'rw' },
-    ],
+    binds: systemdSuiteBinds(hostShared),
   });
   console.log(`  systemd container ${container.getId().slice(0, 12)} running in ${Date.now() - booted} ms`);
   // As `init` tells the user to do on a server; the drop-in only lets the watchdog case make

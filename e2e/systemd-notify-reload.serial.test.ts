@@ -12,35 +12,14 @@ import type { StartedTestContainer } from 'testcontainers';
 import { cleanup, tempDir, until } from '../test/helpers/server.js';
 import { testWithTool } from '../test/helpers/tools.js';
 import { generateFiles } from '../src/cli/init.js';
-import type { NginxSiteOptions } from '../src/deploy/nginx-site.js';
-import { containersMissing, sh, shOk, startSystemdContainer, SYSTEMD_BPO_IMAGE, projectMount } from './helpers/containers.js';
+import { containersMissing, sh, shOk, startSystemdContainer, SYSTEMD_BPO_IMAGE, CONTAINER_SHARED, initOptions, systemdSuiteBinds } from './helpers/containers.js';
 
 const NAME = 'wspk-reload';
 const SERVICE = `${NAME}.service`;
 const SOCKET = `${NAME}.socket`;
-const PROJECT = '/opt/ws-proxy-kit';
-const SHARED = '/shared';
+const SHARED = CONTAINER_SHARED;
 
-const deploy: NginxSiteOptions = {
-  name: NAME,
-  app: 'e2e/containers/fixtures/app.mjs',
-  workingDirectory: PROJECT,
-  user: NAME,
-  group: NAME,
-  proxyGroup: 'www-data',
-  socketPath: `/run/${NAME}/app.sock`,
-  workers: 2,
-  gracefulTimeout: 10,
-  timeout: 30,
-  keepAlive: 5,
-  serverName: '_',
-  tls: false,
-  nodePath: '/usr/bin/node',
-  cliPath: `${PROJECT}/dist/cli/main.js`,
-  configPath: `${SHARED}/deploy/ws-proxy-kit.config.mjs`,
-  clientMaxBodySize: '1m',
-  listenHttp: ['80'],
-};
+const deploy = initOptions(NAME, { timeout: 30, listenHttp: ['80'] });
 
 const missing = process.getuid?.() !== 0 ? 'needs root (the Docker engine)' : containersMissing([SYSTEMD_BPO_IMAGE]);
 let container: StartedTestContainer;
@@ -69,7 +48,7 @@ test.before(async () => {
   for (const f of generateFiles(deploy)) writeFileSync(join(shared, 'deploy', f.name), f.name === SERVICE ? notifyReloadUnit(f.content) : f.content);
   container = await startSystemdContainer({
     image: SYSTEMD_BPO_IMAGE,
-    binds: [{ source: '/usr/bin/node', target: '/usr/bin/node', mode: 'ro' }, projectMount(PROJECT), { source: shared, target: SHARED, mode: 'rw' }],
+    binds: systemdSuiteBinds(shared),
   });
   await shOk(
     container,

@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, statSync } from 'node:fs';
 import { GenericContainer, Wait, type StartedTestContainer } from 'testcontainers';
 import { onCleanup, ROOT } from '../../test/helpers/server.js';
+import type { NginxSiteOptions } from '../../src/deploy/nginx-site.js';
 
 export const E2E_WORK = process.env.WSPK_E2E_WORK ?? '/var/tmp/ws-proxy-kit-e2e';
 export const NGINX_IMAGE = 'local/wspk-nginx:e2e';
@@ -117,6 +118,46 @@ export function startSystemdContainer(o: { binds: BindMount[]; image?: string })
       .withWaitStrategy(Wait.forSuccessfulCommand('test "$(systemctl is-system-running)" = running'))
       .withStartupTimeout(60_000),
   );
+}
+
+/** Where the systemd suites mount this project and their shared host directory in the container. */
+export const CONTAINER_PROJECT = '/opt/ws-proxy-kit';
+export const CONTAINER_SHARED = '/shared';
+
+/**
+ * What the systemd suites tell `ws-proxy-kit init`: the e2e fixture app with 2 workers, run as
+ * the user NAME by the host's node from the mounted project, its config file in the shared
+ * directory. `timeout` and nginx's `listenHttp` are each suite's own.
+ */
+export function initOptions(name: string, own: Pick<NginxSiteOptions, 'timeout' | 'listenHttp'>): NginxSiteOptions {
+  return {
+    name,
+    app: 'e2e/containers/fixtures/app.mjs',
+    workingDirectory: CONTAINER_PROJECT,
+    user: name,
+    group: name,
+    proxyGroup: 'www-data',
+    socketPath: `/run/${name}/app.sock`,
+    workers: 2,
+    gracefulTimeout: 10,
+    keepAlive: 5,
+    serverName: '_',
+    tls: false,
+    nodePath: '/usr/bin/node',
+    cliPath: `${CONTAINER_PROJECT}/dist/cli/main.js`,
+    configPath: `${CONTAINER_SHARED}/deploy/ws-proxy-kit.config.mjs`,
+    clientMaxBodySize: '1m',
+    ...own,
+  };
+}
+
+/** The systemd suites' mounts: the host's node, this project (read-only) and the shared directory. */
+export function systemdSuiteBinds(hostShared: string): BindMount[] {
+  return [
+    { source: '/usr/bin/node', target: '/usr/bin/node', mode: 'ro' },
+    projectMount(CONTAINER_PROJECT),
+    { source: hostShared, target: CONTAINER_SHARED, mode: 'rw' },
+  ];
 }
 
 export interface ShellResult {
