@@ -1,9 +1,11 @@
-// Opens the listening sockets in the master. Sockets are bound here and handed to the
-// workers as inherited fds; the workers call listen() and accept. The master never polls
-// them, so it never accepts a connection itself.
+// Opens the listening sockets in the master. Sockets are bound and put in the listening
+// state here, then handed to the workers as inherited fds, which accept. From the moment a
+// socket is reachable (its file appears, its port is bound) connections queue in its
+// backlog, also while the first workers load the app and while none are left (as
+// Gunicorn's arbiter listens itself). The master never polls them, so it never accepts.
 import net from 'node:net';
-import { lstatSync, unlinkSync, chmodSync, chownSync, fstatSync, statSync, existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { lstatSync, unlinkSync, chmodSync, chownSync, fstatSync, statSync, existsSync, renameSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { lookup } from 'node:dns/promises';
 import { execFileSync } from 'node:child_process';
 import { getSystemErrorName } from 'node:util';
@@ -29,6 +31,7 @@ export interface Listener {
 }
 
 export interface BindOptions {
+  backlog: number;
   socketMode: number;
   socketUser: string | null;
   socketGroup: string | null;
@@ -36,7 +39,6 @@ export interface BindOptions {
 
 interface RawServerHandle {
   fd: number;
-  getsockname?(out: { address?: string; port?: number }): number;
   close(cb?: () => void): void;
 }
 
@@ -52,6 +54,41 @@ function systemError(errno: number): string {
   } catch {
     return `errno ${errno}`;
   }
+}
+
+/**
+ * Puts a bound socket in the listening state without ever accepting on it: a net.Server
+ * takes the fd and listens (libuv then starts polling it), and polling stops before the
+ * event loop runs again (uv_read_start then uv_read_stop on the listening stream, as
+ * src/worker/accept-control.ts pauses a worker). The server owns the fd from then on:
+ * closing it closes the socket. The bind handle is kept and never closed (that would close
+ * the same fd twice); when listen() fails, node has already closed the fd.
+ */
+async function listenWithoutAccepting(bound: RawServerHandle, backlog: number): Promise<net.Server> {
+  const server = new net.Server();
+  const listening = new Promise<void>((resolvePromise, reject) => {
+    server.once('listening', resolvePromise);
+    server.once('error', reject);
+  });
+  server.listen({ fd: bound.fd, backlog });
+  const handle = (server as unknown as { _handle?: { readStart(): number; readStop(): number } | null })._handle;
+  if (handle) {
+    handle.readStart();
+    handle.readStop();
+  }
+  keptBindHandles.add(bound);
+  await listening;
+  return server;
+}
+/** Bind handles whose fd a listening server took over (see listenWithoutAccepting). */
+const keptBindHandles = new Set<RawServerHandle>();
+
+/** Why a bind or listen failed, in words. */
+function bindFailure(name: string): string {
+  if (name === 'EADDRINUSE') return 'the address is already in use by another process';
+  if (name === 'EACCES') return 'permission denied (ports below 1024 need privileges)';
+  if (name === 'EADDRNOTAVAIL') return 'no interface has this address';
+  return name;
 }
 
 /** Resolves a user or group name (or number) through NSS, like chown(1) would. */
@@ -109,22 +146,35 @@ async function openUnix(spec: Extract<BindSpec, { kind: 'unix' }>, opts: BindOpt
     log.info({ path }, 'removing stale socket file left by a server that is gone');
     unlinkSync(path);
   }
-  const handle = createServerHandle(path, -1, -1, undefined, 0);
+  // Bound under a temporary name, given its mode and owner, put in the listening state, and
+  // only then renamed into place: from the moment the path exists it has its permissions
+  // and accepts connections into its backlog (a connect never meets ECONNREFUSED there).
+  const staging = join(dir, `.${basename(path)}.${process.pid}`);
+  const bindPath = Buffer.byteLength(staging) <= 107 ? staging : path;
+  const handle = createServerHandle(bindPath, -1, -1, undefined, 0);
   if (typeof handle === 'number') throw new BindError(`unix:${spec.path}: cannot bind (${systemError(handle)}).`);
+  let server: net.Server;
   try {
-    chmodSync(path, opts.socketMode);
+    chmodSync(bindPath, opts.socketMode);
     if (opts.socketUser !== null || opts.socketGroup !== null) {
       const uid = opts.socketUser !== null ? resolveId('user', opts.socketUser) : -1;
       const gid = opts.socketGroup !== null ? resolveId('group', opts.socketGroup) : -1;
-      chownSync(path, uid, gid);
+      chownSync(bindPath, uid, gid);
     }
   } catch (err) {
     handle.close();
-    unlinkSync(path);
+    unlinkQuietly(bindPath);
     if (err instanceof BindError) throw err;
     const e = err as NodeJS.ErrnoException;
     throw new BindError(`unix:${spec.path}: cannot set the socket's mode or owner (${e.code ?? e.message}). Changing the owner needs root.`);
   }
+  try {
+    server = await listenWithoutAccepting(handle, opts.backlog);
+  } catch (err) {
+    unlinkQuietly(bindPath);
+    throw new BindError(`unix:${spec.path}: cannot listen (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`);
+  }
+  if (bindPath !== path) renameSync(bindPath, path);
   const st = statSync(path);
   return {
     spec,
@@ -132,11 +182,19 @@ async function openUnix(spec: Extract<BindSpec, { kind: 'unix' }>, opts: BindOpt
     address: `unix:${path}`,
     createdPath: path,
     identity: { dev: st.dev, ino: st.ino },
-    close: () => handle.close(),
+    close: () => server.close(),
   };
 }
 
-async function openTcp(spec: Extract<BindSpec, { kind: 'tcp' }>): Promise<Listener> {
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+async function openTcp(spec: Extract<BindSpec, { kind: 'tcp' }>, opts: BindOptions): Promise<Listener> {
   let address = spec.host;
   let family = net.isIP(address);
   if (family === 0) {
@@ -149,27 +207,20 @@ async function openTcp(spec: Extract<BindSpec, { kind: 'tcp' }>): Promise<Listen
     }
   }
   const handle = createServerHandle(address, spec.port, family, undefined, 0);
-  if (typeof handle === 'number') {
-    const name = systemError(handle);
-    const why =
-      name === 'EADDRINUSE'
-        ? 'the address is already in use by another process'
-        : name === 'EACCES'
-          ? 'permission denied (ports below 1024 need privileges)'
-          : name === 'EADDRNOTAVAIL'
-            ? 'no interface has this address'
-            : name;
-    throw new BindError(`${spec.text}: cannot bind: ${why}.`);
+  if (typeof handle === 'number') throw new BindError(`${spec.text}: cannot bind: ${bindFailure(systemError(handle))}.`);
+  // libuv delays EADDRINUSE from bind() until listen(), which comes next.
+  let server: net.Server;
+  try {
+    server = await listenWithoutAccepting(handle, opts.backlog);
+  } catch (err) {
+    throw new BindError(`${spec.text}: cannot bind: ${bindFailure((err as NodeJS.ErrnoException).code ?? (err as Error).message)}.`);
   }
-  // libuv delays EADDRINUSE from bind() until listen(); the workers would then listen on
-  // a random port. Ask the socket where it is bound instead.
-  const bound: { address?: string; port?: number } = {};
-  const err = handle.getsockname?.(bound);
-  if (err || !bound.port || (spec.port !== 0 && bound.port !== spec.port)) {
-    handle.close();
+  const bound = server.address() as net.AddressInfo | null;
+  if (!bound || !bound.port || (spec.port !== 0 && bound.port !== spec.port)) {
+    server.close();
     throw new BindError(`${spec.text}: cannot bind: the address is already in use by another process.`);
   }
-  return { spec, fd: handle.fd, address: formatBind({ ...spec, host: address, port: bound.port }), createdPath: null, identity: null, close: () => handle.close() };
+  return { spec, fd: handle.fd, address: formatBind({ ...spec, host: address, port: bound.port }), createdPath: null, identity: null, close: () => server.close() };
 }
 
 function openInheritedFd(spec: Extract<BindSpec, { kind: 'fd' }>): Listener {
@@ -196,7 +247,7 @@ export async function openListeners(specs: readonly BindSpec[], opts: BindOption
   try {
     for (const spec of specs) {
       if (spec.kind === 'unix') opened.push(await openUnix(spec, opts, log));
-      else if (spec.kind === 'tcp') opened.push(await openTcp(spec));
+      else if (spec.kind === 'tcp') opened.push(await openTcp(spec, opts));
       else if (spec.kind === 'fd') opened.push(openInheritedFd(spec));
       else {
         const socks = systemdListeners(env, spec.name);
@@ -213,9 +264,8 @@ export async function openListeners(specs: readonly BindSpec[], opts: BindOption
 /** Closes the sockets and removes the socket files this process created (if still ours). */
 export function closeListeners(listeners: readonly Listener[], opts: { unlink?: boolean } = {}): void {
   for (const l of listeners) {
-    // Closing a bound pipe handle makes libuv unlink its path: when the socket was handed
-    // to a new master (upgrade), leave the fd to the process exit instead.
-    if (opts.unlink === false && l.createdPath) continue;
+    // The listening server holds the fd, not the bind handle (which would unlink a path it
+    // bound): closing never removes a socket file; only the identity check below does.
     try {
       l.close();
     } catch {
