@@ -5,14 +5,18 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import net from 'node:net';
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, tempDir, cleanup, freePort, FIXTURES } from './helpers/server.js';
+import { startServer, runCli, tempDir, cleanup, freePort, request, until, FIXTURES, type Reply } from './helpers/server.js';
+import { startLoad, failures } from './helpers/load.js';
+import { notifySink } from './helpers/notify-sink.js';
 
 test.after.each(cleanup);
 
 const SLOW_IMPORT = join(FIXTURES, 'slow-import.mjs');
 const HELLO = join(FIXTURES, 'app.mjs');
+/** The pid in an answer of the fixture app ("ok PID"). */
+const pidOf = (r: Reply) => Number(r.body.trim().split(' ').pop());
 
 /** One GET on a new connection: 'refused' when connect() fails, else the status line. */
 function attempt(target: net.NetConnectOpts, timeoutMs = 10_000): Promise<{ connected: boolean; answer: string }> {
@@ -94,6 +98,77 @@ test('tcp: the port takes connections into its backlog while the workers still l
   assert.is(refusedAfter, 0);
   assert.ok(early > 1000, `the port listened only ${early} ms before the pool was ready`);
   assert.ok(results.every((a) => a.startsWith('HTTP/1.1 200')), results.join(', '));
+});
+
+for (const path of ['/throw-later', '/reject-later']) {
+  test(`an async error in a request (${path}): that request gets a 500 at once and the next is answered well under a second`, async () => {
+    const sock = join(tempDir(), 'app.sock');
+    const server = startServer([HELLO, '-b', `unix:${sock}`, '-w', '1', '--graceful-timeout', '8']);
+    await server.ready();
+    const firstPid = pidOf(await request({ socketPath: sock }, '/'));
+    // A slow request in progress on the same worker: it must still finish (the worker drains
+    // it). Accepted before the request answered next on the one worker.
+    const slow = request({ socketPath: sock }, '/slow?ms=1500', { timeoutMs: 10_000 });
+    await request({ socketPath: sock }, '/');
+    const t0 = Date.now();
+    const failed = await request({ socketPath: sock }, path, { timeoutMs: 10_000 });
+    const failedMs = Date.now() - t0;
+    const next = await request({ socketPath: sock }, '/', { timeoutMs: 10_000 });
+    const nextMs = Date.now() - t0;
+    const slowReply = await slow;
+    console.log(`  ${path}: the request answered ${failed.status} after ${failedMs} ms; the next one ${next.status} after ${nextMs} ms from a new worker; the slow request in progress ${slowReply.status}`);
+    assert.is(failed.status, 500);
+    assert.ok(failedMs < 1000, `the failing request took ${failedMs} ms`);
+    assert.is(next.status, 200);
+    assert.ok(nextMs < 1000, `the next request took ${nextMs} ms`);
+    assert.is.not(pidOf(next), firstPid, 'answered by the replacement');
+    assert.is(slowReply.status, 200, 'the other request in progress finished');
+    const line = await server.waitForMsg(/uncaught error in a request/);
+    assert.is(line.url, path);
+  });
+}
+
+test('a broken app on disk after a refused deploy: the pool serves on degraded, says so, and recovers when the file is fixed', async () => {
+  const dir = tempDir();
+  const app = join(dir, 'app.mjs');
+  copyFileSync(HELLO, app);
+  const sock = join(dir, 'app.sock');
+  const sink = notifySink(dir);
+  const metricsPort = await freePort();
+  const server = startServer([app, '-b', `unix:${sock}`, '-w', '2', '--metrics-bind', `127.0.0.1:${metricsPort}`], { env: { NOTIFY_SOCKET: sink.path } });
+  await server.ready();
+  const load = startLoad({ socketPath: sock }, { concurrency: 4, maxMs: 60_000 });
+  // A deploy of a broken file: the reload is refused and the old workers keep serving ...
+  writeFileSync(app, 'export default (req, res) => { res.end(\n');
+  server.signal('SIGHUP');
+  await server.waitForMsg(/^reload aborted/);
+  // ... and the file stays. One old worker goes away (told by someone else, so it drains
+  // what it holds: a SIGKILL would also cost its requests in progress, which no server can
+  // save): its replacement cannot boot.
+  const victim = server.logs.filter((l) => l.msg === 'worker spawned' && l.generation === 1).at(-1)!.workerPid as number;
+  process.kill(victim, 'SIGTERM');
+  const degraded = await server.waitForMsg(/^degraded: 1\/2 workers, boot failing: /);
+  // More failed boots than the old limit of 3 in a row, still serving.
+  await until(() => server.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('degraded:')).length >= 4, 30_000, 'four failed boots');
+  assert.is(server.exitInfo, null, 'the master is still running');
+  const status = JSON.parse((await runCli(['ctl', '--socket', join(dir, 'app.ctl'), 'status', '--json'])).stdout) as { status: string; degraded: { bootError: string } | null; ready: number };
+  assert.match(status.status, /^degraded: 1\/2 workers, boot failing: /);
+  assert.ok(status.degraded && /SyntaxError|Unexpected/.test(status.degraded.bootError), JSON.stringify(status.degraded));
+  await sink.waitFor(/STATUS=degraded: 1\/2 workers, boot failing: /);
+  const metrics = (await request({ port: metricsPort }, '/metrics')).body;
+  assert.match(metrics, /^ws_proxy_kit_pool_degraded 1$/m);
+  // The file is fixed: the slot fills by itself.
+  copyFileSync(HELLO, app);
+  await server.waitForMsg(/^recovered: /, 30_000);
+  await until(async () => {
+    const s = JSON.parse((await runCli(['ctl', '--socket', join(dir, 'app.ctl'), 'status', '--json'])).stdout) as { ready: number; degraded: unknown };
+    return s.ready === 2 && s.degraded === null;
+  }, 20_000, '2/2 workers ready');
+  assert.match((await request({ port: metricsPort }, '/metrics')).body, /^ws_proxy_kit_pool_degraded 0$/m);
+  const r = await load.stop();
+  console.log(`  degraded for ${Date.parse(String(server.logs.find((l) => /^recovered/.test(String(l.msg)))!.time)) - Date.parse(String(degraded.time))} ms; load: sent ${r.sent}, ok ${r.ok}, statuses ${JSON.stringify(r.statuses)}, errors ${JSON.stringify(r.errors)}`);
+  assert.is(failures(r), 0, 'requests lost');
+  await server.stop();
 });
 
 test.run();

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { DgramSocket } from 'node-unix-socket';
+import { notifySink, type Received } from './helpers/notify-sink.js';
 import { startServer, request, tempDir, cleanup, onCleanup, FIXTURES, until, isAlive } from './helpers/server.js';
 import { hasCommand, testWithTool } from './helpers/tools.js';
 import { SdNotifier, takeNotifyEnv } from '../src/notify/sd-notify.js';
@@ -14,46 +15,6 @@ import { SdNotifier, takeNotifyEnv } from '../src/notify/sd-notify.js';
 test.after.each(cleanup);
 
 const APP = join(FIXTURES, 'app.mjs');
-
-interface Received {
-  text: string;
-  lines: string[];
-}
-
-/** A notify socket like systemd's: collects every datagram sent to it. */
-function notifySink(dir: string, name = 'notify.sock') {
-  const path = join(dir, name);
-  const socket = new DgramSocket();
-  socket.bind(path);
-  const messages: Received[] = [];
-  socket.on('data', (buf: Buffer) => {
-    const text = buf.toString('utf8');
-    messages.push({ text, lines: text.split('\n') });
-  });
-  let closed = false;
-  const close = (): void => {
-    if (!closed) socket.close();
-    closed = true;
-  };
-  onCleanup(close);
-  return {
-    path,
-    messages,
-    close,
-    /** Index of the first message at or after `from` whose text matches. */
-    async waitFor(re: RegExp, from = 0, what = String(re), timeoutMs = 20_000): Promise<number> {
-      return until(
-        () => {
-          const i = messages.findIndex((m, idx) => idx >= from && re.test(m.text));
-          return i >= 0 ? i + 1 : 0;
-        },
-        timeoutMs,
-        `a notify message matching ${what}; got so far: ${JSON.stringify(messages.map((m) => m.text))}`,
-      ).then((n) => n - 1);
-    },
-  };
-}
-
 
 const kinds = (ms: Received[]): string[] => ms.map((m) => m.lines.filter((l) => !l.startsWith('STATUS=') && !l.startsWith('MONOTONIC_USEC=')).join('+') || 'STATUS');
 

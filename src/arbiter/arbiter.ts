@@ -23,7 +23,11 @@ import { runHook } from '../config/hooks.js';
 // them doesn't carry ws, chokidar or prom-client.
 import type { MasterMetrics } from '../metrics/master-metrics.js';
 
-/** After this many boots in a row fail, the arbiter gives up (exit 3) instead of looping. */
+/**
+ * After this many boots in a row fail before any worker ever served, the arbiter gives up
+ * (exit 3) instead of looping. Once the pool has served, it never gives up: it keeps what
+ * still serves and retries the failed slots with the crash backoff (degraded).
+ */
 const MAX_BOOT_FAILURES = 3;
 /** A worker that was ready this long before dying resets the crash backoff. */
 const STABLE_MS = 5000;
@@ -62,6 +66,10 @@ export class Arbiter {
   private desired: number;
   private crashStreak = 0;
   private bootFailures = 0;
+  /** A worker of this master became ready at least once: boot failures no longer stop it. */
+  private everServed = false;
+  /** Boots of the serving generation keep failing: the pool runs with fewer workers. */
+  private degraded: { error: string; since: number } | null = null;
   private respawnAt = 0;
   private exitCode = 0;
   private pidfile: string | null = null;
@@ -110,7 +118,7 @@ export class Arbiter {
     forgetActivationEnv(env);
     if (s.metricsBind) {
       const { MasterMetrics } = await import('../metrics/master-metrics.js');
-      this.metrics = new MasterMetrics({ bind: s.metricsBind, log: this.log, workers: () => this.workers, listeners: () => this.listeners });
+      this.metrics = new MasterMetrics({ bind: s.metricsBind, log: this.log, workers: () => this.workers, listeners: () => this.listeners, degraded: () => this.degraded !== null });
       // After USR2 the old master still holds the address: the new one retries until it is free.
       await this.metrics.listen(this.upgraded).catch((err: unknown) => {
         closeListeners(this.listeners, { unlink: !this.upgraded });
@@ -158,14 +166,15 @@ export class Arbiter {
   private announceReady(): void {
     if (this.announced) return;
     const ready = this.current().filter((w) => w.state === 'ready');
-    if (ready.length < this.desired) return;
+    // A first pool that cannot fully boot still serves with what did: ready, and degraded.
+    if (ready.length < this.desired && !(this.degraded && ready.length > 0)) return;
     this.announced = true;
     for (const w of this.workers) w.send({ type: 'readiness', ready: true, reason: 'serving' });
     const addresses = this.listeners.map((l) => l.address);
     const app = ready[0]?.appKind ?? this.settings.app;
     this.log.info(
       { binds: addresses, workers: this.desired, app, bootMs: Date.now() - this.startedAt },
-      `ready: serving ${app} on ${addresses.join(', ')} with ${this.desired} worker${this.desired === 1 ? '' : 's'}`,
+      `ready: serving ${app} on ${addresses.join(', ')} with ${ready.length} worker${ready.length === 1 ? '' : 's'}${ready.length < this.desired ? ` of ${this.desired} (degraded)` : ''}`,
     );
     this.notifier.ready(this.statusLine());
     this.notifier.startWatchdog(() => this.isHealthy());
@@ -195,6 +204,7 @@ export class Arbiter {
     const ready = all.filter((w) => w.state === 'ready' && w.generation === this.generation).length;
     const retiring = all.filter((w) => w.state === 'retiring').length;
     const booting = all.filter((w) => w.state === 'booting').length;
+    if (this.degraded && this.state !== 'stopping') return `degraded: ${ready}/${this.desired} workers, boot failing: ${this.degraded.error}`;
     return `${this.state}: ${ready}/${this.desired} workers ready${booting ? `, ${booting} booting` : ''}${retiring ? `, ${retiring} draining` : ''}`;
   }
 
@@ -286,7 +296,7 @@ export class Arbiter {
         else if (m.type === 'load') this.balance();
         else if (m.type === 'retire-me') this.replace(worker, 'max requests reached');
         else if (m.type === 'boot-error') this.log.error({ worker: worker.index, pid: worker.pid, err: m.error }, 'worker could not load the app');
-        else if (m.type === 'fatal') this.log.error({ worker: worker.index, pid: worker.pid, reason: m.reason }, 'worker hit an uncaught error and is being replaced');
+        else if (m.type === 'fatal') this.workerFailed(worker, m.reason);
       },
     });
     this.workers.add(w);
@@ -296,6 +306,11 @@ export class Arbiter {
     void w.booted.then((ok) => {
       if (ok) {
         this.bootFailures = 0;
+        this.everServed = true;
+        if (this.degraded && generation === this.generation) {
+          this.log.info({ worker: index, workerPid: w.pid, failingForMs: Date.now() - this.degraded.since }, 'recovered: a worker booted again; the pool fills up');
+          this.degraded = null;
+        }
         this.queue.push({ type: 'tick' });
         this.log.debug({ worker: index, workerPid: w.pid, bootMs: w.readyAt! - w.spawnedAt }, 'worker ready');
       }
@@ -326,6 +341,22 @@ export class Arbiter {
     w.replacing = true;
     w.killReason = reason;
     this.log.info({ worker: w.index, workerPid: w.pid, reason }, 'recycling worker: starting its replacement first');
+    this.queue.push({ type: 'tick' });
+  }
+
+  /**
+   * A worker hit an uncaught error: it takes no more work (it closed its listeners and
+   * finishes only the requests in progress, src/worker/worker.ts). Its replacement starts
+   * now, not when it exits, which may be --graceful-timeout later.
+   */
+  private workerFailed(w: WorkerProcess, reason: string): void {
+    this.log.error({ worker: w.index, workerPid: w.pid, reason }, 'worker hit an uncaught error: starting its replacement now; it exits once its requests in progress finish');
+    if (!w.alive || w.state === 'retiring') return;
+    w.state = 'retiring';
+    if (this.state !== 'stopping' && w.generation === this.generation) {
+      w.crashCounted = true;
+      this.countCrash(w);
+    }
     this.queue.push({ type: 'tick' });
   }
 
@@ -381,7 +412,7 @@ export class Arbiter {
 
     if (w.readyAt === null) {
       this.bootFailures++;
-      if (this.bootFailures >= MAX_BOOT_FAILURES) {
+      if (!this.everServed && this.bootFailures >= MAX_BOOT_FAILURES) {
         this.log.fatal(
           { failures: this.bootFailures, err: w.bootError ?? undefined },
           `workers failed to boot ${this.bootFailures} times in a row${w.bootError ? `: ${w.bootError.message}` : ''}. Stopping (exit 3).`,
@@ -390,7 +421,28 @@ export class Arbiter {
         this.beginStop(false);
         return;
       }
+      if (this.everServed) this.bootFailed(w);
     }
+    if (!w.crashCounted) this.countCrash(w);
+  }
+
+  /**
+   * A replacement of the serving generation failed to boot (the app on disk is broken now,
+   * a dependency is gone): keep serving with the workers that run, and keep retrying.
+   */
+  private bootFailed(w: WorkerProcess): void {
+    const error = w.bootError?.message.split('\n')[0] ?? w.describeExit();
+    this.degraded ??= { error, since: Date.now() };
+    this.degraded.error = error;
+    const ready = this.current().filter((x) => x.state === 'ready').length;
+    this.log.error(
+      { ready, workers: this.desired, failures: this.bootFailures, err: w.bootError ?? undefined },
+      `degraded: ${ready}/${this.desired} workers, boot failing: ${error} (retrying with backoff; fix the app, or reload with a good one)`,
+    );
+  }
+
+  /** Quick deaths in a row back the respawns off (100 ms doubling to 10 s); a stable worker resets it. */
+  private countCrash(w: WorkerProcess): void {
     const stableFor = w.readyAt ? Date.now() - w.readyAt : 0;
     this.crashStreak = stableFor >= STABLE_MS ? 0 : this.crashStreak + 1;
     const delay = this.crashStreak === 0 ? 0 : Math.min(100 * 2 ** (this.crashStreak - 1), MAX_BACKOFF_MS);
@@ -507,6 +559,7 @@ export class Arbiter {
       workers: this.desired,
       ready: this.current().filter((w) => w.state === 'ready').length,
       status: this.statusLine(),
+      degraded: this.degraded ? { bootError: this.degraded.error, sinceSec: Math.round((Date.now() - this.degraded.since) / 1000), failures: this.bootFailures } : null,
       settings: changed,
     };
   }
@@ -643,6 +696,7 @@ export class Arbiter {
       return false;
     }
     this.generation = generation;
+    this.degraded = null;
     for (const w of old) w.retire('replaced by reload');
     this.log.info({ workers: this.desired, reloadMs: Date.now() - started }, 'reload complete: new workers serving, old workers draining');
     this.state = 'running';

@@ -13,6 +13,13 @@ function pickInspectPort(): number {
   return 40000 + Math.floor(Math.random() * 20000);
 }
 
+/**
+ * Node 22 runs AsyncLocalStorage on async hooks (a promise hook on every promise) unless
+ * this flag is given; Node 24 uses async context frames by default. Workers name the
+ * request an uncaught error came from with it (src/worker/http-server.ts).
+ */
+const ASYNC_CONTEXT_FRAME = process.allowedNodeEnvironmentFlags.has('--experimental-async-context-frame') ? ['--experimental-async-context-frame'] : [];
+
 export type WorkerState = 'booting' | 'ready' | 'retiring';
 
 export interface WorkerExit {
@@ -41,6 +48,8 @@ export class WorkerProcess {
   bootReport: string[] | null = null;
   /** The heartbeat stopped: a stack capture and kill are under way. */
   hung = false;
+  /** Its death already counted towards the crash backoff (an uncaught error, reported before it exits). */
+  crashCounted = false;
   readonly exited: Promise<WorkerExit>;
   /** Resolves true once ready, false if the worker exits first. */
   readonly booted: Promise<boolean>;
@@ -71,6 +80,7 @@ export class WorkerProcess {
     this.inspectPort = pickInspectPort();
     const execArgv = [
       ...process.execArgv.filter((a) => !a.startsWith('--inspect')),
+      ...ASYNC_CONTEXT_FRAME,
       ...opts.settings.import.flatMap((m) => ['--import', m]),
       // Only used if the worker hangs: see hang-stack.ts. Nothing listens until SIGUSR1.
       `--inspect-port=127.0.0.1:${this.inspectPort}`,

@@ -53,6 +53,8 @@ export interface MasterMetricsOptions {
   log: Logger;
   workers: () => Iterable<MetricsWorkerView>;
   listeners: () => readonly MetricsListenerView[];
+  /** Replacements keep failing to boot: the pool serves with fewer workers than asked. */
+  degraded: () => boolean;
 }
 
 export class MasterMetrics {
@@ -139,6 +141,14 @@ export class MasterMetrics {
       collect() {
         this.reset();
         for (const q of readListenQueues(opts.listeners())) this.set({ listener: q.address }, q.queued);
+      },
+    });
+    new Gauge({
+      name: 'ws_proxy_kit_pool_degraded',
+      help: '1 while replacement workers keep failing to boot and the pool serves with fewer workers than asked (ctl status says why), else 0.',
+      registers,
+      collect() {
+        this.set(opts.degraded() ? 1 : 0);
       },
     });
     // process_* and nodejs_* describe the master process itself.

@@ -4,6 +4,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net, { type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from '../log/logger.js';
 import type { Settings } from '../config/settings.js';
 import type { LoadedApp } from './app.js';
@@ -48,6 +49,19 @@ function connectionList(server: http.Server): ConnectionList | null {
 }
 type TrackedSocket = Socket & { _httpMessage?: ServerResponse | null; server?: net.Server };
 
+/** How long a connection closed from our side may still deliver the client's FIN, before it is destroyed. */
+const CLOSE_LINGER_MS = 1000;
+
+/**
+ * Sends our FIN and stops reading (a request that arrives anyway is never parsed, so never
+ * run), then destroys the socket a moment later, once the client has surely seen the FIN.
+ */
+function closeGently(sock: Socket): void {
+  sock.end();
+  sock.pause();
+  setTimeout(() => sock.destroy(), CLOSE_LINGER_MS).unref();
+}
+
 // Request ids: a random per-process prefix and a counter — unique across workers and
 // restarts like a UUID, at a fraction of randomUUID()'s cost on every request.
 // (A decimal counter: number-to-decimal-string is the one V8 makes cheap.)
@@ -55,6 +69,23 @@ const ID_PREFIX = `${randomBytes(6).toString('hex')}-`;
 let idCounter = 0;
 function nextRequestId(): string {
   return ID_PREFIX + ++idCounter;
+}
+
+/**
+ * The request (its response) or upgraded socket whose app code runs now, also in the timers
+ * and promises that code starts: an uncaught exception or unhandled rejection can then name
+ * the request it came from, and that request gets its 500 at once instead of hanging until
+ * the graceful timeout (failRequest). On Node 24 (and 22 with --experimental-async-context-frame,
+ * which the arbiter passes) this is an async context frame, no async hook. enterWith, not
+ * run: node:http calls the request handler inside a callback scope that restores the
+ * previous frame when it returns, so one frame per request is enough (run() makes two:
+ * about 1.7 k instructions more per request, measured with bench/worker-instructions.ts).
+ */
+const requestContext = new AsyncLocalStorage<ServerResponse | Duplex>();
+
+/** The response or upgraded socket whose code is running now, if any (see requestContext). */
+export function currentRequest(): ServerResponse | Duplex | undefined {
+  return requestContext.getStore();
 }
 
 const STATUS_TEXT: Record<number, string> = { 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error' };
@@ -170,6 +201,7 @@ export class HttpWorker {
           sock.once('close', () => this.upgraded.delete(sock));
           try {
             this.identify(req, listener);
+            requestContext.enterWith(sock);
             upgrade(req, sock, head);
           } catch (err) {
             this.log.error({ err, url: req.url }, 'app error in upgrade handler');
@@ -315,6 +347,7 @@ export class HttpWorker {
       return;
     }
     try {
+      requestContext.enterWith(res);
       const result = handler(req, res) as Promise<unknown> | undefined;
       if (result && typeof result.then === 'function') result.then(undefined, (err: unknown) => this.appError(err, req, res, requestId));
     } catch (err) {
@@ -346,8 +379,22 @@ export class HttpWorker {
     }
   }
 
-  get isDraining(): boolean {
-    return this.draining;
+  /**
+   * The app's code threw where nothing caught it, in `target`'s request (or upgraded
+   * connection): a 500 when its answer has not started, else the connection is cut.
+   */
+  failRequest(target: ServerResponse | Duplex): void {
+    if (!(target instanceof http.ServerResponse)) {
+      target.destroy();
+      return;
+    }
+    if (target.headersSent || target.writableEnded) {
+      target.destroy();
+      return;
+    }
+    target.shouldKeepAlive = false;
+    target.writeHead(500, { 'content-type': 'text/plain', connection: 'close' });
+    target.end(`${STATUS_TEXT[500]}\n`);
   }
 
   /**
@@ -355,15 +402,26 @@ export class HttpWorker {
    * Idle keep-alive connections are not cut at once: a request may already be on the wire
    * (cutting it would reset the client — a lost request). Each one gets `Connection: close`
    * on its next response, or ends at the keep-alive timeout, which a proxy reaches first.
+   *
+   * `abandon` (after an uncaught error, when this process is no longer trusted): the
+   * listeners close at once without taking what is queued (the master and the other workers
+   * hold the same sockets, so the queue stays for them), and connections without a request
+   * in progress (idle keep-alive ones, unfinished heads) are closed now, so that none waits
+   * here for a worker that takes no more work. A proxy retries a request it sent on a
+   * kept-alive connection that closed (nginx does, even with one upstream server).
    */
-  drain(onListenersClosed?: () => void): Promise<void> {
+  drain(onListenersClosed?: () => void, opts: { abandon?: boolean } = {}): Promise<void> {
     this.draining = true;
     this.acceptControl.stop();
     for (const sock of this.openConnections()) {
       const res = sock._httpMessage;
-      if (res && !res.headersSent) res.shouldKeepAlive = false;
+      if (res) {
+        if (!res.headersSent) res.shouldKeepAlive = false;
+      } else if (opts.abandon) {
+        closeGently(sock);
+      }
     }
-    return this.acceptQueued().then(() => {
+    return (opts.abandon ? Promise.resolve() : this.acceptQueued()).then(() => {
       // net.Server's close, not http.Server's: the latter also drops idle keep-alive sockets.
       const closed = this.servers.map((s) => new Promise<void>((resolve) => net.Server.prototype.close.call(s, () => resolve())));
       closed.push(...this.proxyAcceptors.map((a) => a.close())); // PROXY protocol binds: the acceptor counts the connections

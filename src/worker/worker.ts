@@ -4,7 +4,8 @@ import { BOOT_ENV, EXIT_BOOT_ERROR, type MasterMessage, type WorkerBoot, type Wo
 import { createLogger, errorInfo, flushLogs, reopenLogFiles, type Logger } from '../log/logger.js';
 import type { AccessLog } from '../log/access.js';
 import { loadApp } from './app.js';
-import { HttpWorker } from './http-server.js';
+import { ServerResponse } from 'node:http';
+import { HttpWorker, currentRequest } from './http-server.js';
 import { HealthResponder, serveHealthBind } from './health.js';
 import { runHook, type Hooks } from '../config/hooks.js';
 // The config loader, the access log and metrics load only when used: a worker's boot time
@@ -41,8 +42,11 @@ function exit(code: number): never {
   process.exit(code);
 }
 
-/** Graceful stop: no new connections, finish in-flight requests, then exit. */
-function drain(reason: string, code = 0): void {
+/**
+ * Graceful stop: no new connections, finish in-flight requests, then exit. `abandon` after
+ * an uncaught error: stop taking work at once (HttpWorker.drain).
+ */
+function drain(reason: string, code = 0, abandon = false): void {
   if (exiting) return;
   exiting = true;
   void send({ type: 'draining', reason });
@@ -57,7 +61,7 @@ function drain(reason: string, code = 0): void {
   }, settings.gracefulTimeout * 1000);
   // Logged once the listening sockets are closed (after the backlog is emptied): from this
   // line on, no new connection reaches us.
-  const drained = http.drain(() => log.info({ reason, inflight: http!.stats.inflight }, 'worker draining'));
+  const drained = http.drain(() => log.info({ reason, inflight: http!.stats.inflight }, 'worker draining'), { abandon });
   void drained.then(async () => {
     clearTimeout(deadline);
     log.info('worker stopped');
@@ -103,9 +107,19 @@ process.on('disconnect', () => drain('master went away'));
 
 for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
   process.on(event, (err: unknown) => {
-    log.fatal({ err: errorInfo(err), event }, 'uncaught error outside a request: the worker finishes its requests and exits');
+    // The request whose code threw (its timers and promises carry its context), if any.
+    const target = currentRequest();
+    const req = target instanceof ServerResponse ? target.req : undefined;
+    const where = req ? { requestId: req.headers['x-request-id'], method: req.method, url: req.url?.slice(0, 200) } : {};
+    log.fatal(
+      { err: errorInfo(err), event, ...where },
+      target
+        ? `uncaught error in a request's code: that request is answered 500; the worker takes no more work and exits once its other requests finish`
+        : 'uncaught error outside a request: the worker takes no more work and exits once its requests finish',
+    );
+    if (target && http) http.failRequest(target);
     void send({ type: 'fatal', reason: event, error: errorInfo(err) });
-    drain(event, 1);
+    drain(event, 1, true);
   });
 }
 
