@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import net from 'node:net';
 import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, runCli, tempDir, cleanup, freePort, request, until, FIXTURES, type Reply } from './helpers/server.js';
+import { startServer, runCli, tempDir, cleanup, onCleanup, freePort, request, until, FIXTURES, type Reply } from './helpers/server.js';
 import { startLoad, failures } from './helpers/load.js';
 import { notifySink } from './helpers/notify-sink.js';
 
@@ -169,6 +169,42 @@ test('a broken app on disk after a refused deploy: the pool serves on degraded, 
   console.log(`  degraded for ${Date.parse(String(server.logs.find((l) => /^recovered/.test(String(l.msg)))!.time)) - Date.parse(String(degraded.time))} ms; load: sent ${r.sent}, ok ${r.ok}, statuses ${JSON.stringify(r.statuses)}, errors ${JSON.stringify(r.errors)}`);
   assert.is(failures(r), 0, 'requests lost');
   await server.stop();
+});
+
+test('150 unfinished request heads against --worker-connections 50 and 2 workers: good requests are still answered within a second', async () => {
+  const port = await freePort();
+  const server = startServer([HELLO, '-b', `127.0.0.1:${port}`, '-w', '2', '--worker-connections', '50']);
+  await server.ready();
+  // Slowloris: each sends part of a head and stalls (until --headers-timeout, 10 s).
+  const stalled = await Promise.all(
+    Array.from({ length: 150 }, () =>
+      new Promise<{ sock: net.Socket; text: () => string; closed: () => boolean }>((resolve) => {
+        const sock = net.connect({ port, host: '127.0.0.1' });
+        let text = '';
+        let closed = false;
+        sock.setEncoding('latin1');
+        sock.on('data', (d: string) => (text += d));
+        sock.on('close', () => (closed = true));
+        sock.on('error', () => {});
+        sock.on('connect', () => sock.write('GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ', () => resolve({ sock, text: () => text, closed: () => closed })));
+      }),
+    ),
+  );
+  onCleanup(() => stalled.forEach((s) => s.sock.destroy()));
+  await new Promise((r) => setTimeout(r, 300));
+  const took: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const t0 = Date.now();
+    const r = await request({ port }, '/', { timeoutMs: 5000 });
+    took.push(Date.now() - t0);
+    assert.is(r.status, 200);
+  }
+  const cut = stalled.filter((s) => s.closed()).length;
+  const with408 = stalled.filter((s) => s.text().startsWith('HTTP/1.1 408')).length;
+  console.log(`  good requests answered in ${took.join(', ')} ms; of 150 stalled heads ${cut} were closed, ${with408} with a 408`);
+  assert.ok(Math.max(...took) < 1000, `a good request waited ${Math.max(...took)} ms`);
+  assert.ok(with408 > 0, 'stalled heads were answered 408');
+  assert.ok(server.exitInfo === null);
 });
 
 test.run();

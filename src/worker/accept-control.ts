@@ -38,7 +38,7 @@ const REPORT_MS = 50;
 /** ... and per this many HTTP connections, REPORT_MS more: a look walks them all. */
 const CONNECTIONS_PER_TICK = 1000;
 
-/** How long a shed connection stays half-open after its last response (linger()). */
+/** How long a connection closed from our side stays half-open (closeGently()). */
 const LINGER_MS = 1000;
 /** A connection is busy while it received bytes, or was accepted, within this window. */
 const BUSY_WINDOW_MS = 1000;
@@ -91,6 +91,12 @@ export class AcceptControl {
   closeNext = 0;
   /** Connections closed so far to move them to another worker (a metric). */
   shedTotal = 0;
+  /**
+   * At the cap: closes the connections whose request head has stayed unfinished too long
+   * (HttpWorker), marking each with evicting(); returns how many. A client that has not
+   * finished its head must not keep out the ones that would (slowloris).
+   */
+  evictStaleHeads?: () => number;
   /** Sends the busy-connection count to the master; unset when balancing is off. */
   reportTo?: (busy: number) => void;
   /** Where the busy count looks; without it, every open connection counts as busy. */
@@ -211,9 +217,12 @@ export class AcceptControl {
    * when the client has long seen the FIN and gone. Meanwhile it no longer counts as open.
    */
   private linger(socket: net.Socket): void {
-    socket.end();
-    socket.pause();
-    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+    closeGently(socket);
+  }
+
+  /** A connection evictStaleHeads() is closing: from now on it no longer counts towards the cap. */
+  evicting(socket: net.Socket): void {
+    this.markLeaving(socket, true);
   }
 
   private markLeaving(socket: net.Socket, leaving: boolean): void {
@@ -226,6 +235,9 @@ export class AcceptControl {
       this.leaving.delete(socket);
       this.leavingCount--;
     }
+    // node's own cap (the backstop that accepts and drops) must not count the connections
+    // on their way out either: the room they leave is for the next ones.
+    if (this.cap > 0) for (const s of this.servers) s.maxConnections = this.cap + this.leavingCount;
   }
 
   /** Draining: accept what is queued, then the listeners close; no more pausing. */
@@ -238,8 +250,13 @@ export class AcceptControl {
 
   private accepted(): void {
     this.accepts++;
-    if (this.cap > 0 && !this.paused && !this.stopped && this.count() >= this.cap) this.pause();
+    if (this.cap > 0 && !this.paused && !this.stopped && this.count() >= this.cap && !this.evictAtCap()) this.pause();
     this.tickSoon();
+  }
+
+  /** At the cap: room made by closing stale request heads? */
+  private evictAtCap(): boolean {
+    return (this.evictStaleHeads?.() ?? 0) > 0 && this.count() < this.cap;
   }
 
   private tickSoon(): void {
@@ -286,7 +303,8 @@ export class AcceptControl {
 
   private readonly poll = (): void => {
     this.pollTimer = null;
-    if (this.holdReason() === null) {
+    const hold = this.holdReason();
+    if (hold === null || (hold === 'cap' && this.evictAtCap() && this.holdReason() === null)) {
       this.resume();
       return;
     }
@@ -302,4 +320,15 @@ export class AcceptControl {
     this.closeNext = 0;
     for (const h of this.handles) h.readStart();
   }
+}
+
+/**
+ * Closes a connection from our side without losing what the client still sends: our FIN
+ * first, reading stops (a request that arrives anyway is never parsed, so never run), and
+ * the socket is destroyed a moment later, when the client has long seen the FIN and gone.
+ */
+export function closeGently(socket: net.Socket): void {
+  socket.end();
+  socket.pause();
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
 }

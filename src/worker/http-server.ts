@@ -18,7 +18,7 @@ import { removeFields } from '../http-fields.js';
 // The PROXY protocol parsers (~3.5 MB) load only when --proxy-protocol is on.
 import type { ProxyProtocolAcceptor } from '../proxy/proxy-protocol.js';
 import { HeadScan, clientErrorStatus, guardBody, rawErrorResponse, refuse, scanHead } from './request-checks.js';
-import { AcceptControl } from './accept-control.js';
+import { AcceptControl, closeGently } from './accept-control.js';
 
 export interface ServeStats {
   requests: number;
@@ -40,6 +40,12 @@ interface ListenerInfo {
 /** node:http tracks each server's connections (for its timeouts) in a list under a private symbol. */
 interface ConnectionList {
   all(): { socket?: Socket | null }[];
+  /**
+   * The connections whose current head started more than headersMs ago and is unfinished
+   * (or whose request started more than requestMs ago; 0 = not that), removed from the list
+   * node's own timeout check walks: the caller closes them.
+   */
+  expired(headersMs: number, requestMs: number): { socket?: Socket | null }[];
 }
 let connectionListKey: symbol | undefined;
 function connectionList(server: http.Server): ConnectionList | null {
@@ -49,18 +55,13 @@ function connectionList(server: http.Server): ConnectionList | null {
 }
 type TrackedSocket = Socket & { _httpMessage?: ServerResponse | null; server?: net.Server };
 
-/** How long a connection closed from our side may still deliver the client's FIN, before it is destroyed. */
-const CLOSE_LINGER_MS = 1000;
-
 /**
- * Sends our FIN and stops reading (a request that arrives anyway is never parsed, so never
- * run), then destroys the socket a moment later, once the client has surely seen the FIN.
+ * At --worker-connections, a connection whose request head is still unfinished this long
+ * after it began (no byte yet counts too) is answered 408 and closed to make room
+ * (AcceptControl.evictStaleHeads). Proxies and real clients send a head at once: it arrives
+ * with the connection's first segments, whatever the round trip.
  */
-function closeGently(sock: Socket): void {
-  sock.end();
-  sock.pause();
-  setTimeout(() => sock.destroy(), CLOSE_LINGER_MS).unref();
-}
+const STALE_HEAD_MS = 500;
 
 // Request ids: a random per-process prefix and a counter — unique across workers and
 // restarts like a UUID, at a fraction of randomUUID()'s cost on every request.
@@ -137,6 +138,7 @@ export class HttpWorker {
     this.trust = new ForwardedTrust(settings);
     this.acceptControl = new AcceptControl(settings.workerConnections);
     this.acceptControl.connections = { http: () => this.openConnections(), upgraded: () => this.upgraded.size };
+    this.acceptControl.evictStaleHeads = () => this.evictStaleHeads();
     provideClientInfo((req) => this.clientInfoOf(req));
   }
 
@@ -161,6 +163,25 @@ export class HttpWorker {
       const list = connectionList(server);
       if (list) for (const parser of list.all()) if (parser.socket) yield parser.socket as TrackedSocket;
     }
+  }
+
+  /** At the cap: 408 for every connection whose head stayed unfinished for STALE_HEAD_MS; how many. */
+  private evictStaleHeads(): number {
+    let evicted = 0;
+    for (const server of this.servers) {
+      const list = connectionList(server);
+      if (!list || typeof list.expired !== 'function') continue;
+      for (const parser of list.expired(Math.min(STALE_HEAD_MS, this.headersTimeoutMs), 0)) {
+        const sock = parser.socket;
+        if (!sock || sock.destroyed) continue;
+        this.acceptControl.evicting(sock);
+        if (sock.writable) sock.write(rawErrorResponse(408));
+        closeGently(sock);
+        evicted++;
+      }
+    }
+    if (evicted) this.log.debug({ evicted, max: this.settings.workerConnections }, 'at --worker-connections: closed connections whose request head stayed unfinished (408)');
+    return evicted;
   }
 
   /** Creates one server per fd and starts accepting. Resolves when all listen. */
