@@ -10,6 +10,8 @@ export interface WorkerBoot {
   generation: number;
   /** The inherited listening sockets: fd numbers in the worker and their display address. */
   listeners: { fd: number; address: string; unix: boolean }[];
+  /** The socketpair end the watchdog thread serves (src/worker/watchdog.ts); null without --hang-stacks. */
+  watchdogFd: number | null;
   settings: Settings;
   configPath: string | null;
   /** 'json' or 'pretty', resolved by the master (workers' stderr is the master's). */

@@ -134,6 +134,14 @@ test('check APP: exit 0 for a good app, 1 for a missing module, an import that t
   assert.is(noExport.code, 1);
   assert.match(noExport.stderr, /has no export "nope" \(its exports: api, createApp, notAnApp\)/);
 
+  // A UNIX bind in a directory that does not exist: the same error as serving gives.
+  const noDir = await runCli(['check', APP, '-b', 'unix:/nonexistent-wspk-dir/app.sock']);
+  const served = await runCli([APP, '-b', 'unix:/nonexistent-wspk-dir/app.sock', '--log-format', 'json']);
+  assert.is(noDir.code, 1);
+  assert.match(noDir.stderr, /unix:\/nonexistent-wspk-dir\/app\.sock: the directory \/nonexistent-wspk-dir does not exist\./);
+  assert.is(served.code, 1);
+  assert.ok(served.stderr.includes(noDir.stderr.replace(/^ws-proxy-kit: /, '').trim()), served.stderr);
+
   // check validates the configuration too (exit 1 for check, as documented).
   const badConfig = await runCli(['check', APP, '--workers', 'zero']);
   assert.is(badConfig.code, 1);

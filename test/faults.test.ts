@@ -5,9 +5,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import net from 'node:net';
-import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, runCli, tempDir, cleanup, onCleanup, freePort, request, until, FIXTURES, type Reply } from './helpers/server.js';
+import { startServer, runCli, tempDir, cleanup, onCleanup, freePort, request, until, isAlive, FIXTURES, type Reply } from './helpers/server.js';
 import { startLoad, failures } from './helpers/load.js';
 import { notifySink } from './helpers/notify-sink.js';
 
@@ -18,25 +18,31 @@ const HELLO = join(FIXTURES, 'app.mjs');
 /** The pid in an answer of the fixture app ("ok PID"). */
 const pidOf = (r: Reply) => Number(r.body.trim().split(' ').pop());
 
-/** One GET on a new connection: 'refused' when connect() fails, else the status line. */
-function attempt(target: net.NetConnectOpts, timeoutMs = 10_000): Promise<{ connected: boolean; answer: string }> {
-  return new Promise((resolve) => {
-    let connected = false;
+/**
+ * One GET on a new connection: `connected` settles with the connect outcome, `answer` with
+ * the status line ('refused' when connect() fails).
+ */
+function attempt(target: net.NetConnectOpts, timeoutMs = 10_000): { connected: Promise<boolean>; answer: Promise<string> } {
+  let onConnect!: (ok: boolean) => void;
+  const connected = new Promise<boolean>((resolve) => (onConnect = resolve));
+  const answer = new Promise<string>((resolve) => {
     const c = net.connect(target);
     const timer = setTimeout(() => done('no answer'), timeoutMs);
-    function done(answer: string) {
+    function done(what: string) {
       clearTimeout(timer);
       c.destroy();
-      resolve({ connected, answer });
+      onConnect(false); // no-op once connected
+      resolve(what);
     }
     c.on('connect', () => {
-      connected = true;
+      onConnect(true);
       c.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     });
     c.on('data', (d) => done(String(d).split('\r\n')[0]!));
     c.on('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED' || err.code === 'ENOENT' ? 'refused' : `error ${err.code}`));
     c.on('close', () => done('closed'));
   });
+  return { connected, answer };
 }
 
 for (const [name, app] of [
@@ -58,9 +64,9 @@ for (const [name, app] of [
     // 20 clients, one every 5 ms from the instant the file appears, each waiting for its answer.
     for (let i = 0; i < 20; i++) {
       attempts.push(
-        attempt({ path: sock }).then((r) => {
-          if (r.answer === 'refused') refused++;
-          else if (r.answer.startsWith('HTTP/1.1 200')) answered++;
+        attempt({ path: sock }).answer.then((answer) => {
+          if (answer === 'refused') refused++;
+          else if (answer.startsWith('HTTP/1.1 200')) answered++;
         }),
       );
       await new Promise((r) => setTimeout(r, 5));
@@ -82,14 +88,14 @@ test('tcp: the port takes connections into its backlog while the workers still l
   // Until the first connect succeeds, refusals are expected (nothing is bound yet); after it none.
   while (answers.length < 10) {
     const r = attempt({ port, host: '127.0.0.1' }, 15_000);
-    const connected = await Promise.race([r.then((x) => x.connected), new Promise<boolean>((res) => setTimeout(() => res(true), 50))]);
-    if (!connected) {
+    if (!(await r.connected)) {
       if (firstConnect) refusedAfter++;
       if (server.exitInfo) throw new Error(`server exited: ${server.stderrText}`);
+      await new Promise((res) => setTimeout(res, 5));
       continue;
     }
     firstConnect ||= Date.now();
-    answers.push(r.then((x) => x.answer));
+    answers.push(r.answer);
   }
   const results = await Promise.all(answers);
   const ready = await server.ready();
@@ -142,6 +148,10 @@ test('a broken app on disk after a refused deploy: the pool serves on degraded, 
   writeFileSync(app, 'export default (req, res) => { res.end(\n');
   server.signal('SIGHUP');
   await server.waitForMsg(/^reload aborted/);
+  // The new workers of the refused reload are logged as such, not as unexpected exits.
+  const aborted = await server.waitForLog((l) => l.msg === 'worker exited' && l.reason === 'killed: reload aborted', 10_000, 'the aborted reload\'s worker exit');
+  assert.is(aborted.generation, 2);
+  assert.not.ok(server.logs.some((l) => l.msg === 'worker exited unexpectedly'), 'no unexpected exit yet');
   // ... and the file stays. One old worker goes away (told by someone else, so it drains
   // what it holds: a SIGKILL would also cost its requests in progress, which no server can
   // save): its replacement cannot boot.
@@ -169,6 +179,19 @@ test('a broken app on disk after a refused deploy: the pool serves on degraded, 
   console.log(`  degraded for ${Date.parse(String(server.logs.find((l) => /^recovered/.test(String(l.msg)))!.time)) - Date.parse(String(degraded.time))} ms; load: sent ${r.sent}, ok ${r.ok}, statuses ${JSON.stringify(r.statuses)}, errors ${JSON.stringify(r.errors)}`);
   assert.is(failures(r), 0, 'requests lost');
   await server.stop();
+  // One key per field: a line about a worker names it workerPid, next to the master's pid.
+  const twoPids = server.stderrText.split('\n').filter((line) => (line.match(/"pid":/g) ?? []).length > 1);
+  assert.equal(twoPids, [], 'log lines with two "pid" keys');
+});
+
+test('"worker exited" gives the requests the worker served, also when it exits within a heartbeat', async () => {
+  const sock = join(tempDir(), 'app.sock');
+  const server = startServer([HELLO, '-b', `unix:${sock}`, '-w', '1']);
+  await server.ready();
+  for (let i = 0; i < 5; i++) assert.is((await request({ socketPath: sock }, '/')).status, 200);
+  await server.stop(); // well within the first heartbeat (1 s)
+  const exited = await server.waitForLog((l) => l.msg === 'worker exited');
+  assert.is(exited.requests, 5);
 });
 
 test('150 unfinished request heads against --worker-connections 50 and 2 workers: good requests are still answered within a second', async () => {
@@ -205,6 +228,65 @@ test('150 unfinished request heads against --worker-connections 50 and 2 workers
   assert.ok(Math.max(...took) < 1000, `a good request waited ${Math.max(...took)} ms`);
   assert.ok(with408 > 0, 'stalled heads were answered 408');
   assert.ok(server.exitInfo === null);
+});
+
+/** Inodes of the sockets this process holds that are listening (TCP LISTEN, or a UNIX socket that accepts). */
+function listeningSockets(pid: number): Set<string> {
+  const held = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) held.add(m[1]!);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const listening = new Set<string>();
+  for (const file of ['tcp', 'tcp6']) {
+    for (const line of readFileSync(`/proc/${pid}/net/${file}`, 'latin1').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[3] === '0A' && held.has(f[9]!)) listening.add(f[9]!);
+    }
+  }
+  for (const line of readFileSync(`/proc/${pid}/net/unix`, 'latin1').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[3] === '00010000' && held.has(f[6]!)) listening.add(f[6]!); // __SO_ACCEPTCON
+  }
+  return listening;
+}
+
+test('a hung worker\'s stack is read without any listening port: during the hang only the binds listen in the worker', async () => {
+  const sock = join(tempDir(), 'app.sock');
+  const server = startServer([HELLO, '-b', `unix:${sock}`, '--timeout', '3']);
+  await server.ready();
+  const worker = server.workerPids()[0]!;
+  const binds = listeningSockets(server.pid); // the master's: the bind (and its control socket)
+  const extra = () => [...listeningSockets(worker)].filter((inode) => !binds.has(inode));
+  assert.not.match(readFileSync(`/proc/${worker}/cmdline`, 'latin1'), /--inspect/);
+  assert.is(listeningSockets(worker).size, 1, 'the worker listens on its bind');
+  assert.equal(extra(), []);
+  // Node's own SIGUSR1 behaviour would open an inspector on 127.0.0.1.
+  process.kill(worker, 'SIGUSR1');
+  assert.is((await request({ socketPath: sock }, '/')).status, 200);
+  assert.equal(extra(), [], 'SIGUSR1 opened no inspector');
+  request({ socketPath: sock }, '/spin', { timeoutMs: 30_000 }).catch(() => {});
+  const seen = new Set<string>();
+  let looks = 0;
+  while (isAlive(worker)) {
+    try {
+      for (const inode of extra()) seen.add(inode);
+      looks++;
+    } catch {
+      break; // the worker is gone
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  const line = await server.waitForMsg(/^worker timeout/, 10_000);
+  const frames = line.stack as { functionName: string; url: string }[];
+  console.log(`  looked at the hung worker's sockets ${looks} times until it was killed: ${seen.size} other listening socket(s); stack top: ${frames[0]?.functionName} (${frames[0]?.url})`);
+  assert.equal([...seen], [], 'a socket other than the bind listened in the worker');
+  assert.is(frames[0]!.functionName, 'app');
+  assert.match(frames[0]!.url, /fixtures\/app\.mjs$/);
 });
 
 test.run();

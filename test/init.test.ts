@@ -106,6 +106,12 @@ test('bad flags are errors that say what to do', async () => {
   assert.match(name.stderr, /lowercase letters, digits and dashes/);
   const noApp = await runCli(['init', '--dry-run'], { cwd: tempDir() });
   assert.match(noApp.stderr, /Pass --app/);
+  // An app module that is not there: the files are still written, with a warning.
+  const typo = await runCli(['init', '--app', 'srv/sever.mjs', '--dry-run'], { cwd: dir });
+  assert.is(typo.code, 0);
+  assert.match(typo.stderr, /^warning: --app srv\/sever\.mjs: no such file in /m);
+  const found = await runCli(['init', '--dry-run'], { cwd: dir });
+  assert.not.match(found.stderr, /warning/);
 });
 
 testWithTool(test, 'init validates the site with nginx -t, TLS included', hasCommand('nginx', ['-v']) ? null : 'nginx is not installed', async () => {

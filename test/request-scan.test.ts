@@ -83,6 +83,10 @@ test('limits: request line 414, field count and field size 431, checked before t
   const many = Array.from({ length: 101 }, (_, i) => [`X-F${i}`, 'v']).flat();
   assert.is(scanHead(head(many), LIMITS, scan), 431);
   assert.is(scanHead(head(['Host', 'a', 'Host', 'b', 'Cookie', 'c'.repeat(9000)]), LIMITS, scan), 431, 'an oversized field wins over a repeated Host');
+  // As Gunicorn: the line "Name: value" plus its CRLF against the limit (8190).
+  const line = (n: number) => head(['Host', 'a', 'X-Big', 'v'.repeat(n - 'X-Big: '.length)]);
+  assert.is(scanHead(line(8188), LIMITS, scan), 0, 'a line of 8188 bytes + CRLF is at the limit');
+  assert.is(scanHead(line(8189), LIMITS, scan), 431, 'a line of 8189 bytes + CRLF is over it');
   assert.is(scanHead(head(['Host', 'a', 'Host', 'b'], { major: 2, minor: 0 }), LIMITS, scan), 505, 'the version before a repeated field');
 });
 

@@ -206,6 +206,24 @@ testWithTool(test, 'an abstract NOTIFY_SOCKET ("@name") gets the messages throug
   assert.is(server.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith("cannot send to systemd's notify socket")).length, 0, 'no send failed');
 });
 
+const notifyMissing = hasCommand('systemd-notify') ? null : 'systemd-notify is not installed (apt-get install systemd)';
+
+testWithTool(test, 'where node-unix-socket cannot load (no native build), the master notifies through systemd-notify instead of failing', notifyMissing, async () => {
+  const dir = tempDir();
+  const sink = notifySink(dir);
+  const sock = join(dir, 'app.sock');
+  const server = startServer([APP, '--bind', `unix:${sock}`, '--workers', '1'], {
+    env: { NOTIFY_SOCKET: sink.path, NODE_OPTIONS: `--import ${join(FIXTURES, 'no-native-dgram.mjs')}` },
+  });
+  await server.ready();
+  await sink.waitFor(/^READY=1/);
+  const line = await server.waitForMsg(/^node-unix-socket cannot load/);
+  assert.match(String(line.why), /no native build/);
+  assert.is((await request({ socketPath: sock }, '/')).status, 200);
+  assert.is((await server.stop()).code, 0);
+  await sink.waitFor(/^STOPPING=1/);
+});
+
 test('takeNotifyEnv removes the variables; MAINPID= for a USR2 successor', async () => {
   const env: NodeJS.ProcessEnv = { NOTIFY_SOCKET: '/run/systemd/notify', WATCHDOG_USEC: '30000000', WATCHDOG_PID: '42', OTHER: 'x' };
   assert.equal(takeNotifyEnv(env, 42), { socket: '/run/systemd/notify', watchdogUsec: 30_000_000 });
@@ -214,7 +232,7 @@ test('takeNotifyEnv removes the variables; MAINPID= for a USR2 successor', async
   assert.is(takeNotifyEnv({ WATCHDOG_USEC: '5' }), null);
 
   const sink = notifySink(tempDir());
-  const notifier = new SdNotifier({ socket: sink.path, watchdogUsec: 30_000_000 }, pino({ level: 'silent' }));
+  const notifier = new SdNotifier({ socket: sink.path, watchdogUsec: 30_000_000 }, pino({ level: 'silent' }), DgramSocket);
   notifier.mainPid(4321);
   await sink.waitFor(/^MAINPID=4321$/);
   assert.equal(notifier.childEnv(), { NOTIFY_SOCKET: sink.path, WATCHDOG_USEC: '30000000' });

@@ -295,7 +295,7 @@ export class Arbiter {
         }
         else if (m.type === 'load') this.balance();
         else if (m.type === 'retire-me') this.replace(worker, 'max requests reached');
-        else if (m.type === 'boot-error') this.log.error({ worker: worker.index, pid: worker.pid, err: m.error }, 'worker could not load the app');
+        else if (m.type === 'boot-error') this.log.error({ worker: worker.index, workerPid: worker.pid, err: m.error }, 'worker could not load the app');
         else if (m.type === 'fatal') this.workerFailed(worker, m.reason);
       },
     });
@@ -403,8 +403,9 @@ export class Arbiter {
     void this.hook('childExit', w.info());
     const { code, signal } = w.exit!;
     const reason = w.describeExit();
-    const planned = w.state === 'retiring' && w.killReason !== null && !w.killReason.startsWith('killed:');
-    const fields = { worker: w.index, workerPid: w.pid, code, signal, reason, requests: w.stats.requests };
+    // Asked to go, not killed for being broken (a hang, a boot that never finished).
+    const planned = w.state === 'retiring' && w.killReason !== null && w.killReason !== 'killed: timeout' && w.killReason !== 'killed: boot timeout';
+    const fields = { worker: w.index, workerPid: w.pid, generation: w.generation, code, signal, reason, requests: w.stats.requests };
     if (planned || this.state === 'stopping') this.log.info(fields, 'worker exited');
     else this.log.warn({ ...fields, unexpectedExits: ++this.unexpectedExits }, 'worker exited unexpectedly');
     // Only deaths in the serving generation call for a replacement (an aborted reload's don't).
@@ -635,7 +636,7 @@ export class Arbiter {
     } else if (w.alive) {
       try {
         const { captureBlockedStack, formatFrames } = await import('./hang-stack.js');
-        const frames = await captureBlockedStack(w.pid, w.inspectPort);
+        const frames = await captureBlockedStack(w.watchdog);
         fields.stack = frames;
         detail = ` Its event loop is blocked at:\n${formatFrames(frames)}`;
       } catch (err) {
@@ -651,7 +652,7 @@ export class Arbiter {
     const fields = { worker: w.index, workerPid: w.pid, timeout: this.settings.timeout, silentMs };
     try {
       const { captureBlockedStack, formatFrames } = await import('./hang-stack.js');
-      const frames = await captureBlockedStack(w.pid, w.inspectPort);
+      const frames = await captureBlockedStack(w.watchdog);
       this.log.error({ ...fields, stack: frames }, `worker timeout: its event loop is blocked; killing it. It was stuck at:\n${formatFrames(frames)}`);
       await this.hook('workerAbort', w.info(), frames);
     } catch (err) {

@@ -1,6 +1,7 @@
 // Spawning and tracking worker processes. The pool policy (how many, when to respawn)
 // lives in arbiter.ts; this module knows how to start one worker and follow its life.
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { BOOT_ENV, isWorkerMessage, type MasterMessage, type ErrorInfo, type WorkerBoot, type WorkerMessage, type WorkerStats } from '../protocol.js';
 import type { Listener } from '../listeners/bind.js';
@@ -8,10 +9,12 @@ import type { Settings } from '../config/settings.js';
 
 const WORKER_ENTRY = fileURLToPath(new URL('../worker/worker.js', import.meta.url));
 
-/** A loopback port for the hang inspector; random in a range few services use. */
-function pickInspectPort(): number {
-  return 40000 + Math.floor(Math.random() * 20000);
-}
+/**
+ * Node's SIGUSR1 opens the inspector on 127.0.0.1:9229, where any local user could run code
+ * as the app's user: workers turn that off (Node 22.14+; the worker also handles SIGUSR1
+ * itself, which replaces Node's handler on older releases).
+ */
+const NO_SIGUSR1_INSPECTOR = process.allowedNodeEnvironmentFlags.has('--disable-sigusr1') ? ['--disable-sigusr1'] : [];
 
 /**
  * Node 22 runs AsyncLocalStorage on async hooks (a promise hook on every promise) unless
@@ -39,7 +42,8 @@ export class WorkerProcess {
   /** Why the arbiter ended this worker, when it did: logged with the exit. */
   killReason: string | null = null;
   exit: WorkerExit | null = null;
-  readonly inspectPort: number;
+  /** The socketpair to the worker's watchdog thread (--hang-stacks), which reads its stack when it hangs. */
+  readonly watchdog: Socket | null;
   /** Heartbeats in a row with RSS over --max-worker-memory. */
   overMemory = 0;
   /** A replacement has been requested (max-requests, memory): don't ask twice. */
@@ -67,33 +71,38 @@ export class WorkerProcess {
       onMessage: (w: WorkerProcess, m: WorkerMessage) => void;
     },
   ) {
+    // fd 3 is IPC, the listeners follow, then the watchdog's socketpair.
+    const watchdogFd = opts.settings.hangStacks ? 4 + opts.listeners.length : null;
     const boot: WorkerBoot = {
       id,
       index,
       generation,
       listeners: opts.listeners.map((l, i) => ({ fd: 4 + i, address: l.address, unix: l.spec.kind === 'unix' || l.address.startsWith('unix:') })),
+      watchdogFd,
       settings: opts.settings,
       configPath: opts.configPath,
       logFormat: opts.logFormat,
       maxRequests: opts.settings.maxRequests > 0 ? opts.settings.maxRequests + Math.floor(Math.random() * (opts.settings.maxRequestsJitter + 1)) : 0,
     };
-    this.inspectPort = pickInspectPort();
     const execArgv = [
       ...process.execArgv.filter((a) => !a.startsWith('--inspect')),
       ...ASYNC_CONTEXT_FRAME,
+      ...NO_SIGUSR1_INSPECTOR,
       ...opts.settings.import.flatMap((m) => ['--import', m]),
-      // Only used if the worker hangs: see hang-stack.ts. Nothing listens until SIGUSR1.
-      `--inspect-port=127.0.0.1:${this.inspectPort}`,
     ];
     this.child = spawn(process.execPath, [...execArgv, WORKER_ENTRY], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...opts.listeners.map((l) => l.fd)],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...opts.listeners.map((l) => l.fd), ...(watchdogFd !== null ? ['pipe' as const] : [])],
       env: { ...process.env, [BOOT_ENV]: JSON.stringify(boot) },
       cwd: opts.settings.chdir ?? process.cwd(),
     });
+    this.watchdog = watchdogFd !== null ? ((this.child.stdio[watchdogFd] as Socket | null) ?? null) : null;
+    this.watchdog?.setEncoding('utf8');
+    this.watchdog?.on('error', () => {});
     let onBooted!: (ok: boolean) => void;
     this.booted = new Promise((resolve) => (onBooted = resolve));
     this.exited = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => {
+      // 'close', not 'exit': it comes after the IPC channel's last message (the final counts).
+      this.child.once('close', (code, signal) => {
         this.exit = { code, signal };
         onBooted(false);
         resolve(this.exit);

@@ -6,6 +6,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, join, relative, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { parseAppSpec } from '../worker/app.js';
 import { ConfigError } from '../config/load.js';
 import { settingsByName } from '../config/settings.js';
 import type { ExtraFlags } from './args.js';
@@ -332,9 +334,26 @@ function nextSteps(o: DeployOptions, out: string, cwd: string, files: GeneratedF
   ].join('\n');
 }
 
+/** Why the app module cannot be found from `cwd`, or null when it can (a file, or a package). */
+function missingAppModule(app: string, cwd: string): string | null {
+  const { module } = parseAppSpec(app);
+  if (existsSync(resolve(cwd, module))) return null;
+  if (!module.startsWith('.') && !module.startsWith('/')) {
+    try {
+      createRequire(join(cwd, 'noop.js')).resolve(module);
+      return null;
+    } catch {
+      // neither a file nor a package
+    }
+  }
+  return `no such file in ${cwd} (${resolve(cwd, module)}).`;
+}
+
 /** Runs `init`; returns the exit code. */
 export function runInit(flags: InitFlags, cwd: string, settings: AlignedSettings = {}, write: (s: string) => void = (s) => process.stdout.write(s)): number {
   const o = deployOptionsFrom(flags, cwd, settings);
+  const missing = missingAppModule(o.app, cwd);
+  if (missing) process.stderr.write(`warning: --app ${o.app}: ${missing} The generated files run it as given; create it, or pass the right path.\n`);
   const out = resolve(cwd, flags.out ?? 'deploy');
   const target = flags.target ?? 'systemd';
   const files = target === 'systemd' ? generateFiles(o) : generateTargetFiles(target, flags, o, settings);

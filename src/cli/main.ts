@@ -70,6 +70,8 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   if (command === 'check') {
+    const { checkBindDirectory } = await import('../listeners/bind.js');
+    for (const b of s.bind) checkBindDirectory(b);
     const { loadApp } = await import('../worker/app.js');
     const app = await loadApp(s.app, process.cwd());
     process.stdout.write(`ok: configuration valid${config.configPath ? ` (${config.configPath})` : ''}; app ${app.description}\n`);
@@ -88,7 +90,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const log = createLogger(s, { role: 'master' });
   // Takes NOTIFY_SOCKET/WATCHDOG_* out of the environment so workers don't inherit them.
-  const notifier = process.env.NOTIFY_SOCKET ? ((await import('../notify/sd-notify.js')).createSdNotifier(process.env, log) ?? undefined) : undefined;
+  const notifier = process.env.NOTIFY_SOCKET ? ((await (await import('../notify/sd-notify.js')).createSdNotifier(process.env, log)) ?? undefined) : undefined;
   const arbiter = new Arbiter({ config, log, reloadConfig: () => readConfig(parsed, process.env), notifier });
   try {
     return await arbiter.run();

@@ -335,6 +335,15 @@ export const settingsTable = [
     doc: "Keep the workers' busy connections even (those that received a request within the last second, and upgraded ones; a proxy pool's idle spares do not count): a worker holding more than its share (over the mean by 10 % and by 2, for 100 ms) stops accepting for 250 ms and answers its surplus keep-alive connections with `Connection: close`, so they reconnect to another worker (docs/decisions.md).",
   }),
   def({
+    name: 'hangStacks',
+    section: 'Workers',
+    kind: 'boolean',
+    default: true,
+    accepted: 'true or false',
+    parse: bool,
+    doc: "Before a worker is killed for --timeout or --boot-timeout, log the JavaScript stack it is stuck in, read by a watchdog thread inside the worker (no inspector port is opened). The thread costs each worker about 15-19 MB of RSS; --no-hang-stacks saves it.",
+  }),
+  def({
     name: 'bootTimeout',
     section: 'Workers',
     kind: 'value',
@@ -395,7 +404,7 @@ export const settingsTable = [
     default: 8190,
     accepted: 'an integer from 0 (no limit of our own) to 65536',
     parse: integer(0, 65536),
-    doc: 'Longest header field ("Name: value") in bytes; longer gets 431.',
+    doc: 'Longest header field line in bytes, counted as Gunicorn does: "Name: value" and its CRLF; longer gets 431.',
   }),
   def({
     name: 'limitRequestBody',

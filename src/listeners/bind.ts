@@ -126,12 +126,19 @@ export function probeUnixSocket(path: string): Promise<'live' | 'stale'> {
   });
 }
 
-async function openUnix(spec: Extract<BindSpec, { kind: 'unix' }>, opts: BindOptions, log: Logger): Promise<Listener> {
-  const path = resolve(spec.path);
-  const dir = dirname(path);
+/** A UNIX bind whose directory is missing cannot be served: the error serving and `check` give. */
+export function checkBindDirectory(spec: BindSpec): void {
+  if (spec.kind !== 'unix') return;
+  const dir = dirname(resolve(spec.path));
   if (!existsSync(dir)) {
     throw new BindError(`unix:${spec.path}: the directory ${dir} does not exist. Create it (systemd: RuntimeDirectory=) or choose another path.`);
   }
+}
+
+async function openUnix(spec: Extract<BindSpec, { kind: 'unix' }>, opts: BindOptions, log: Logger): Promise<Listener> {
+  checkBindDirectory(spec);
+  const path = resolve(spec.path);
+  const dir = dirname(path);
   let existing: ReturnType<typeof lstatSync> | undefined;
   try {
     existing = lstatSync(path);

@@ -13,8 +13,11 @@
 // systemd does; against anything else every message took 5 s and was followed by an
 // ERRNO=110 message (found by test/sd-notify.test.ts). systemd gives services a path
 // socket (/run/systemd/notify), so the fallback matters only for other supervisors.
+// systemd-notify is also the transport where node-unix-socket's native build cannot load
+// (no build for this platform, such as arm64 or musl): the library is imported only here,
+// when the notifier is created, and a failure to load it is not fatal.
 import { execFile } from 'node:child_process';
-import { DgramSocket } from 'node-unix-socket';
+import type { DgramSocket } from 'node-unix-socket';
 import type { Logger } from '../log/logger.js';
 import type { Notifier } from './notifier.js';
 
@@ -49,8 +52,20 @@ export function monotonicUsec(): bigint {
 
 type Send = (message: string, done: (err: Error | undefined) => void) => void;
 
-function datagramTransport(path: string): { send: Send; close(): void } {
-  const socket = new DgramSocket();
+/** node-unix-socket's datagram socket class, when its native build loads here. */
+export type DatagramSockets = typeof DgramSocket;
+
+/** Loads node-unix-socket; null (with why) where its native build is missing or broken. */
+export async function loadDatagramSockets(): Promise<{ sockets: DatagramSockets | null; why?: string }> {
+  try {
+    return { sockets: (await import('node-unix-socket')).DgramSocket };
+  } catch (err) {
+    return { sockets: null, why: (err as Error).message.split('\n')[0] };
+  }
+}
+
+function datagramTransport(Sockets: DatagramSockets, path: string): { send: Send; close(): void } {
+  const socket = new Sockets();
   socket.on('error', () => {
     // failures are reported through the send callbacks
   });
@@ -97,11 +112,13 @@ export class SdNotifier implements Notifier {
   /** After a USR2 hand-over another process is the service: we stay silent. */
   private handedOver = false;
 
+  /** @param sockets node-unix-socket's DgramSocket; null: every message goes through systemd-notify. */
   constructor(
     readonly config: SdNotifyConfig,
     private readonly log: Logger,
+    sockets: DatagramSockets | null,
   ) {
-    this.transport = config.socket.startsWith('@') ? systemdNotifyTransport(config.socket) : datagramTransport(config.socket);
+    this.transport = config.socket.startsWith('@') || sockets === null ? systemdNotifyTransport(config.socket) : datagramTransport(sockets, config.socket);
   }
 
   /** Sends one notification (lines joined by \n); failures are logged once, never thrown. */
@@ -189,9 +206,15 @@ export class SdNotifier implements Notifier {
 }
 
 /** The notifier for this process, or null when systemd did not ask for notifications. */
-export function createSdNotifier(env: NodeJS.ProcessEnv, log: Logger): SdNotifier | null {
+export async function createSdNotifier(env: NodeJS.ProcessEnv, log: Logger): Promise<SdNotifier | null> {
   const config = takeNotifyEnv(env);
   if (!config) return null;
   log.debug({ notifySocket: config.socket, watchdogUsec: config.watchdogUsec }, 'systemd notify socket found');
-  return new SdNotifier(config, log);
+  let sockets: DatagramSockets | null = null;
+  if (!config.socket.startsWith('@')) {
+    const loaded = await loadDatagramSockets();
+    sockets = loaded.sockets;
+    if (!sockets) log.info({ why: loaded.why }, 'node-unix-socket cannot load on this platform: notifying systemd through systemd-notify');
+  }
+  return new SdNotifier(config, log, sockets);
 }

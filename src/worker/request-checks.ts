@@ -166,7 +166,8 @@ function scanFields(req: RequestHead, limits: HeadLimits, scan: HeadScan): numbe
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
-    if (fieldSize && name.length + value.length + 2 > fieldSize) return 431;
+    // The line "Name: value" and its CRLF, as Gunicorn counts it (len(line) + 2 > limit).
+    if (fieldSize && name.length + value.length + 4 > fieldSize) return 431;
     const kind = fieldKind(name);
     if (kind === 0) continue;
     if (kind & SINGLETON_MASK) {

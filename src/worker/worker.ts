@@ -5,6 +5,7 @@ import { createLogger, errorInfo, flushLogs, reopenLogFiles, type Logger } from 
 import type { AccessLog } from '../log/access.js';
 import { loadApp } from './app.js';
 import { ServerResponse } from 'node:http';
+import { Worker } from 'node:worker_threads';
 import { HttpWorker, currentRequest } from './http-server.js';
 import { HealthResponder, serveHealthBind } from './health.js';
 import { runHook, type Hooks } from '../config/hooks.js';
@@ -65,8 +66,8 @@ function drain(reason: string, code = 0, abandon = false): void {
   void drained.then(async () => {
     clearTimeout(deadline);
     log.info('worker stopped');
-    // Metrics: the final counts, so the master's totals include this worker's last requests.
-    if (http!.metrics) await send(heartbeat(0));
+    // The final counts, so the master's exit line and totals include the last requests.
+    await send(heartbeat(currentRss()));
     exit(code);
   });
 }
@@ -76,16 +77,19 @@ function quit(reason: string): void {
   exiting = true;
   callHookSync('workerInt');
   log.info({ reason }, 'worker quitting now');
-  http?.closeAll();
-  exit(0);
+  if (!http) exit(0);
+  http.closeAll();
+  // The final counts for the master's exit line, if the channel takes them at once.
+  void Promise.race([send(heartbeat(currentRss())), new Promise((r) => setTimeout(r, 100))]).then(() => exit(0));
 }
 
 process.on('SIGTERM', () => drain('SIGTERM'));
 process.on('SIGHUP', () => drain('SIGHUP'));
 process.on('SIGINT', () => quit('SIGINT'));
 process.on('SIGQUIT', () => quit('SIGQUIT'));
-// SIGUSR1 is left to Node (it opens the inspector: the arbiter uses it to see where a hung
-// worker is stuck); the arbiter asks for log reopening over IPC instead.
+// SIGUSR1 reopens the log files, as in Gunicorn's workers (the master also asks over IPC).
+// Handling it also keeps Node from opening its inspector on 127.0.0.1:9229 on that signal.
+process.on('SIGUSR1', () => reopenLogFiles());
 process.on('message', (m: MasterMessage) => {
   if (m?.type === 'reopen-logs') {
     reopenLogFiles();
@@ -138,6 +142,28 @@ function callHookSync(name: string, ...args: unknown[]): void {
   }
 }
 
+// --hang-stacks: the thread that reads this worker's stack when its event loop is blocked
+// (src/worker/watchdog.ts). Started before the app loads: a boot can hang too.
+// Awaited before the worker listens: once connections come, the fds it needs may be gone.
+const watchdogStarted = boot.watchdogFd === null ? Promise.resolve() : startWatchdog(boot.watchdogFd);
+
+function startWatchdog(fd: number): Promise<void> {
+  const watchdog = new Worker(new URL('./watchdog.js', import.meta.url), { workerData: { fd }, execArgv: [], stdout: false, stderr: false });
+  watchdog.unref(); // it never keeps the worker alive
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 5000).unref();
+    watchdog.once('message', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    watchdog.on('error', (err) => {
+      log.warn({ err: errorInfo(err) }, 'the watchdog thread stopped: a hang will be logged without its stack');
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 // While the app loads, keep the last lines it prints: if it never gets ready, the arbiter
 // asks for them and logs them with the boot timeout (no piping through the master).
 const bootOutput = tapOutput(20);
@@ -160,6 +186,7 @@ try {
   const appListeners = settings.healthBind ? boot.listeners.slice(0, -1) : boot.listeners;
   if (settings.healthBind) healthResponders.push(await serveHealthBind(settings, boot.listeners.at(-1)!.fd, draining, log));
   for (const h of healthResponders) h.setPoolReadiness(poolReadiness.ready, poolReadiness.reason);
+  await watchdogStarted;
   await http.listen(appListeners);
   if (exiting) {
     // A stop arrived while we were booting.
@@ -185,21 +212,25 @@ function heartbeat(rss: number): WorkerMessage {
 }
 
 let atFdLimit = false;
+/** RSS now; 0 when it cannot be read. */
+function currentRss(): number {
+  try {
+    const rss = process.memoryUsage.rss();
+    atFdLimit = false;
+    return rss;
+  } catch (err) {
+    // EMFILE (it reads /proc): a missed figure, not a crash. libuv then closes the connections
+    // it cannot accept without telling node, so this is where the fd limit becomes visible.
+    if (!atFdLimit) log.warn({ code: (err as NodeJS.ErrnoException).code, connections: http?.stats.connections }, 'at the open-file limit: new connections are closed unserved; raise `ulimit -n` (LimitNOFILE=) or lower --worker-connections');
+    atFdLimit = true;
+    return 0;
+  }
+}
 const heartbeatMs = Math.max(100, Math.min(1000, (settings.timeout * 1000) / 4 || 1000));
 let askedToRetire = false;
 setInterval(() => {
   if (!http) return;
-  let rss = 0;
-  try {
-    rss = process.memoryUsage.rss();
-    atFdLimit = false;
-  } catch (err) {
-    // EMFILE (it reads /proc): a missed figure, not a crash. libuv then closes the connections
-    // it cannot accept without telling node, so this is where the fd limit becomes visible.
-    if (!atFdLimit) log.warn({ code: (err as NodeJS.ErrnoException).code, connections: http.stats.connections }, 'at the open-file limit: new connections are closed unserved; raise `ulimit -n` (LimitNOFILE=) or lower --worker-connections');
-    atFdLimit = true;
-  }
-  void send(heartbeat(rss));
+  void send(heartbeat(currentRss()));
   // max-requests: the arbiter starts our replacement and retires us once it is ready,
   // so recycling drops nothing. Checked with the heartbeat: off the request path.
   if (boot.maxRequests > 0 && !askedToRetire && !exiting && http.stats.requests >= boot.maxRequests) {
