@@ -64,6 +64,15 @@ function startApp(ctx: Pick<Context, 'appDir' | 'configPath'>): ServerProcess {
 
 type Counts = Record<string, number>;
 
+/** Resolves once every worker that logged "worker draining" has exited. */
+function earlierWorkersGone(server: ServerProcess): Promise<boolean> {
+  return until(() => {
+    const draining = new Set(server.logs.filter((l) => l.msg === 'worker draining').map((l) => l.pid));
+    for (const l of server.logs) if (typeof l.msg === 'string' && l.msg.startsWith('worker exited')) draining.delete(l.workerPid as number);
+    return draining.size === 0;
+  }, 30_000, 'workers of earlier cases to finish draining');
+}
+
 /** Bounded load through nginx: `concurrency` loops of GET path until `during` resolves and `minMs` passed. */
 async function loadDuring(target: Target, path: string, concurrency: number, minMs: number, during: () => Promise<void>): Promise<Counts> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
@@ -256,11 +265,7 @@ export async function registerNginxCases(suite: Test, backend: NginxBackend): Pr
   t('a worker crash under load through nginx gives zero 502s', async () => {
     // Workers retired by an earlier case (the HUP reload) may still be draining nginx's
     // keep-alive connections; a /crash that lands on one never crashes it (it exits first).
-    await until(() => {
-      const draining = new Set(ctx.server.logs.filter((l) => l.msg === 'worker draining').map((l) => l.pid));
-      for (const l of ctx.server.logs) if (l.msg === 'worker exited') draining.delete(l.workerPid as number);
-      return draining.size === 0;
-    }, 30_000, 'workers of earlier cases to finish draining');
+    await earlierWorkersGone(ctx.server);
     const counts = await loadDuring(ctx.nginx, '/slow?ms=5', 6, 3000, async () => {
       await new Promise((r) => setTimeout(r, 500));
       const after = ctx.server.logs.length;
@@ -272,6 +277,24 @@ export async function registerNginxCases(suite: Test, backend: NginxBackend): Pr
     console.log(`  [${backend.name}] worker crash under load: ${JSON.stringify(counts)}`);
     assert.ok(total(counts) > 50, 'the load ran');
     assert.equal(Object.keys(counts), ['200'], 'every response was a 200');
+  });
+
+  t('an async throw in a request under load through nginx: that request gets a 500, every other one a 200', async () => {
+    await earlierWorkersGone(ctx.server);
+    let thrown: { status: number; ms: number } | null = null;
+    const counts = await loadDuring(ctx.nginx, '/slow?ms=5', 6, 3000, async () => {
+      await new Promise((r) => setTimeout(r, 500));
+      const after = ctx.server.logs.length;
+      const t0 = Date.now();
+      const r = await request(ctx.nginx, '/throw-later', { timeoutMs: 30_000 });
+      thrown = { status: r.status, ms: Date.now() - t0 };
+      // The failing worker closes its idle upstream connections: nginx retries on another.
+      await ctx.server.waitForMsg(/^worker exited unexpectedly/, 60_000, after);
+    });
+    console.log(`  [${backend.name}] async throw under load: the throwing request ${JSON.stringify(thrown)}; the load ${JSON.stringify(counts)}`);
+    assert.equal(thrown && [thrown.status, thrown.ms < 1000], [500, true]);
+    assert.ok(total(counts) > 50, 'the load ran');
+    assert.equal(Object.keys(counts), ['200'], 'every other response was a 200');
   });
 
   t('with the app stopped nginx answers the 503 page; after a restart it serves again', async () => {
