@@ -74,7 +74,7 @@ function appCommand(slot: number): string[] {
 function startApp(socketDir: string, slot: number): Promise<StartedTestContainer> {
   const binds: BindMount[] = [
     projectMount(),
-    { source: '/usr/bin/node', target: '/usr/bin/node', mode: 'ro' },
+    { source: process.execPath, target: '/usr/bin/node', mode: 'ro' },
     { source: socketDir, target: '/run/shop', mode: 'rw' },
   ];
   return startRemovedAfter(

@@ -3,9 +3,11 @@
 // Each test file is its own uvu process (TypeScript through tsx); files run a few at a
 // time, except *.serial.test.ts (load and container suites), which run one by one after.
 // Usage: node scripts/run-tests.mjs [substring ...]   (only files whose path contains one)
+// TEST_ALSO_NODE=/path/to/node: the unit suites (test/, not the serial ones) run once more
+// on that Node (CI: Node 22, next to the whole suite on Node 24); the last line sums both.
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { availableParallelism } from 'node:os';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -51,12 +53,13 @@ function check(name, cmd, args) {
 
 const strip = (s) => s.replace(/\x1b\[[0-9;]*m/g, '');
 
-function runFile(file) {
+function runFile(file, node = process.execPath, label = '') {
   return new Promise((resolve) => {
     const started = Date.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', file], {
+    const child = spawn(node, ['--import', 'tsx', file], {
       cwd: root,
-      env: { ...process.env, FORCE_COLOR: '0', NO_COLOR: '1' },
+      // The second Node's directory first, so that the CLI the suites start runs on it too.
+      env: { ...process.env, FORCE_COLOR: '0', NO_COLOR: '1', ...(label ? { PATH: `${dirname(node)}:${process.env.PATH ?? ''}` } : {}) },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
@@ -79,7 +82,7 @@ function runFile(file) {
       const total = Number(/Total:\s+(\d+)/.exec(text)?.[1] ?? NaN);
       const ok = Number(/Passed:\s+(\d+)/.exec(text)?.[1] ?? NaN);
       const skip = Number(/Skipped:\s+(\d+)/.exec(text)?.[1] ?? 0);
-      const name = relative(root, file);
+      const name = `${label}${relative(root, file)}`;
       let fileFailed;
       if (Number.isNaN(total) || Number.isNaN(ok)) {
         // The file died before uvu could report: count it as one failure.
@@ -100,11 +103,11 @@ function runFile(file) {
   });
 }
 
-async function pool(files, n) {
+async function pool(files, n, node, label) {
   const queue = [...files];
   await Promise.all(
     Array.from({ length: Math.min(n, queue.length) }, async () => {
-      while (queue.length) await runFile(queue.shift());
+      while (queue.length) await runFile(queue.shift(), node, label);
     }),
   );
 }
@@ -118,10 +121,18 @@ const built = check('build (tsc)', process.execPath, [join(root, 'node_modules/t
 if (filters.length === 0) {
   check('typecheck (tsc --noEmit, tests included)', process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit']);
   check('lint (eslint)', process.execPath, [join(root, 'node_modules/eslint/bin/eslint.js'), '.']);
+  check('package-lock.json lists every platform build (npm ci)', process.execPath, [join(root, 'scripts/complete-lock.mjs'), '--check']);
 }
 if (built) {
   await pool(files.filter((f) => !f.endsWith('.serial.test.ts')), concurrency);
   await pool(files.filter((f) => f.endsWith('.serial.test.ts')), 1);
+  const also = process.env.TEST_ALSO_NODE;
+  if (also) {
+    const version = spawnSync(also, ['--version'], { encoding: 'utf8' }).stdout.trim() || 'unknown';
+    process.stdout.write(`\n---- the unit suites again on Node ${version} (${also})\n`);
+    const units = files.filter((f) => f.startsWith(join(root, 'test')) && !f.endsWith('.serial.test.ts'));
+    await pool(units, concurrency, also, `[node ${version}] `);
+  }
 }
 process.stdout.write(`\nfinished in ${((Date.now() - started) / 1000).toFixed(0)} s${failures.length ? `; failing: ${failures.join(', ')}` : ''}\n`);
 process.stdout.write(`${passed} passed, ${failed} failed, ${skipped} skipped\n`);

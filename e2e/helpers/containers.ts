@@ -151,10 +151,10 @@ export function initOptions(name: string, own: Pick<NginxSiteOptions, 'timeout' 
   };
 }
 
-/** The systemd suites' mounts: the host's node, this project (read-only) and the shared directory. */
+/** The systemd suites' mounts: the node running the tests (as /usr/bin/node), this project (read-only) and the shared directory. */
 export function systemdSuiteBinds(hostShared: string): BindMount[] {
   return [
-    { source: '/usr/bin/node', target: '/usr/bin/node', mode: 'ro' },
+    { source: process.execPath, target: '/usr/bin/node', mode: 'ro' },
     projectMount(CONTAINER_PROJECT),
     { source: hostShared, target: CONTAINER_SHARED, mode: 'rw' },
   ];
