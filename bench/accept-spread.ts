@@ -38,10 +38,12 @@ function connections(e: RunningEngine): Map<number, number> {
 async function openBurst(socketPath: string, n: number): Promise<http.Agent> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: n });
   await Promise.all(
-    Array.from({ length: n }, () =>
-      new Promise<void>((resolve, reject) => {
-        http.get({ socketPath, path: '/', agent }, (res) => res.resume().on('end', resolve)).on('error', reject);
-      }),
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<void>((resolve, reject) => {
+          http.get({ socketPath, path: '/', agent }, (res) => res.resume().on('end', resolve)).on('error', reject);
+        }),
     ),
   );
   return agent;
@@ -68,7 +70,9 @@ try {
     if (!engine) throw new Error(`unknown engine ${name}`);
     running.push(await engine.start({ dir, workers: Number(opts.workers) }));
   }
-  console.log(`| engine | workers idle: connections per worker (busiest/least, median of ${opts.trials}) | workers busy: same (includes the 64 load connections) |`);
+  console.log(
+    `| engine | workers idle: connections per worker (busiest/least, median of ${opts.trials}) | workers busy: same (includes the 64 load connections) |`,
+  );
   console.log('|---|---|---|');
   for (const e of running) {
     const idle: number[][] = [];
@@ -77,7 +81,8 @@ try {
       idle.push(await trial(e, false));
       busy.push(await trial(e, true));
     }
-    const show = (xs: number[][]) => `${xs.map((x) => x.join('/')).join(', ')} (${median(xs.map((x) => x[0]! / Math.max(1, x.at(-1)!))).toFixed(2)})`;
+    const show = (xs: number[][]) =>
+      `${xs.map((x) => x.join('/')).join(', ')} (${median(xs.map((x) => x[0]! / Math.max(1, x.at(-1)!))).toFixed(2)})`;
     console.log(`| ${e.name} | ${show(idle)} | ${show(busy)} |`);
   }
 } finally {

@@ -74,7 +74,11 @@ async function poll(what: string, fn: () => Promise<boolean> | boolean, timeoutM
   }
 }
 
-function processEngine(name: string, launch: (socket: string, ctx: EngineContext, env: NodeJS.ProcessEnv) => Proc, opts: { single?: boolean; isReady?: (p: Proc, socket: string, ctx: EngineContext) => Promise<void> } = {}): Engine['start'] {
+function processEngine(
+  name: string,
+  launch: (socket: string, ctx: EngineContext, env: NodeJS.ProcessEnv) => Proc,
+  opts: { single?: boolean; isReady?: (p: Proc, socket: string, ctx: EngineContext) => Promise<void> } = {},
+): Engine['start'] {
   return async (ctx) => {
     const { socket, statsDir } = prepare(ctx, name);
     const t0 = performance.now();
@@ -118,7 +122,11 @@ function hasCommand(cmd: string, args: string[]): boolean {
 const raw: Engine = {
   name: 'node:http',
   missing: () => null,
-  start: processEngine('node:http', (socket, _ctx, env) => start('node:http', process.execPath, [join(BENCH, 'servers/raw.mjs'), socket], { env }), { single: true }),
+  start: processEngine(
+    'node:http',
+    (socket, _ctx, env) => start('node:http', process.execPath, [join(BENCH, 'servers/raw.mjs'), socket], { env }),
+    { single: true },
+  ),
 };
 
 /** `suffix` names a variant: `-bookkeeping` (our per-request bookkeeping added), `-twin` (identical). */
@@ -145,7 +153,12 @@ export function wsProxyKitEngine(name = 'ws-proxy-kit', flags: (socket: string) 
     name,
     missing: () => (existsSync(cli) ? null : `${cli} is missing: run npm run build`),
     start: processEngine(name, (socket, ctx, env) =>
-      start(name, process.execPath, [cli, APP, '--bind', `unix:${socket}`, '--workers', String(ctx.workers), '--log-format', 'json', ...flags(socket)], { env, cwd: ROOT }),
+      start(
+        name,
+        process.execPath,
+        [cli, APP, '--bind', `unix:${socket}`, '--workers', String(ctx.workers), '--log-format', 'json', ...flags(socket)],
+        { env, cwd: ROOT },
+      ),
     ),
   };
 }
@@ -170,10 +183,32 @@ export function parseCliSpec(spec: string): { name: string; cli: string } {
  * and their extra flags from `--flags "name=--flag value ..."`.
  */
 export function buildsFromArgs(cliSpecs: string[], flagSpecs: string[], extra: string[] = []): Build[] {
-  const flags = new Map(flagSpecs.map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1).split(' ').filter(Boolean)]));
+  const flags = new Map(
+    flagSpecs.map((f) => [
+      f.slice(0, f.indexOf('=')),
+      f
+        .slice(f.indexOf('=') + 1)
+        .split(' ')
+        .filter(Boolean),
+    ]),
+  );
   return (cliSpecs.length ? cliSpecs : [`ws-proxy-kit=${CLI}`]).map((spec) => {
     const { name, cli } = parseCliSpec(spec);
-    return { name, args: (socket) => [cli, APP, '--bind', `unix:${socket}`, '--workers', '1', '--log-format', 'json', ...extra, ...(flags.get(name) ?? [])] };
+    return {
+      name,
+      args: (socket) => [
+        cli,
+        APP,
+        '--bind',
+        `unix:${socket}`,
+        '--workers',
+        '1',
+        '--log-format',
+        'json',
+        ...extra,
+        ...(flags.get(name) ?? []),
+      ],
+    };
   });
 }
 
@@ -183,7 +218,24 @@ const gunicorn: Engine = {
   start: processEngine(
     'gunicorn',
     (socket, ctx, env) =>
-      start('gunicorn', 'gunicorn', ['--chdir', join(BENCH, 'servers'), '--bind', `unix:${socket}`, '--workers', String(ctx.workers), '--keep-alive', '5', '--backlog', '2048', 'wsgi_app:app'], { env }),
+      start(
+        'gunicorn',
+        'gunicorn',
+        [
+          '--chdir',
+          join(BENCH, 'servers'),
+          '--bind',
+          `unix:${socket}`,
+          '--workers',
+          String(ctx.workers),
+          '--keep-alive',
+          '5',
+          '--backlog',
+          '2048',
+          'wsgi_app:app',
+        ],
+        { env },
+      ),
     {
       isReady: async (proc, socket, ctx) => {
         await poll('gunicorn workers', async () => childrenOf(proc.pid).length >= ctx.workers && (await probe(socket)), 30_000);
@@ -226,11 +278,24 @@ const pm2: Engine = {
     };
     const t0 = performance.now();
     try {
-      await pm2Cmd(['start', join(BENCH, 'servers/pm2-app.cjs'), '--name', 'bench', '-i', String(ctx.workers), '--no-autorestart', '--time']);
-      await poll('pm2 workers', async () => {
-        const god = daemonPid();
-        return god !== null && childrenOf(god).length >= ctx.workers && (await probe(socket));
-      }, 60_000);
+      await pm2Cmd([
+        'start',
+        join(BENCH, 'servers/pm2-app.cjs'),
+        '--name',
+        'bench',
+        '-i',
+        String(ctx.workers),
+        '--no-autorestart',
+        '--time',
+      ]);
+      await poll(
+        'pm2 workers',
+        async () => {
+          const god = daemonPid();
+          return god !== null && childrenOf(god).length >= ctx.workers && (await probe(socket));
+        },
+        60_000,
+      );
     } catch (err) {
       await kill();
       throw err;

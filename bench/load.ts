@@ -70,9 +70,23 @@ export async function autocannonLoad(socketPath: string, shape: Shape, durationS
 }
 
 /** wrk (one thread per core) against nginx; churn goes to nginx's server without upstream keepalive. */
-export async function wrkLoad(url: string, shape: Shape, durationS: number, threads: number, connections = SHAPE_LOAD[shape].connections): Promise<LoadResult> {
+export async function wrkLoad(
+  url: string,
+  shape: Shape,
+  durationS: number,
+  threads: number,
+  connections = SHAPE_LOAD[shape].connections,
+): Promise<LoadResult> {
   const load = SHAPE_LOAD[shape];
-  const p = start('wrk', 'wrk', [`-t${threads}`, `-c${connections}`, `-d${durationS}s`, '--timeout', '10s', '--latency', `${url}${load.path}`]);
+  const p = start('wrk', 'wrk', [
+    `-t${threads}`,
+    `-c${connections}`,
+    `-d${durationS}s`,
+    '--timeout',
+    '10s',
+    '--latency',
+    `${url}${load.path}`,
+  ]);
   await p.exited;
   if (p.child.exitCode !== 0) throw new Error(`wrk failed (exit ${p.child.exitCode}):\n${p.text}`);
   return parseWrk(p.text, durationS);
@@ -109,7 +123,13 @@ function percentile(sorted: number[], p: number): number {
  * Latency is from connect() to the response's last byte.
  */
 /** A new connection per request, `concurrency` at a time, for durationS seconds or until maxRequests have been sent. */
-export function churnLoad(socketPath: string, concurrency: number, path: string, durationS: number, maxRequests = Infinity): Promise<LoadResult> {
+export function churnLoad(
+  socketPath: string,
+  concurrency: number,
+  path: string,
+  durationS: number,
+  maxRequests = Infinity,
+): Promise<LoadResult> {
   const request = `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`;
   const latencies: number[] = [];
   let errors = 0;
@@ -140,6 +160,12 @@ export function churnLoad(socketPath: string, concurrency: number, path: string,
   return Promise.all(Array.from({ length: concurrency }, loop)).then(() => {
     const seconds = (performance.now() - t0) / 1000;
     latencies.sort((a, b) => a - b);
-    return { rps: latencies.length / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors, requests: latencies.length };
+    return {
+      rps: latencies.length / seconds,
+      p50: percentile(latencies, 50),
+      p99: percentile(latencies, 99),
+      errors,
+      requests: latencies.length,
+    };
   });
 }

@@ -15,7 +15,10 @@ export class Proc {
   done = false;
   private waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
 
-  constructor(readonly name: string, readonly child: ChildProcess) {
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+  ) {
     started.add(this);
     const onLine = (parsed: LogLine) => {
       this.logs.push(parsed);
@@ -40,13 +43,20 @@ export class Proc {
     const found = this.logs.slice(from).find(pred);
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${this.name}: no expected log line within ${timeoutMs} ms; output:\n${this.text.slice(-3000)}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`${this.name}: no expected log line within ${timeoutMs} ms; output:\n${this.text.slice(-3000)}`)),
+        timeoutMs,
+      );
       const w = { pred, resolve: (l: LogLine) => (clearTimeout(timer), resolve(l)) };
       this.waiters.push(w);
       void this.exited.then(() => {
         if (!this.waiters.includes(w)) return;
         clearTimeout(timer);
-        reject(new Error(`${this.name} exited (code ${this.child.exitCode}, signal ${this.child.signalCode}); output:\n${this.text.slice(-3000)}`));
+        reject(
+          new Error(
+            `${this.name} exited (code ${this.child.exitCode}, signal ${this.child.signalCode}); output:\n${this.text.slice(-3000)}`,
+          ),
+        );
       });
     });
   }

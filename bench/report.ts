@@ -28,7 +28,10 @@ export interface Cell {
 }
 
 /** One line of the table: a cell's figures, each the median over the rounds (errors summed). */
-export interface Row extends Pick<Cell, 'path' | 'shape' | 'engine' | 'rps' | 'p50' | 'p99' | 'errors' | 'fairness' | 'masterCpuShare' | 'cpuUsPerRequest'> {
+export interface Row extends Pick<
+  Cell,
+  'path' | 'shape' | 'engine' | 'rps' | 'p50' | 'p99' | 'errors' | 'fairness' | 'masterCpuShare' | 'cpuUsPerRequest'
+> {
   ratio: { rps: number; p50: number; p99: number } | null;
   /** which cluster policy was the reference, per round */
   best: string[];
@@ -87,7 +90,11 @@ export function summarize(cells: Cell[]): Row[] {
       masterCpuShare: nullable(group.map((c) => c.masterCpuShare)),
       cpuUsPerRequest: median(group.map((c) => c.cpuUsPerRequest)),
       ratio: withRatio.length
-        ? { rps: median(withRatio.map((c) => c.ratio!.rps)), p50: median(withRatio.map((c) => c.ratio!.p50)), p99: median(withRatio.map((c) => c.ratio!.p99)) }
+        ? {
+            rps: median(withRatio.map((c) => c.ratio!.rps)),
+            p50: median(withRatio.map((c) => c.ratio!.p50)),
+            p99: median(withRatio.map((c) => c.ratio!.p99)),
+          }
         : null,
       best: withRatio.map((c) => c.ratio!.vs),
     });
@@ -101,15 +108,28 @@ const pct = (x: number | null) => (x === null || !Number.isFinite(x) ? '–' : `
 const ratio = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '–' : `${x.toFixed(2)}×`);
 const fair = (x: number | null) => (x === null ? '–' : Number.isFinite(x) ? `${x.toFixed(2)}` : '∞');
 
-export function markdown(rows: Row[], engines: EngineInfo[], skipped: { engine: string; reason: string }[], meta: Record<string, unknown>, cells: Cell[] = []): string {
+export function markdown(
+  rows: Row[],
+  engines: EngineInfo[],
+  skipped: { engine: string; reason: string }[],
+  meta: Record<string, unknown>,
+  cells: Cell[] = [],
+): string {
   const out: string[] = [];
-  out.push(`Load: ${Object.entries(meta).map(([k, v]) => `${k}=${String(v)}`).join(', ')}`, '');
+  out.push(
+    `Load: ${Object.entries(meta)
+      .map(([k, v]) => `${k}=${String(v)}`)
+      .join(', ')}`,
+    '',
+  );
   out.push(
     'Ratios (×) are to the best node:cluster configuration (rr or none) of the same round; every column is a median of rounds',
     '(so a ratio need not equal the quotient of the median req/s). autocannon (socket path) reports latency in whole ms.',
     '',
   );
-  out.push('| path | shape | engine | req/s | ×best | p50 ms | ×best | p99 ms | ×best | errors | busiest/least worker | master CPU share | server CPU µs/req |');
+  out.push(
+    '| path | shape | engine | req/s | ×best | p50 ms | ×best | p99 ms | ×best | errors | busiest/least worker | master CPU share | server CPU µs/req |',
+  );
   out.push('|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     out.push(

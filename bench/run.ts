@@ -53,10 +53,15 @@ if (opts.help) {
 const durationS = Number(opts.duration);
 const rounds = Number(opts.rounds);
 const workers = Number(opts.workers);
-const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+const list = (s: string) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
 const paths = list(opts.paths) as Path[];
 const shapes = list(opts.shapes) as Shape[];
-for (const s of shapes) if (![...SHAPES, ...EXTRA_SHAPES].includes(s)) throw new Error(`unknown shape ${s}: use ${[...SHAPES, ...EXTRA_SHAPES].join(', ')}`);
+for (const s of shapes)
+  if (![...SHAPES, ...EXTRA_SHAPES].includes(s)) throw new Error(`unknown shape ${s}: use ${[...SHAPES, ...EXTRA_SHAPES].join(', ')}`);
 for (const p of paths) if (p !== 'socket' && p !== 'nginx') throw new Error(`unknown path ${p}: use socket, nginx`);
 const builds = opts.cli.map((spec) => {
   const { name, cli } = parseCliSpec(spec);
@@ -64,7 +69,9 @@ const builds = opts.cli.map((spec) => {
 });
 const wanted = [...list(opts.engines), ...builds.map((b) => b.name)];
 const ALL_ENGINES = [...ENGINES, ...EXTRA_ENGINES, ...builds];
-for (const name of wanted) if (!ALL_ENGINES.some((e) => e.name === name)) throw new Error(`unknown engine ${name}: use ${ALL_ENGINES.map((e) => e.name).join(', ')}`);
+for (const name of wanted)
+  if (!ALL_ENGINES.some((e) => e.name === name))
+    throw new Error(`unknown engine ${name}: use ${ALL_ENGINES.map((e) => e.name).join(', ')}`);
 
 const progress = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -207,15 +214,21 @@ async function measureCell(round: number, path: Path, shape: Shape, e: RunningEn
 
 /** The first line of the error and the last line of the server's output. */
 function startFailure(err: unknown): string {
-  const lines = String((err as Error).message ?? err).trim().split('\n');
+  const lines = String((err as Error).message ?? err)
+    .trim()
+    .split('\n');
   return (lines.length > 1 ? `${lines[0]} ${lines.at(-1)}` : lines[0]!).slice(0, 400);
 }
 
 async function main(): Promise<void> {
   const skipped: { engine: string; reason: string }[] = [];
   if (paths.includes('nginx')) {
-    for (const [cmd, pkg] of [['nginx', 'nginx'], ['wrk', 'wrk']] as const) {
-      if (spawnSync(cmd, ['-v'], { stdio: 'ignore' }).error) throw new Error(`${cmd} is not installed: apt-get install -y ${pkg}, or run with --paths socket`);
+    for (const [cmd, pkg] of [
+      ['nginx', 'nginx'],
+      ['wrk', 'wrk'],
+    ] as const) {
+      if (spawnSync(cmd, ['-v'], { stdio: 'ignore' }).error)
+        throw new Error(`${cmd} is not installed: apt-get install -y ${pkg}, or run with --paths socket`);
     }
   }
   const infos: EngineInfo[] = [];
@@ -246,7 +259,12 @@ async function main(): Promise<void> {
     }
   }
   if (running.length === 0) throw new Error('no engine could run');
-  if (paths.includes('nginx')) nginx = await startNginx(dir, running.map((e) => ({ name: e.name, socket: e.socket })), availableParallelism());
+  if (paths.includes('nginx'))
+    nginx = await startNginx(
+      dir,
+      running.map((e) => ({ name: e.name, socket: e.socket })),
+      availableParallelism(),
+    );
 
   if (Number(opts.warmup) > 0) {
     for (const e of running) {
@@ -264,7 +282,9 @@ async function main(): Promise<void> {
         for (const e of order) {
           const cell = await measureCell(round, path, shape, e);
           await waitIdle(e);
-          progress(`round ${round} ${path} ${shape} ${e.name}: ${Math.round(cell.rps)} req/s, p99 ${cell.p99.toFixed(2)} ms, errors ${cell.errors}, workers ${cell.workerRequests.join('/')}, steal ${(cell.steal * 100).toFixed(0)}%`);
+          progress(
+            `round ${round} ${path} ${shape} ${e.name}: ${Math.round(cell.rps)} req/s, p99 ${cell.p99.toFixed(2)} ms, errors ${cell.errors}, workers ${cell.workerRequests.join('/')}, steal ${(cell.steal * 100).toFixed(0)}%`,
+          );
           cells.push(cell);
         }
       }
@@ -305,16 +325,26 @@ async function main(): Promise<void> {
     info.pids = [...new Set([...info.pids, ...(e.master ? [e.master] : []), ...e.workers()])];
   }
   if (opts.json) {
-    console.log(JSON.stringify({ meta, rows, engines: infos, skipped, cells, markdown: markdown(rows, infos, skipped, meta, cells) }, null, 2));
+    console.log(
+      JSON.stringify({ meta, rows, engines: infos, skipped, cells, markdown: markdown(rows, infos, skipped, meta, cells) }, null, 2),
+    );
   } else {
     console.log(markdown(rows, infos, skipped, meta, cells));
-    const fairCells = cells.filter((c) => c.path === 'nginx' && (c.shape === 'keepalive' || c.shape === 'spare') && c.workerRequests.length > 1);
+    const fairCells = cells.filter(
+      (c) => c.path === 'nginx' && (c.shape === 'keepalive' || c.shape === 'spare') && c.workerRequests.length > 1,
+    );
     if (fairCells.length) {
       console.log('Requests (new connections, CPU ms, of which GC ms) per worker, nginx keep-alive, each round:');
-      for (const c of fairCells) console.log(`- round ${c.round} ${c.shape} ${c.engine}: ${c.workerRequests.map((r, i) => `${r} (${c.workerConnections[i]}, ${c.workerCpuMs[i]} ms, ${c.workerGcMs[i]} ms)`).join(' / ')}, steal ${(c.steal * 100).toFixed(0)}%`);
+      for (const c of fairCells)
+        console.log(
+          `- round ${c.round} ${c.shape} ${c.engine}: ${c.workerRequests.map((r, i) => `${r} (${c.workerConnections[i]}, ${c.workerCpuMs[i]} ms, ${c.workerGcMs[i]} ms)`).join(' / ')}, steal ${(c.steal * 100).toFixed(0)}%`,
+        );
     }
     const reloads = infos.filter((i) => i.reloadMs.length);
-    if (reloads.length) console.log(`\nReloads: ${reloads.map((i) => `${i.engine} median ${Math.round(median(i.reloadMs))} ms of ${i.reloadMs.map((x) => Math.round(x)).join(', ')}`).join('; ')}`);
+    if (reloads.length)
+      console.log(
+        `\nReloads: ${reloads.map((i) => `${i.engine} median ${Math.round(median(i.reloadMs))} ms of ${i.reloadMs.map((x) => Math.round(x)).join(', ')}`).join('; ')}`,
+      );
   }
 }
 

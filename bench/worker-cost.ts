@@ -40,7 +40,10 @@ interface Variant {
 const variants: Variant[] = [
   {
     name: 'cluster-none',
-    launch: (socket) => start('cluster-none', process.execPath, [join(ROOT, 'bench/servers/cluster.mjs'), socket, '1'], { env: { ...process.env, NODE_CLUSTER_SCHED_POLICY: 'none' } }),
+    launch: (socket) =>
+      start('cluster-none', process.execPath, [join(ROOT, 'bench/servers/cluster.mjs'), socket, '1'], {
+        env: { ...process.env, NODE_CLUSTER_SCHED_POLICY: 'none' },
+      }),
   },
 ];
 for (const build of buildsFromArgs(values.cli, values.flags)) {
@@ -87,4 +90,5 @@ const base = median(results.get('cluster-none')!);
 console.log(`\nshape=${values.shape} requests=${requests} connections=${connections} rounds=${rounds}\n`);
 console.log('| variant | worker CPU µs/req (median) | × cluster-none | rounds |');
 console.log('|---|---:|---:|---|');
-for (const [name, xs] of results) console.log(`| ${name} | ${median(xs).toFixed(1)} | ${(median(xs) / base).toFixed(2)}× | ${xs.map((x) => x.toFixed(1)).join(', ')} |`);
+for (const [name, xs] of results)
+  console.log(`| ${name} | ${median(xs).toFixed(1)} | ${(median(xs) / base).toFixed(2)}× | ${xs.map((x) => x.toFixed(1)).join(', ')} |`);

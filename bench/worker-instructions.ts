@@ -65,7 +65,13 @@ writeFileSync(
   `import http from 'node:http';\nconst { default: app } = await import(${JSON.stringify(APP)});\n` +
     `http.createServer({ keepAliveTimeout: 5000 }, app).listen(process.argv[2], () => console.error(JSON.stringify({ msg: 'ready' })));\n`,
 );
-const variants: Variant[] = [{ name: 'node:http', launch: (socket) => start('node:http', 'valgrind', [...VALGRIND, ...NODE, plainServer, socket]), counted: (p) => p.pid }];
+const variants: Variant[] = [
+  {
+    name: 'node:http',
+    launch: (socket) => start('node:http', 'valgrind', [...VALGRIND, ...NODE, plainServer, socket]),
+    counted: (p) => p.pid,
+  },
+];
 // valgrind slows the boot and the heartbeats: generous timeouts so the arbiter never steps in.
 // Balancing's busy count runs on a timer (every 50 ms while connections are active): under
 // valgrind's ~50× slowdown it lands on ~50× fewer requests each and measured ~0.7 k
@@ -77,7 +83,8 @@ for (const build of buildsFromArgs(values.cli, values.flags, ['--timeout', '600'
   const balancing = values.balanced || ownBalancing ? [] : ['--balance-connections', 'false'];
   variants.push({
     name: build.name,
-    launch: (socket) => start(build.name, 'valgrind', ['--trace-children=yes', ...VALGRIND, ...NODE, ...build.args(socket), ...balancing], { cwd: ROOT }),
+    launch: (socket) =>
+      start(build.name, 'valgrind', ['--trace-children=yes', ...VALGRIND, ...NODE, ...build.args(socket), ...balancing], { cwd: ROOT }),
     counted: (p) => {
       const [worker] = childrenOf(p.pid);
       if (!worker) throw new Error(`${build.name}: no worker process`);
@@ -103,8 +110,16 @@ async function load(socketPath: string, amount: number): Promise<void> {
     if (r.errors || r.requests !== amount) throw new Error(`churn: ${r.errors} failed, ${r.requests} of ${amount} answered`);
     return;
   }
-  const r = await autocannon({ url: `http://localhost${values.path}`, socketPath, connections: Number(values.connections), amount, timeout: 120, headers: values['proxy-headers'] ? PROXY_HEADERS : {} });
-  if (r.errors || r.non2xx || r.timeouts || r.requests.total !== amount) throw new Error(`errors: ${r.errors} non2xx: ${r.non2xx} timeouts: ${r.timeouts} total: ${r.requests.total}`);
+  const r = await autocannon({
+    url: `http://localhost${values.path}`,
+    socketPath,
+    connections: Number(values.connections),
+    amount,
+    timeout: 120,
+    headers: values['proxy-headers'] ? PROXY_HEADERS : {},
+  });
+  if (r.errors || r.non2xx || r.timeouts || r.requests.total !== amount)
+    throw new Error(`errors: ${r.errors} non2xx: ${r.non2xx} timeouts: ${r.timeouts} total: ${r.requests.total}`);
 }
 
 /** The dump's total, and what V8's optimizing compiler took of it (inclusive cost of its runtime entries). */
@@ -113,7 +128,10 @@ function summary(pid: number, name: string): { total: number; compiles: number }
   const file = join(dir, files.sort().at(-1)!);
   if (values.keep) copyFileSync(file, join(values.keep, `${name.replace(/\W/g, '_')}.callgrind`));
   const total = Number(/^summary: (\d+)/m.exec(readFileSync(file, 'utf8'))![1]);
-  const annotated = execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', file], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  const annotated = execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', file], {
+    encoding: 'utf8',
+    maxBuffer: 256 << 20,
+  });
   let compiles = 0;
   // Runtime_CompileOptimized (TurboFan, and Maglev on newer V8) and its on-stack-replacement twin.
   for (const m of annotated.matchAll(/^\s*([\d,]+) .*Runtime_CompileOptimized(?:OSR)?\(/gm)) compiles += Number(m[1]!.replaceAll(',', ''));
@@ -134,7 +152,9 @@ try {
     const { total, compiles } = summary(pid, v.name);
     const result = { name: v.name, perRequest: total / requests, withoutCompiles: (total - compiles) / requests };
     results.push(result);
-    process.stderr.write(`${v.name}: ${Math.round(result.perRequest)} instructions/request, ${Math.round(result.withoutCompiles)} without optimizing compiles\n`);
+    process.stderr.write(
+      `${v.name}: ${Math.round(result.perRequest)} instructions/request, ${Math.round(result.withoutCompiles)} without optimizing compiles\n`,
+    );
     await proc.stop('SIGTERM', 30_000);
   }
 } finally {
@@ -143,9 +163,13 @@ try {
 }
 
 const [base] = results;
-console.log(`\npath=${values.path} requests=${requests} connections=${values.connections}${values['proxy-headers'] ? ' proxy-headers' : ''}\n`);
+console.log(
+  `\npath=${values.path} requests=${requests} connections=${values.connections}${values['proxy-headers'] ? ' proxy-headers' : ''}\n`,
+);
 console.log('| variant | instructions/request | × node:http | without optimizing compiles | × node:http |');
 console.log('|---|---:|---:|---:|---:|');
 for (const r of results) {
-  console.log(`| ${r.name} | ${Math.round(r.perRequest)} | ${(r.perRequest / base!.perRequest).toFixed(3)}× | ${Math.round(r.withoutCompiles)} | ${(r.withoutCompiles / base!.withoutCompiles).toFixed(3)}× |`);
+  console.log(
+    `| ${r.name} | ${Math.round(r.perRequest)} | ${(r.perRequest / base!.perRequest).toFixed(3)}× | ${Math.round(r.withoutCompiles)} | ${(r.withoutCompiles / base!.withoutCompiles).toFixed(3)}× |`,
+  );
 }

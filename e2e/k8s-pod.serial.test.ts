@@ -91,7 +91,10 @@ function startApp(socketDir: string, slot: number): Promise<StartedTestContainer
 }
 
 testWithTool(test, 'pod: a rolling replacement of the app container under load loses zero requests', missing, async () => {
-  const [configMap, deployment] = kubernetesManifests(options) as unknown as [{ data: Record<string, string> }, { spec: { template: { spec: { securityContext: { fsGroup: number } } } } }];
+  const [configMap, deployment] = kubernetesManifests(options) as unknown as [
+    { data: Record<string, string> },
+    { spec: { template: { spec: { securityContext: { fsGroup: number } } } } },
+  ];
   assert.is(deployment.spec.template.spec.securityContext.fsGroup, SOCKET_GID);
 
   // The emptyDir: group SOCKET_GID, setgid, group-writable (what the kubelet does with fsGroup).
@@ -112,7 +115,10 @@ testWithTool(test, 'pod: a rolling replacement of the app container under load l
   assert.match(site, 'server unix:/run/shop/app.sock max_fails=0;');
   site = site
     .replace('listen 8080;', `listen 127.0.0.1:${port};`)
-    .replace('server unix:/run/shop/app.sock max_fails=0;', 'server unix:/run/shop/app-1.sock max_fails=0;\n    server unix:/run/shop/app-2.sock max_fails=0;');
+    .replace(
+      'server unix:/run/shop/app.sock max_fails=0;',
+      'server unix:/run/shop/app-1.sock max_fails=0;\n    server unix:/run/shop/app-2.sock max_fails=0;',
+    );
   writeFileSync(join(prefix, 'site.conf'), site);
   writeFileSync(join(prefix, 'nginx.conf'), nginxMainConf(prefix, join(prefix, 'site.conf'), { workerProcesses: 2 }));
   await startRemovedAfter(
@@ -128,7 +134,8 @@ testWithTool(test, 'pod: a rolling replacement of the app container under load l
       .withStartupTimeout(30_000),
   );
 
-  const probe = (slot: number, path: string) => request({ socketPath: join(socketDir, `health-${slot}.sock`) }, path, { timeoutMs: 5000 }).catch(() => ({ status: 0, body: '' }));
+  const probe = (slot: number, path: string) =>
+    request({ socketPath: join(socketDir, `health-${slot}.sock`) }, path, { timeoutMs: 5000 }).catch(() => ({ status: 0, body: '' }));
   const old = await startApp(socketDir, 1);
   await until(async () => (await probe(1, '/ready')).status === 200, 30_000, 'old app ready');
   const front = { host: '127.0.0.1', port };

@@ -96,7 +96,11 @@ function startNginx(dir: string, site: string, socket: string): { child: ChildPr
   assert.ok(replaced, 'the generated site listens on 80');
   const conf = join(prefix, 'nginx.conf');
   writeFileSync(conf, nginxMainConf(prefix, siteFile, { user: PROXY_USER, workerProcesses: 2 }));
-  const child = spawn('ip', ['netns', 'exec', PROXY_NS, 'nginx', '-p', prefix + '/', '-c', conf, '-e', join(prefix, 'error.log'), '-g', 'daemon off;'], { stdio: 'ignore', detached: true });
+  const child = spawn(
+    'ip',
+    ['netns', 'exec', PROXY_NS, 'nginx', '-p', prefix + '/', '-c', conf, '-e', join(prefix, 'error.log'), '-g', 'daemon off;'],
+    { stdio: 'ignore', detached: true },
+  );
   onCleanup(async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child.once('exit', r));
@@ -198,16 +202,20 @@ async function setUp(drainSeconds: number) {
   for (const s of servers) await s.ready(30_000);
   const socket = join(dir, 'nginx.sock');
   const nginx = startNginx(dir, files[0]!.content, socket);
-  await until(async () => {
-    const r = await new Promise<number>((resolve) => {
-      const req = http.get({ socketPath: socket, path: '/', headers: { host: 'shop' } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
+  await until(
+    async () => {
+      const r = await new Promise<number>((resolve) => {
+        const req = http.get({ socketPath: socket, path: '/', headers: { host: 'shop' } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', () => resolve(0));
       });
-      req.on('error', () => resolve(0));
-    });
-    return r === 200;
-  }, 20_000, 'nginx answering through the upstream');
+      return r === 200;
+    },
+    20_000,
+    'nginx answering through the upstream',
+  );
   return { servers, socket, nginx };
 }
 
@@ -260,7 +268,10 @@ testWithTool(test, 'hosts: a host killed hard loses only its in-flight requests;
   assert.is(g.failed, 0, JSON.stringify(g.failures.slice(0, 5)));
   // POSTs are not replayed once sent: only those in flight on the killed host can fail.
   assert.ok(p.failed <= POST_CONCURRENCY, `POST failures ${p.failed} <= in flight ${POST_CONCURRENCY}: ${JSON.stringify(p.failures)}`);
-  assert.ok(p.failures.every((f) => f.at < killAt + 3000), 'failures only around the kill');
+  assert.ok(
+    p.failures.every((f) => f.at < killAt + 3000),
+    'failures only around the kill',
+  );
   assert.equal(lateFailures, [], 'after the kill nginx routes around the dead host');
 });
 

@@ -66,11 +66,16 @@ type Counts = Record<string, number>;
 
 /** Resolves once every worker that logged "worker draining" has exited. */
 function earlierWorkersGone(server: ServerProcess): Promise<boolean> {
-  return until(() => {
-    const draining = new Set(server.logs.filter((l) => l.msg === 'worker draining').map((l) => l.pid));
-    for (const l of server.logs) if (typeof l.msg === 'string' && l.msg.startsWith('worker exited')) draining.delete(l.workerPid as number);
-    return draining.size === 0;
-  }, 30_000, 'workers of earlier cases to finish draining');
+  return until(
+    () => {
+      const draining = new Set(server.logs.filter((l) => l.msg === 'worker draining').map((l) => l.pid));
+      for (const l of server.logs)
+        if (typeof l.msg === 'string' && l.msg.startsWith('worker exited')) draining.delete(l.workerPid as number);
+      return draining.size === 0;
+    },
+    30_000,
+    'workers of earlier cases to finish draining',
+  );
 }
 
 /** Bounded load through nginx: `concurrency` loops of GET path until `during` resolves and `minMs` passed. */
@@ -136,7 +141,21 @@ export async function registerNginxCases(suite: Test, backend: NginxBackend): Pr
     mkdirSync(ctx.appDir);
     writeFileSync(join(ctx.appDir, 'package.json'), JSON.stringify({ name: 'e2e-app', private: true }));
     const init = await runCli(
-      ['init', '--name', 'e2e', '--app', join(ROOT, 'e2e/fixtures/app.mjs'), '--socket', ctx.socketPath, '--workers', '2', '--client-max-body-size', '64m', '--server-name', 'e2e.test'],
+      [
+        'init',
+        '--name',
+        'e2e',
+        '--app',
+        join(ROOT, 'e2e/fixtures/app.mjs'),
+        '--socket',
+        ctx.socketPath,
+        '--workers',
+        '2',
+        '--client-max-body-size',
+        '64m',
+        '--server-name',
+        'e2e.test',
+      ],
       { cwd: ctx.appDir, timeoutMs: 60_000 },
     );
     ctx.initOutput = init.stdout + init.stderr;
@@ -158,7 +177,9 @@ export async function registerNginxCases(suite: Test, backend: NginxBackend): Pr
 
   t('requests reach the app with the client address, scheme, host and port (X-Forwarded-*)', async () => {
     // From 127.0.0.2 (any 127/8 address is loopback on Linux), with a forged X-Forwarded-For.
-    const r = await request({ ...ctx.nginx, localAddress: '127.0.0.2' }, '/headers', { headers: { host: 'e2e.test', 'x-forwarded-for': '6.6.6.6' } });
+    const r = await request({ ...ctx.nginx, localAddress: '127.0.0.2' }, '/headers', {
+      headers: { host: 'e2e.test', 'x-forwarded-for': '6.6.6.6' },
+    });
     assert.is(r.status, 200);
     const seen = JSON.parse(r.body) as { headers: Record<string, string> };
     assert.is(seen.headers['x-forwarded-for'], '127.0.0.2', 'the client address, the forged one dropped');
@@ -201,7 +222,12 @@ export async function registerNginxCases(suite: Test, backend: NginxBackend): Pr
 
   t('a 20 MB upload arrives intact (sha256)', async () => {
     const body = randomBytes(20 * 1024 * 1024);
-    const r = await request(ctx.nginx, '/upload', { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' }, timeoutMs: 60_000 });
+    const r = await request(ctx.nginx, '/upload', {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/octet-stream' },
+      timeoutMs: 60_000,
+    });
     assert.is(r.status, 200, r.body.slice(0, 300));
     assert.equal(JSON.parse(r.body), { bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') });
   });
@@ -240,7 +266,10 @@ export async function registerNginxCases(suite: Test, backend: NginxBackend): Pr
       const replies = await Promise.all(Array.from({ length: 24 }, () => request(ctx.nginx, '/slow?ms=300')));
       const statuses = replies.map((r) => r.status);
       assert.ok(statuses.includes(503), `expected 503s from refused connections, got ${statuses.join(',')}`);
-      assert.ok(statuses.every((s) => s === 200 || s === 503), statuses.join(','));
+      assert.ok(
+        statuses.every((s) => s === 200 || s === 503),
+        statuses.join(','),
+      );
       const denied = await runCli(['check', '--config', ctx.configPath, '--proxy-user', PROXY_USER], { cwd: ctx.appDir });
       assert.is(denied.code, 1);
       assert.match(denied.stdout, /cannot connect/);
@@ -292,7 +321,9 @@ export async function registerNginxCases(suite: Test, backend: NginxBackend): Pr
       // The failing worker closes its idle upstream connections: nginx retries on another.
       await ctx.server.waitForMsg(/^worker exited unexpectedly/, 60_000, after);
     });
-    console.log(`  [${backend.name}] async throw under load: the throwing request ${JSON.stringify(thrown)}; the load ${JSON.stringify(counts)}`);
+    console.log(
+      `  [${backend.name}] async throw under load: the throwing request ${JSON.stringify(thrown)}; the load ${JSON.stringify(counts)}`,
+    );
     assert.equal([thrown.status, (thrown.ms ?? Infinity) < 1000], [500, true]);
     assert.ok(total(counts) > 50, 'the load ran');
     assert.equal(Object.keys(counts), ['200'], 'every other response was a 200');
@@ -307,10 +338,14 @@ export async function registerNginxCases(suite: Test, backend: NginxBackend): Pr
     assert.match(down.body, /Service unavailable/);
     ctx.server = startApp(ctx);
     await ctx.server.ready(30_000);
-    const up = await until(async () => {
-      const r = await request(ctx.nginx, '/');
-      return r.status === 200 ? r : null;
-    }, 15_000, 'nginx serving again');
+    const up = await until(
+      async () => {
+        const r = await request(ctx.nginx, '/');
+        return r.status === 200 ? r : null;
+      },
+      15_000,
+      'nginx serving again',
+    );
     assert.match(up!.body, /^ok \d+/);
   });
 }

@@ -51,7 +51,10 @@ const containersBackend: NginxBackend = {
       container,
       `for f in /proc/[0-9]*/cmdline; do if tr '\\0' ' ' < "$f" | grep -q '^nginx: worker process'; then stat -c %U "\${f%/cmdline}"; fi; done`,
     );
-    return out.split('\n').map((l) => l.trim()).filter(Boolean);
+    return out
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
   },
 };
 

@@ -17,7 +17,16 @@ import type { StartedTestContainer } from 'testcontainers';
 import { cleanup, request, tempDir, until } from '../test/helpers/server.js';
 import { testWithTool } from '../test/helpers/tools.js';
 import { generateFiles } from '../src/cli/init.js';
-import { containersMissing, sh, shOk, startSystemdContainer, SYSTEMD_IMAGE, CONTAINER_SHARED, initOptions, systemdSuiteBinds } from './helpers/containers.js';
+import {
+  containersMissing,
+  sh,
+  shOk,
+  startSystemdContainer,
+  SYSTEMD_IMAGE,
+  CONTAINER_SHARED,
+  initOptions,
+  systemdSuiteBinds,
+} from './helpers/containers.js';
 
 const NAME = 'wspk-e2e';
 const SERVICE = `${NAME}.service`;
@@ -63,7 +72,10 @@ type Counts = Record<string, number>;
  * afterwards until every loop has been answered by a worker pid not seen before the action
  * (so the new workers really served). Returns status counts (errors as "error CODE").
  */
-async function loadAround(action: () => Promise<void>, clients = 4): Promise<{ counts: Counts; oldPids: Set<string>; newPids: Set<string> }> {
+async function loadAround(
+  action: () => Promise<void>,
+  clients = 4,
+): Promise<{ counts: Counts; oldPids: Set<string>; newPids: Set<string> }> {
   const counts: Counts = {};
   const oldPids = new Set<string>();
   const newPids = new Set<string>();
@@ -159,15 +171,20 @@ test.before(async () => {
 });
 test.after(cleanup);
 
-testWithTool(test, 'the socket unit creates the socket with the owner, group and mode it declares; the service is not running yet', missing, async () => {
-  const socketUnit = files.get(SOCKET)!;
-  const expected = `${unitValue(socketUnit, 'SocketUser')} ${unitValue(socketUnit, 'SocketGroup')} ${Number.parseInt(unitValue(socketUnit, 'SocketMode')!, 8).toString(8)}`;
-  assert.is(expected, `${NAME} www-data 660`, 'the rendered unit: app user, nginx group, 0660');
-  const seen = (await shOk(container, `stat -c '%U %G %a %F' ${deploy.socketPath}`)).trim();
-  assert.is(seen, `${expected} socket`);
-  assert.is((await shOk(container, `systemctl is-active ${SOCKET}`)).trim(), 'active');
-  assert.is((await sh(container, `systemctl is-active ${SERVICE}`)).output.trim(), 'inactive', 'nothing has connected yet');
-});
+testWithTool(
+  test,
+  'the socket unit creates the socket with the owner, group and mode it declares; the service is not running yet',
+  missing,
+  async () => {
+    const socketUnit = files.get(SOCKET)!;
+    const expected = `${unitValue(socketUnit, 'SocketUser')} ${unitValue(socketUnit, 'SocketGroup')} ${Number.parseInt(unitValue(socketUnit, 'SocketMode')!, 8).toString(8)}`;
+    assert.is(expected, `${NAME} www-data 660`, 'the rendered unit: app user, nginx group, 0660');
+    const seen = (await shOk(container, `stat -c '%U %G %a %F' ${deploy.socketPath}`)).trim();
+    assert.is(seen, `${expected} socket`);
+    assert.is((await shOk(container, `systemctl is-active ${SOCKET}`)).trim(), 'active');
+    assert.is((await sh(container, `systemctl is-active ${SERVICE}`)).output.trim(), 'inactive', 'nothing has connected yet');
+  },
+);
 
 testWithTool(test, 'the first request through nginx activates the service', missing, async () => {
   assert.is((await sh(container, `systemctl is-active ${SERVICE}`)).output.trim(), 'inactive');
@@ -181,18 +198,31 @@ testWithTool(test, 'the first request through nginx activates the service', miss
   assert.is((await shOk(container, `stat -c %U /proc/${mainPid}`)).trim(), NAME, 'runs as the app user');
   // Starting the service must leave the socket as the socket unit made it (a RuntimeDirectory=
   // holding it gets chowned, recursively, to the service's User/Group: nginx is locked out).
-  assert.is((await shOk(container, `stat -c '%U %G %a' ${deploy.socketPath}`)).trim(), `${NAME} www-data 660`, 'the socket after the service started');
+  assert.is(
+    (await shOk(container, `stat -c '%U %G %a' ${deploy.socketPath}`)).trim(),
+    `${NAME} www-data 660`,
+    'the socket after the service started',
+  );
   const again = await request(nginx, '/', { timeoutMs: 30_000 });
   assert.is(again.status, 200, 'nginx still connects once the service runs');
 });
 
 testWithTool(test, '`systemctl status` shows the STATUS= line the master sends', missing, async () => {
-  const statusText = await until(async () => {
-    const s = await show('StatusText');
-    return /running: 2\/2 workers ready/.test(s) ? s : null;
-  }, 30_000, 'StatusText "running: 2/2 workers ready"');
+  const statusText = await until(
+    async () => {
+      const s = await show('StatusText');
+      return /running: 2\/2 workers ready/.test(s) ? s : null;
+    },
+    30_000,
+    'StatusText "running: 2/2 workers ready"',
+  );
   const status = (await sh(container, `systemctl status --no-pager ${SERVICE}`)).output;
-  console.log(`  systemctl status: ${status.split('\n').find((l) => l.includes('Status:'))?.trim()}`);
+  console.log(
+    `  systemctl status: ${status
+      .split('\n')
+      .find((l) => l.includes('Status:'))
+      ?.trim()}`,
+  );
   assert.ok(status.includes(`Status: "${statusText}"`), status);
 });
 
@@ -255,18 +285,31 @@ testWithTool(test, 'an app that hangs (and hangs again at boot) trips the system
   } finally {
     rmSync(join(hostShared, 'hang-on-boot'), { force: true });
   }
-  const restarts = await until(async () => {
-    const n = Number(await show('NRestarts'));
-    return n > restartsBefore ? n : null;
-  }, 60_000, 'systemd to restart the service (NRestarts)');
+  const restarts = await until(
+    async () => {
+      const n = Number(await show('NRestarts'));
+      return n > restartsBefore ? n : null;
+    },
+    60_000,
+    'systemd to restart the service (NRestarts)',
+  );
   const log = await journal();
-  console.log(`  watchdog: ${log.split('\n').find((l) => l.includes('Watchdog timeout'))?.trim()}; NRestarts ${restartsBefore} -> ${restarts}`);
+  console.log(
+    `  watchdog: ${log
+      .split('\n')
+      .find((l) => l.includes('Watchdog timeout'))
+      ?.trim()}; NRestarts ${restartsBefore} -> ${restarts}`,
+  );
   assert.match(log, /withholding systemd watchdog pings/);
   // Restarted without the hang file: it serves again.
-  const r = await until(async () => {
-    const res = await request(nginx, '/', { timeoutMs: 10_000 }).catch(() => null);
-    return res?.status === 200 ? res : null;
-  }, 60_000, 'the restarted service to serve');
+  const r = await until(
+    async () => {
+      const res = await request(nginx, '/', { timeoutMs: 10_000 }).catch(() => null);
+      return res?.status === 200 ? res : null;
+    },
+    60_000,
+    'the restarted service to serve',
+  );
   assert.match(r!.body, /^ok \d+/);
 });
 

@@ -12,7 +12,16 @@ import type { StartedTestContainer } from 'testcontainers';
 import { cleanup, tempDir, until } from '../test/helpers/server.js';
 import { testWithTool } from '../test/helpers/tools.js';
 import { generateFiles } from '../src/cli/init.js';
-import { containersMissing, sh, shOk, startSystemdContainer, SYSTEMD_BPO_IMAGE, CONTAINER_SHARED, initOptions, systemdSuiteBinds } from './helpers/containers.js';
+import {
+  containersMissing,
+  sh,
+  shOk,
+  startSystemdContainer,
+  SYSTEMD_BPO_IMAGE,
+  CONTAINER_SHARED,
+  initOptions,
+  systemdSuiteBinds,
+} from './helpers/containers.js';
 
 const NAME = 'wspk-reload';
 const SERVICE = `${NAME}.service`;
@@ -45,7 +54,8 @@ test.before(async () => {
   const shared = tempDir('wspk-e2e-notify-reload-');
   chmodSync(shared, 0o755);
   mkdirSync(join(shared, 'deploy'));
-  for (const f of generateFiles(deploy)) writeFileSync(join(shared, 'deploy', f.name), f.name === SERVICE ? notifyReloadUnit(f.content) : f.content);
+  for (const f of generateFiles(deploy))
+    writeFileSync(join(shared, 'deploy', f.name), f.name === SERVICE ? notifyReloadUnit(f.content) : f.content);
   container = await startSystemdContainer({
     image: SYSTEMD_BPO_IMAGE,
     binds: systemdSuiteBinds(shared),

@@ -32,7 +32,13 @@ for (const [key, entry] of Object.entries(packages)) {
     if (!dep.startsWith(`${name}-`) || packages[`node_modules/${dep}`]) continue;
     const platform = platformOf(dep.slice(name.length + 1));
     if (!platform) continue;
-    packages[`node_modules/${dep}`] = { version, ...platform, license: entry.license, optional: true, ...(entry.engines ? { engines: entry.engines } : {}) };
+    packages[`node_modules/${dep}`] = {
+      version,
+      ...platform,
+      license: entry.license,
+      optional: true,
+      ...(entry.engines ? { engines: entry.engines } : {}),
+    };
     added.push(`${dep}@${version}`);
   }
 }

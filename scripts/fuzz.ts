@@ -48,9 +48,38 @@ const SEEDS = [
   'GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n',
   'GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
 ];
-const TOKENS = ['\r\n', '\n', '\r', '\0', ' ', '\t', ':', ',', ';', '%', '#', '?', '*', 'Host: b\r\n', 'Content-Length: 3\r\n', 'Content-Length: -1\r\n',
-  'Transfer-Encoding: chunked\r\n', 'Transfer-Encoding: gzip\r\n', ' HTTP/1.0', ' HTTP/2.0', 'HTTP/1.1', '\r\n\r\n', '0\r\n\r\n', 'ffffffffffff\r\n',
-  '\xff\xfe', '\x16\x03\x01', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'CONNECT a:443 HTTP/1.1\r\n', 'Expect: 100-continue\r\n', ' folded\r\n'];
+const TOKENS = [
+  '\r\n',
+  '\n',
+  '\r',
+  '\0',
+  ' ',
+  '\t',
+  ':',
+  ',',
+  ';',
+  '%',
+  '#',
+  '?',
+  '*',
+  'Host: b\r\n',
+  'Content-Length: 3\r\n',
+  'Content-Length: -1\r\n',
+  'Transfer-Encoding: chunked\r\n',
+  'Transfer-Encoding: gzip\r\n',
+  ' HTTP/1.0',
+  ' HTTP/2.0',
+  'HTTP/1.1',
+  '\r\n\r\n',
+  '0\r\n\r\n',
+  'ffffffffffff\r\n',
+  '\xff\xfe',
+  '\x16\x03\x01',
+  'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n',
+  'CONNECT a:443 HTTP/1.1\r\n',
+  'Expect: 100-continue\r\n',
+  ' folded\r\n',
+];
 
 function mutate(input: string): string {
   let s = input;
@@ -121,7 +150,8 @@ function send(sockPath: string, data: string, timeoutMs = 4000): Promise<{ statu
     c.on('data', (d: string) => {
       text += d;
       // A complete non-100 response head is enough.
-      if (/^HTTP\/1\.[01] (?!100)\d{3}[^]*?\r\n\r\n/.test(text.replace(/^HTTP\/1\.1 100 [^]*?\r\n\r\n/, ''))) setTimeout(() => finish('answered'), 5);
+      if (/^HTTP\/1\.[01] (?!100)\d{3}[^]*?\r\n\r\n/.test(text.replace(/^HTTP\/1\.1 100 [^]*?\r\n\r\n/, '')))
+        setTimeout(() => finish('answered'), 5);
     });
     c.on('error', () => counts.clientErrors++);
     c.on('close', () => finish('closed'));
@@ -156,12 +186,28 @@ const dir = mkdtempSync(join(tmpdir(), 'wspk-fuzz-'));
 const sockPath = join(dir, 'fuzz.sock');
 const server = spawn(
   process.execPath,
-  [join(ROOT, 'dist/cli/main.js'), join(ROOT, 'test/fixtures/hardening-app.mjs'), '-b', `unix:${sockPath}`, '-w', opts.workers!, '--headers-timeout', '2', '--request-timeout', '5', '--limit-request-body', '100000'],
+  [
+    join(ROOT, 'dist/cli/main.js'),
+    join(ROOT, 'test/fixtures/hardening-app.mjs'),
+    '-b',
+    `unix:${sockPath}`,
+    '-w',
+    opts.workers!,
+    '--headers-timeout',
+    '2',
+    '--request-timeout',
+    '5',
+    '--limit-request-body',
+    '100000',
+  ],
   { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, WS_PROXY_KIT_LOG_FORMAT: 'json', WS_PROXY_KIT_LOG_LEVEL: 'info' } },
 );
 const logLines: JsonLine[] = [];
 server.stderr.setEncoding('utf8');
-server.stderr.on('data', jsonLines((line) => logLines.push(line)));
+server.stderr.on(
+  'data',
+  jsonLines((line) => logLines.push(line)),
+);
 let masterExited = false;
 server.once('exit', () => (masterExited = true));
 const stopServer = () => {
@@ -207,13 +253,21 @@ const workerExits = logLines.filter((l) => typeof l.msg === 'string' && /^worker
 const fatal = logLines.filter((l) => l.level === 60 || (typeof l.msg === 'string' && /uncaught/.test(l.msg))).length;
 const masterAlive = !masterExited;
 const seconds = (Date.now() - started) / 1000;
-const statuses = [...byStatus.entries()].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}: ${n}`).join(', ');
+const statuses = [...byStatus.entries()]
+  .sort((a, b) => a[0] - b[0])
+  .map(([s, n]) => `${s}: ${n}`)
+  .join(', ');
 console.log(`fuzz: ${counts.sent} requests in ${seconds.toFixed(1)} s (${Math.round(counts.sent / seconds)}/s)`);
-console.log(`fuzz: answered ${counts.answered} (${statuses}); closed without an answer ${counts.closedUnanswered}; client timeouts ${counts.timedOut}`);
-console.log(`fuzz: valid checks ${counts.validChecks}, failed ${counts.validFailures}; worker exits ${workerExits}; fatal log lines ${fatal}; master alive ${masterAlive}`);
+console.log(
+  `fuzz: answered ${counts.answered} (${statuses}); closed without an answer ${counts.closedUnanswered}; client timeouts ${counts.timedOut}`,
+);
+console.log(
+  `fuzz: valid checks ${counts.validChecks}, failed ${counts.validFailures}; worker exits ${workerExits}; fatal log lines ${fatal}; master alive ${masterAlive}`,
+);
 const ok = workerExits === 0 && fatal === 0 && masterAlive && counts.validFailures === 0;
 if (!ok) {
-  for (const l of logLines.filter((x) => typeof x.level === 'number' && x.level >= 50)) process.stderr.write(JSON.stringify(l).slice(0, 2000) + '\n');
+  for (const l of logLines.filter((x) => typeof x.level === 'number' && x.level >= 50))
+    process.stderr.write(JSON.stringify(l).slice(0, 2000) + '\n');
 }
 console.log(`fuzz: ${ok ? 'PASS' : 'FAIL'} (replay with --seed ${seed})`);
 server.kill('SIGTERM');

@@ -119,13 +119,29 @@ const files = [...findTests(join(root, 'test')), ...findTests(join(root, 'e2e'))
 
 const built = check('build (tsc)', process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json']);
 if (filters.length === 0) {
-  check('typecheck (tsc --noEmit, tests included)', process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit']);
+  check('typecheck (tsc --noEmit, tests included)', process.execPath, [
+    join(root, 'node_modules/typescript/bin/tsc'),
+    '-p',
+    'tsconfig.json',
+    '--noEmit',
+  ]);
   check('lint (eslint)', process.execPath, [join(root, 'node_modules/eslint/bin/eslint.js'), '.']);
+  check('format (prettier --check; npm run format fixes)', process.execPath, [
+    join(root, 'node_modules/prettier/bin/prettier.cjs'),
+    '--check',
+    '.',
+  ]);
   check('package-lock.json lists every platform build (npm ci)', process.execPath, [join(root, 'scripts/complete-lock.mjs'), '--check']);
 }
 if (built) {
-  await pool(files.filter((f) => !f.endsWith('.serial.test.ts')), concurrency);
-  await pool(files.filter((f) => f.endsWith('.serial.test.ts')), 1);
+  await pool(
+    files.filter((f) => !f.endsWith('.serial.test.ts')),
+    concurrency,
+  );
+  await pool(
+    files.filter((f) => f.endsWith('.serial.test.ts')),
+    1,
+  );
   const also = process.env.TEST_ALSO_NODE;
   if (also) {
     const version = spawnSync(also, ['--version'], { encoding: 'utf8' }).stdout.trim() || 'unknown';
@@ -134,6 +150,8 @@ if (built) {
     await pool(units, concurrency, also, `[node ${version}] `);
   }
 }
-process.stdout.write(`\nfinished in ${((Date.now() - started) / 1000).toFixed(0)} s${failures.length ? `; failing: ${failures.join(', ')}` : ''}\n`);
+process.stdout.write(
+  `\nfinished in ${((Date.now() - started) / 1000).toFixed(0)} s${failures.length ? `; failing: ${failures.join(', ')}` : ''}\n`,
+);
 process.stdout.write(`${passed} passed, ${failed} failed, ${skipped} skipped\n`);
 process.exit(failed ? 1 : 0);

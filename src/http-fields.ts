@@ -22,7 +22,8 @@ export function removeFields(msg: IncomingMessage, matches: (lowerName: string) 
     else kept.push(raw[i]!, raw[i + 1]!);
   }
   if (removed.length === 0) return removed;
-  const views: Record<string, unknown>[] = section === 'headers' ? [msg.headers, msg.headersDistinct] : [msg.trailers, msg.trailersDistinct];
+  const views: Record<string, unknown>[] =
+    section === 'headers' ? [msg.headers, msg.headersDistinct] : [msg.trailers, msg.trailersDistinct];
   for (const view of views) if (view) for (const name of removed) delete view[name];
   if (section === 'headers') msg.rawHeaders = kept;
   else msg.rawTrailers = kept;

@@ -37,10 +37,19 @@ test('overShare: who holds more than the mean + 10 % (and + 2), and the share to
 
 test('Balancer: a worker is told only once it stayed over its share for SETTLE_MS, then at most every ORDER_INTERVAL_MS', () => {
   let now = 1000;
-  const worker = (connections: number) => ({ stats: { busy: connections }, orders: [] as number[], send(m: { target: number; limit: number }) { this.orders.push(m.target); } });
+  const worker = (connections: number) => ({
+    stats: { busy: connections },
+    orders: [] as number[],
+    send(m: { target: number; limit: number }) {
+      this.orders.push(m.target);
+    },
+  });
   const a = worker(40);
   const b = worker(0);
-  const balancer = new Balancer(() => [a, b], () => now);
+  const balancer = new Balancer(
+    () => [a, b],
+    () => now,
+  );
   balancer.run();
   assert.equal(a.orders, [], 'not during a burst');
   now += SETTLE_MS - 1;
@@ -79,7 +88,10 @@ class Pool {
   private conns: RawConnection[] = [];
   closedByServer = 0;
 
-  constructor(private readonly target: Target, size: number) {
+  constructor(
+    private readonly target: Target,
+    size: number,
+  ) {
     for (let i = 0; i < size; i++) this.conns.push(new RawConnection(target));
   }
 
@@ -141,7 +153,20 @@ async function nextReply(c: RawConnection, from: number, timeoutMs = 10_000): Pr
 async function scaledUpPool(args: string[], size = 24, idle = 0) {
   const dir = tempDir();
   const sock = join(dir, 'b.sock');
-  const server = startServer([APP, '-b', `unix:${sock}`, '-w', '1', '--keep-alive', '60', '--log-level', 'debug', '--metrics-bind', `unix:${join(dir, 'metrics.sock')}`, ...args]);
+  const server = startServer([
+    APP,
+    '-b',
+    `unix:${sock}`,
+    '-w',
+    '1',
+    '--keep-alive',
+    '60',
+    '--log-level',
+    'debug',
+    '--metrics-bind',
+    `unix:${join(dir, 'metrics.sock')}`,
+    ...args,
+  ]);
   await server.ready();
   const idlePool = new Pool({ socketPath: sock }, idle);
   if (idle) await idlePool.round();
@@ -186,13 +211,17 @@ test('after a scale-up, keep-alive connections move to the new worker until both
   const moved = await spreadsAndSettles(pool, 'the 24 connections spread over both workers', 10, 14, 2);
   assert.ok(moved >= 10, `connections closed to move them: ${moved}`);
   // Every move is counted (the workers report with their heartbeat, once a second).
-  const counted = await until(async () => ((await metric(join(dir, 'metrics.sock'), 'ws_proxy_kit_connections_moved_total')) === pool.closedByServer ? true : null), 10_000, 'the moves counted in the metrics');
+  const counted = await until(
+    async () => ((await metric(join(dir, 'metrics.sock'), 'ws_proxy_kit_connections_moved_total')) === pool.closedByServer ? true : null),
+    10_000,
+    'the moves counted in the metrics',
+  );
   assert.ok(counted);
   pool.close();
   await server.stop();
 });
 
-test('idle connections do not count (a proxy pool\'s spares): the busy ones spread, the idle ones stay open', async () => {
+test("idle connections do not count (a proxy pool's spares): the busy ones spread, the idle ones stay open", async () => {
   // As behind nginx: its upstream pool holds more connections than it uses at once, and it
   // reuses the most recently used first. 16 spares on the first worker are not its load.
   const { server, pool, idlePool } = await scaledUpPool([], 8, 16);
@@ -246,7 +275,8 @@ test('a shed connection: `Connection: close`, then FIN; a request sent after it 
   // Like a load generator: the next request goes out as soon as the answer is in, in the
   // same 'data' event, before the FIN that follows is read.
   c.sock.on('data', () => {
-    if (/done[^]*done$/.test(c.text) && !c.text.includes('POST')) c.sock.write('POST /third HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n');
+    if (/done[^]*done$/.test(c.text) && !c.text.includes('POST'))
+      c.sock.write('POST /third HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n');
   });
   await c.write('GET /second HTTP/1.1\r\nHost: a\r\n\r\n');
   await c.waitFor(/done[^]*done$/);

@@ -17,7 +17,11 @@ interface BenchJson {
 }
 
 function runBench(args: string[], timeoutMs = 90_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/run.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/run.ts'), ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   const kill = () => {
     try {
       process.kill(-child.pid!, 'SIGKILL');
@@ -40,15 +44,23 @@ function runBench(args: string[], timeoutMs = 90_000): Promise<{ code: number | 
 test('a tiny bench run prints a table with numbers and stops everything it started', async () => {
   const dir = tempDir('wspk-bench-test-');
   const { code, stdout, stderr } = await runBench([
-    '--engines', 'cluster-rr,ws-proxy-kit',
-    '--paths', 'socket',
-    '--shapes', 'keepalive',
-    '--duration', '0.5',
-    '--rounds', '1',
-    '--warmup', '0',
-    '--reloads', '1',
+    '--engines',
+    'cluster-rr,ws-proxy-kit',
+    '--paths',
+    'socket',
+    '--shapes',
+    'keepalive',
+    '--duration',
+    '0.5',
+    '--rounds',
+    '1',
+    '--warmup',
+    '0',
+    '--reloads',
+    '1',
     '--json',
-    '--tmpdir', dir,
+    '--tmpdir',
+    dir,
   ]);
   assert.equal(code, 0, `bench failed:\n${stderr.slice(-3000)}`);
   const out = JSON.parse(stdout) as BenchJson;

@@ -5,7 +5,20 @@ import * as assert from 'uvu/assert';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { startServer, runCli, request, tempDir, cleanup, onCleanup, until, ServerProcess, CLI, FIXTURES, ROOT, type LogLine } from './helpers/server.js';
+import {
+  startServer,
+  runCli,
+  request,
+  tempDir,
+  cleanup,
+  onCleanup,
+  until,
+  ServerProcess,
+  CLI,
+  FIXTURES,
+  ROOT,
+  type LogLine,
+} from './helpers/server.js';
 import { README, readmeWithReference } from '../scripts/settings-doc.js';
 
 test.after.each(cleanup);
@@ -44,7 +57,10 @@ test('a bad value exits 2 naming setting, value, source and what is accepted (fl
   writeFileSync(join(dir, 'ws-proxy-kit.config.mjs'), 'export default { workers: -1 };\n');
   const file = await runCli([APP], { cwd: dir });
   assert.is(file.code, 2);
-  assert.match(file.stderr, /Invalid value for workers \(workers in .*ws-proxy-kit\.config\.mjs\): -1\. Accepted: an integer from 1 to 1024\./);
+  assert.match(
+    file.stderr,
+    /Invalid value for workers \(workers in .*ws-proxy-kit\.config\.mjs\): -1\. Accepted: an integer from 1 to 1024\./,
+  );
 
   const cmdArgs = await runCli([APP], { env: { WS_PROXY_KIT_CMD_ARGS: '--socket-mode 0999' } });
   assert.is(cmdArgs.code, 2);
@@ -158,7 +174,10 @@ test('--log-format pretty gives human-readable lines', async () => {
   assert.is((await request({ socketPath: sock }, '/')).status, 200);
   assert.is((await server.stop()).code, 0);
   const lines = server.stderrText.split('\n').filter((l) => l.trim() !== '');
-  assert.ok(lines.some((l) => /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO \(\d+\): ready: serving/.test(l)), server.stderrText.slice(0, 2000));
+  assert.ok(
+    lines.some((l) => /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO \(\d+\): ready: serving/.test(l)),
+    server.stderrText.slice(0, 2000),
+  );
   assert.ok(lines.some((l) => /^\[[\d:.]+\] INFO \(\d+\): stopped/.test(l)));
   for (const l of lines) assert.not.ok(l.startsWith('{'), `no JSON line in pretty mode: ${l}`);
   assert.not.match(server.stderrText, /\u001b\[/, 'no colours when stderr is not a terminal');
@@ -170,7 +189,12 @@ test('by default (not a terminal) logs are JSON lines', async () => {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith('WS_PROXY_KIT_') || k === 'WEB_CONCURRENCY' || k === 'PORT') delete env[k];
   // Started without the helper, which forces json; nothing here sets the format.
-  const child = spawn(process.execPath, [CLI, APP, '-b', `unix:${sock}`], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(process.execPath, [CLI, APP, '-b', `unix:${sock}`], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   const server = new ServerProcess(child);
   onCleanup(async () => {
     if (!server.exitInfo) {
@@ -195,13 +219,20 @@ test('--error-logfile FILE: the server log goes to the file, not stderr', async 
   const sock = join(dir, 'e.sock');
   const logfile = join(dir, 'logs/error.log');
   const server = startServer([APP, '-b', `unix:${sock}`, '--error-logfile', logfile, '-w', '2']);
-  await until(() => existsSync(logfile) && /"msg":"ready: serving/.test(readFileSync(logfile, 'utf8')), 15_000, 'ready in the error log file');
+  await until(
+    () => existsSync(logfile) && /"msg":"ready: serving/.test(readFileSync(logfile, 'utf8')),
+    15_000,
+    'ready in the error log file',
+  );
   assert.is((await request({ socketPath: sock }, '/throw')).status, 500);
   await until(() => /thrown by the app/.test(readFileSync(logfile, 'utf8')), 10_000, 'the worker error in the file');
   assert.is((await server.stop()).code, 0);
   const lines = jsonLines(readFileSync(logfile, 'utf8'));
   assert.ok(lines.some((l) => l.msg === 'stopped'));
-  assert.ok(lines.some((l) => typeof l.worker === 'number' && l.pid !== server.pid), 'workers write to the file too');
+  assert.ok(
+    lines.some((l) => typeof l.worker === 'number' && l.pid !== server.pid),
+    'workers write to the file too',
+  );
   assert.is(server.stderrText, '', 'nothing on stderr');
 });
 
@@ -211,7 +242,11 @@ test('--access-logfile FILE: one JSON line per request with the documented field
   const access = join(dir, 'access.log');
   const server = startServer([APP, '-b', `unix:${sock}`, '-b', '127.0.0.1:0', '--access-logfile', access]);
   const ready = await server.ready();
-  const port = Number(String((ready.binds as string[])[1]).split(':').pop());
+  const port = Number(
+    String((ready.binds as string[])[1])
+      .split(':')
+      .pop(),
+  );
   assert.ok(port > 0, `TCP bind reported: ${JSON.stringify(ready.binds)}`);
   const a = await request({ socketPath: sock }, '/hello?x=1', { headers: { 'x-request-id': 'req-from-nginx-42' } });
   const b = await request({ port }, '/upload', { method: 'POST', body: 'x'.repeat(1000) });
@@ -263,7 +298,11 @@ test('--access-logfile - writes the access log to stdout; fields are those the R
   const server = startServer([APP, '-b', `unix:${sock}`, '--access-logfile', '-']);
   await server.ready();
   assert.is((await request({ socketPath: sock }, '/', { headers: { 'user-agent': 'cli-test', referer: 'http://ref/' } })).status, 200);
-  const line = (await until(() => (server.stdout.includes('\n') ? jsonLines(server.stdout)[0] : null), 10_000, 'an access line on stdout'))!;
+  const line = (await until(
+    () => (server.stdout.includes('\n') ? jsonLines(server.stdout)[0] : null),
+    10_000,
+    'an access line on stdout',
+  ))!;
   assert.equal(Object.keys(line).sort(), [
     'bytes',
     'completed',

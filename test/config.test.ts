@@ -17,9 +17,12 @@ test.after.each(cleanup);
 async function load(argv: string[], env: NodeJS.ProcessEnv = {}, cwd = tempDir()): Promise<LoadedConfig> {
   const parsed = parseArgs(argv, { command: 'serve' });
   const cli = new Map(parsed.layer);
-  if (parsed.positionals[0]) cli.set('app', { value: parsed.positionals[0], source: { origin: 'command line', where: 'the APP argument' } });
+  if (parsed.positionals[0])
+    cli.set('app', { value: parsed.positionals[0], source: { origin: 'command line', where: 'the APP argument' } });
   const cmd = env.WS_PROXY_KIT_CMD_ARGS;
-  const cmdArgs = cmd ? parseArgs(splitCommandLine(cmd), { command: 'serve', origin: 'environment', via: 'WS_PROXY_KIT_CMD_ARGS' }).layer : undefined;
+  const cmdArgs = cmd
+    ? parseArgs(splitCommandLine(cmd), { command: 'serve', origin: 'environment', via: 'WS_PROXY_KIT_CMD_ARGS' }).layer
+    : undefined;
   return loadConfig({ cli, ...(cmdArgs ? { cmdArgs } : {}), env, cwd });
 }
 
@@ -32,7 +35,12 @@ async function loadError(argv: string[], env: NodeJS.ProcessEnv = {}, cwd?: stri
     assert.is((err as ConfigError).exitCode, 2);
     return (err as Error).message;
   }
-  throw new assert.Assertion({ message: `expected ${JSON.stringify(argv)} ${JSON.stringify(env)} to be rejected`, operator: 'throws', expects: 'ConfigError', actual: 'success' });
+  throw new assert.Assertion({
+    message: `expected ${JSON.stringify(argv)} ${JSON.stringify(env)} to be rejected`,
+    operator: 'throws',
+    expects: 'ConfigError',
+    actual: 'success',
+  });
 }
 
 function writeConfig(dir: string, name: string, text: string): string {
@@ -115,12 +123,20 @@ test('PORT changes the default bind only; a bad PORT is an error that names it',
 
 test('splitCommandLine splits like a shell: quotes, backslashes, empty arguments', () => {
   assert.equal(splitCommandLine('  --workers 3   -b unix:/a.sock '), ['--workers', '3', '-b', 'unix:/a.sock']);
-  assert.equal(splitCommandLine(`--bind "unix:/tmp/a b.sock" --pid '/tmp/x y.pid'`), ['--bind', 'unix:/tmp/a b.sock', '--pid', '/tmp/x y.pid']);
+  assert.equal(splitCommandLine(`--bind "unix:/tmp/a b.sock" --pid '/tmp/x y.pid'`), [
+    '--bind',
+    'unix:/tmp/a b.sock',
+    '--pid',
+    '/tmp/x y.pid',
+  ]);
   assert.equal(splitCommandLine('a\\ b "c\\"d" \'e\\f\''), ['a b', 'c"d', 'e\\f']);
   assert.equal(splitCommandLine(`--x "" ''`), ['--x', '', '']);
   assert.equal(splitCommandLine('--a="1 2"x'), ['--a=1 2x']);
   assert.equal(splitCommandLine(''), []);
-  assert.throws(() => splitCommandLine('--bind "unix:/a'), (err: Error) => err instanceof ConfigError && /unclosed " quote/.test(err.message));
+  assert.throws(
+    () => splitCommandLine('--bind "unix:/a'),
+    (err: Error) => err instanceof ConfigError && /unclosed " quote/.test(err.message),
+  );
 });
 
 test('boolean flags: --x, --no-x and --x=VALUE with the values the setting accepts; a repeated flag is refused', async () => {
@@ -132,7 +148,10 @@ test('boolean flags: --x, --no-x and --x=VALUE with the values the setting accep
   assert.is((await load(['--no-balance-connections'], {})).settings.balanceConnections, false);
   assert.match(await loadError(['--reload=maybe'], {}), /reload \(--reload\): "maybe"\. Accepted: true or false/);
   assert.match(await loadError(['--workers', '2', '-w', '3'], {}), /The flag --workers can only be set once/);
-  assert.equal((await load(['-b', 'unix:/tmp/a.sock', '--bind=127.0.0.1:9'], {})).settings.bind.map(formatBind), ['unix:/tmp/a.sock', '127.0.0.1:9']);
+  assert.equal((await load(['-b', 'unix:/tmp/a.sock', '--bind=127.0.0.1:9'], {})).settings.bind.map(formatBind), [
+    'unix:/tmp/a.sock',
+    '127.0.0.1:9',
+  ]);
 });
 
 test("--log-level takes Gunicorn's names too: warning is warn, critical is fatal", async () => {
@@ -285,10 +304,18 @@ test('a bad value names the setting, the value, where it came from and what is a
     [['--workers', 'zero'], {}, /^Invalid value for workers \(--workers\): "zero"\. Accepted: an integer from 1 to 1024\.$/],
     [['-w', '0'], {}, /^Invalid value for workers \(--workers\): "0"\. Accepted: an integer from 1 to 1024\.$/],
     [['--workers', '-1'], {}, /^Invalid value for workers \(--workers\): "-1"\./],
-    [[], { WS_PROXY_KIT_WORKERS: '0' }, /^Invalid value for workers \(WS_PROXY_KIT_WORKERS\): "0"\. Accepted: an integer from 1 to 1024\.$/],
+    [
+      [],
+      { WS_PROXY_KIT_WORKERS: '0' },
+      /^Invalid value for workers \(WS_PROXY_KIT_WORKERS\): "0"\. Accepted: an integer from 1 to 1024\.$/,
+    ],
     [['--timeout', 'soon'], {}, /timeout \(--timeout\): "soon"\. Accepted: a number of seconds/],
     [[], { WS_PROXY_KIT_GRACEFUL_TIMEOUT: '-5' }, /gracefulTimeout \(WS_PROXY_KIT_GRACEFUL_TIMEOUT\): "-5"/],
-    [['--log-level', 'loud'], {}, /logLevel \(--log-level\): "loud"\. Accepted: one of trace, debug, info, warn, error, fatal \(Gunicorn's warning and critical too\)\.$/],
+    [
+      ['--log-level', 'loud'],
+      {},
+      /logLevel \(--log-level\): "loud"\. Accepted: one of trace, debug, info, warn, error, fatal \(Gunicorn's warning and critical too\)\.$/,
+    ],
     [['--log-format', 'xml'], {}, /logFormat \(--log-format\): "xml"\. Accepted: one of auto, json, pretty\.$/],
     [['--backlog', '70000'], {}, /backlog \(--backlog\): "70000"\. Accepted: an integer from 1 to 65535/],
     [['--limit-request-line', '9000'], {}, /limitRequestLine \(--limit-request-line\): "9000"\. Accepted: an integer from 0/],
@@ -297,8 +324,28 @@ test('a bad value names the setting, the value, where it came from and what is a
 });
 
 test('invalid bind forms are rejected with the reason; valid ones parse', async () => {
-  const good = await load(['-b', 'unix:/run/app.sock', '-b', '127.0.0.1:8001', '-b', '[::1]:8002', '-b', 'fd://3', '-b', ':8003', '-b', 'localhost:8004']);
-  assert.equal(good.settings.bind.map(formatBind), ['unix:/run/app.sock', '127.0.0.1:8001', '[::1]:8002', 'fd://3', '0.0.0.0:8003', 'localhost:8004']);
+  const good = await load([
+    '-b',
+    'unix:/run/app.sock',
+    '-b',
+    '127.0.0.1:8001',
+    '-b',
+    '[::1]:8002',
+    '-b',
+    'fd://3',
+    '-b',
+    ':8003',
+    '-b',
+    'localhost:8004',
+  ]);
+  assert.equal(good.settings.bind.map(formatBind), [
+    'unix:/run/app.sock',
+    '127.0.0.1:8001',
+    '[::1]:8002',
+    'fd://3',
+    '0.0.0.0:8003',
+    'localhost:8004',
+  ]);
   assert.equal(good.sources.bind, { origin: 'command line', where: '--bind' });
   const bad: [string, RegExp][] = [
     ['127.0.0.1:99999', /port must be at most 65535/],
@@ -363,7 +410,10 @@ test('flag values: "-" and negative numbers are values; every short and long for
 });
 
 test('booleans, lists and optional values from env and flags', async () => {
-  const c = await load(['--import', 'tsx', '--import', './setup.mjs'], { WS_PROXY_KIT_ACCESS_LOGFILE: '-', WS_PROXY_KIT_KEEP_ALIVE: '2.5' });
+  const c = await load(['--import', 'tsx', '--import', './setup.mjs'], {
+    WS_PROXY_KIT_ACCESS_LOGFILE: '-',
+    WS_PROXY_KIT_KEEP_ALIVE: '2.5',
+  });
   assert.equal(c.settings.import, ['tsx', './setup.mjs']);
   assert.is(c.settings.accessLogfile, '-');
   assert.is(c.settings.keepAlive, 2.5);
@@ -393,7 +443,10 @@ test('unknown flags are errors with a "did you mean"', async () => {
   assert.match(unknown(['-z']), /Unknown flag -z/);
   // A value flag with no value, or followed by another flag, says so instead of going empty.
   assert.match(unknown(['--workers']), /^--workers needs a value\./);
-  assert.match(unknown(['--pid', '--odd-name.pid', 'app.mjs']), /--pid needs a value, but the next argument --odd-name\.pid is a flag\. .* write --pid=VALUE/);
+  assert.match(
+    unknown(['--pid', '--odd-name.pid', 'app.mjs']),
+    /--pid needs a value, but the next argument --odd-name\.pid is a flag\. .* write --pid=VALUE/,
+  );
   assert.match(unknown(['-b', '-w', '2']), /-b needs a value/);
   assert.is(unknown(['--pid=--odd-name.pid', 'app.mjs']), 'accepted');
   // After --, everything is positional.
@@ -401,7 +454,10 @@ test('unknown flags are errors with a "did you mean"', async () => {
 });
 
 test('unknown WS_PROXY_KIT_* variables are errors with a "did you mean"; other variables are ignored', async () => {
-  assert.match(await loadError([], { WS_PROXY_KIT_WORKER: '2' }), /^Unknown environment variable WS_PROXY_KIT_WORKER\. Did you mean WS_PROXY_KIT_WORKERS\?/);
+  assert.match(
+    await loadError([], { WS_PROXY_KIT_WORKER: '2' }),
+    /^Unknown environment variable WS_PROXY_KIT_WORKER\. Did you mean WS_PROXY_KIT_WORKERS\?/,
+  );
   assert.match(await loadError([], { WS_PROXY_KIT_LOGLEVEL: 'info' }), /Did you mean WS_PROXY_KIT_LOG_LEVEL\?/);
   assert.match(await loadError([], { WS_PROXY_KIT_CMD_ARG: '-w 2' }), /Did you mean WS_PROXY_KIT_CMD_ARGS\?/);
   const far = await loadError([], { WS_PROXY_KIT_FROBNICATE: '1' });

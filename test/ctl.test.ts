@@ -24,16 +24,24 @@ test('ctl workers counts the requests in flight and the open connections of each
   };
   // Two requests held in the app for a while: both in flight, on two connections.
   const held = [request({ socketPath: sock }, '/slow?ms=4000'), request({ socketPath: sock }, '/slow?ms=4000')];
-  const busy = (await until(async () => {
-    const w = await workers();
-    return w.inflight === 2 ? w : null;
-  }, 10_000, 'two requests in flight'))!;
+  const busy = (await until(
+    async () => {
+      const w = await workers();
+      return w.inflight === 2 ? w : null;
+    },
+    10_000,
+    'two requests in flight',
+  ))!;
   assert.ok(busy.connections >= 2, `connections: ${busy.connections}`);
   for (const r of await Promise.all(held)) assert.is(r.status, 200);
-  const idle = (await until(async () => {
-    const w = await workers();
-    return w.inflight === 0 && w.requests >= 2 ? w : null;
-  }, 10_000, 'nothing in flight'))!;
+  const idle = (await until(
+    async () => {
+      const w = await workers();
+      return w.inflight === 0 && w.requests >= 2 ? w : null;
+    },
+    10_000,
+    'nothing in flight',
+  ))!;
   assert.is(idle.inflight, 0);
   await server.stop();
 });
@@ -71,7 +79,8 @@ test('ctl workers add/remove, worker kill, reload and shutdown act like the sign
   const server = startServer([APP, '-b', `unix:${sock}`]);
   await server.ready();
   await until(() => existsSync(ctlPath), 10_000, 'control socket');
-  const workers = async () => JSON.parse((await ctl(['--socket', ctlPath, '--json', 'workers'])).stdout) as { pid: number; state: string; requests: number }[];
+  const workers = async () =>
+    JSON.parse((await ctl(['--socket', ctlPath, '--json', 'workers'])).stdout) as { pid: number; state: string; requests: number }[];
 
   assert.equal((await ctl(['--socket', ctlPath, 'workers', 'add', '2'])).code, 0);
   await until(async () => (await workers()).filter((w) => w.state === 'ready').length === 3, 20_000, 'three ready workers');

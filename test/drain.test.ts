@@ -113,7 +113,21 @@ test('--health-bind serves only the health paths on a separate address the maste
 test('SIGTERM with --drain-seconds: serving and 503 on /ready during the window, then refused; nothing reset', async () => {
   const dir = tempDir();
   const sock = join(dir, 'app.sock');
-  const server = startServer([busyApp(), '-b', `unix:${sock}`, '-w', '2', '--drain-seconds', '2', '--ready-path', '/ready', '--health-path', '/health', '--graceful-timeout', '10']);
+  const server = startServer([
+    busyApp(),
+    '-b',
+    `unix:${sock}`,
+    '-w',
+    '2',
+    '--drain-seconds',
+    '2',
+    '--ready-path',
+    '/ready',
+    '--health-path',
+    '/health',
+    '--graceful-timeout',
+    '10',
+  ]);
   await server.ready();
   await until(async () => (await request({ socketPath: sock }, '/ready')).status === 200, 10_000, 'ready');
   const client = keepConnecting(sock, '/?ms=2', 6);
@@ -121,10 +135,14 @@ test('SIGTERM with --drain-seconds: serving and 503 on /ready during the window,
 
   const termAt = Date.now();
   server.signal('SIGTERM');
-  const readyDuringDrain = await until(async () => {
-    const r = await request({ socketPath: sock }, '/ready');
-    return r.status === 503 ? r : null;
-  }, 10_000, '/ready to answer 503');
+  const readyDuringDrain = await until(
+    async () => {
+      const r = await request({ socketPath: sock }, '/ready');
+      return r.status === 503 ? r : null;
+    },
+    10_000,
+    '/ready to answer 503',
+  );
   assert.match(readyDuringDrain!.body, /not ready/);
   assert.is((await request({ socketPath: sock }, '/health')).status, 200, 'still alive while draining');
   const overLine = await server.waitForMsg(/^drain window over/, 20_000);
@@ -133,18 +151,33 @@ test('SIGTERM with --drain-seconds: serving and 503 on /ready during the window,
   assert.is(exit.code, 0);
   const exitedAt = Date.now();
   // Keep connecting a while after the exit: those must be refused (the path is gone), not reset.
-  await until(() => client.outcomes.filter((o) => o.startedAt > exitedAt && o.kind === 'refused').length >= 6, 10_000, 'refusals after the stop');
+  await until(
+    () => client.outcomes.filter((o) => o.startedAt > exitedAt && o.kind === 'refused').length >= 6,
+    10_000,
+    'refusals after the stop',
+  );
   await client.stop();
 
   const o = client.outcomes;
   const inWindow = o.filter((x) => x.startedAt > termAt + 200 && x.endedAt < overAt - 200);
   const after = o.filter((x) => x.startedAt > exitedAt);
-  const summary = { total: o.length, ok: count(o, 'ok'), refused: count(o, 'refused'), reset: count(o, 'reset'), other: count(o, 'other'), status: count(o, 'status'), okInWindow: count(inWindow, 'ok') };
+  const summary = {
+    total: o.length,
+    ok: count(o, 'ok'),
+    refused: count(o, 'refused'),
+    reset: count(o, 'reset'),
+    other: count(o, 'other'),
+    status: count(o, 'status'),
+    okInWindow: count(inWindow, 'ok'),
+  };
   console.log('drain window:', JSON.stringify(summary));
   assert.is(summary.reset, 0, `connections reset: ${JSON.stringify(o.filter((x) => x.kind === 'reset').slice(0, 5))}`);
   assert.is(summary.other, 0, JSON.stringify(o.filter((x) => x.kind === 'other').slice(0, 5)));
   assert.is(summary.status, 0);
-  assert.ok(inWindow.length > 0 && inWindow.every((x) => x.kind === 'ok'), `requests in the drain window all succeed: ${JSON.stringify(inWindow.filter((x) => x.kind !== 'ok').slice(0, 5))}`);
+  assert.ok(
+    inWindow.length > 0 && inWindow.every((x) => x.kind === 'ok'),
+    `requests in the drain window all succeed: ${JSON.stringify(inWindow.filter((x) => x.kind !== 'ok').slice(0, 5))}`,
+  );
   assert.ok(after.length > 0 && after.every((x) => x.kind === 'refused'), 'after the stop: refused');
 });
 
@@ -166,7 +199,14 @@ test('a planned stop resets no connection queued in the backlog (busy workers, m
   const o = client.outcomes;
   // Connections opened before the TERM and answered after it: they were queued or in progress when the stop came.
   const queuedAtStop = o.filter((x) => x.startedAt < termAt && x.endedAt > termAt && x.kind === 'ok').length;
-  const summary = { total: o.length, ok: count(o, 'ok'), refused: count(o, 'refused'), reset: count(o, 'reset'), other: count(o, 'other'), queuedAtStopServed: queuedAtStop };
+  const summary = {
+    total: o.length,
+    ok: count(o, 'ok'),
+    refused: count(o, 'refused'),
+    reset: count(o, 'reset'),
+    other: count(o, 'other'),
+    queuedAtStopServed: queuedAtStop,
+  };
   console.log('backlog at stop:', JSON.stringify(summary));
   assert.ok(queuedAtStop >= 2, `connections were waiting when the stop came (${queuedAtStop})`);
   assert.is(summary.reset, 0, `connections reset: ${JSON.stringify(o.filter((x) => x.kind === 'reset').slice(0, 5))}`);

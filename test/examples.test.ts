@@ -26,7 +26,9 @@ test('express: routes, and req.ip/protocol from X-Forwarded-* of a trusted proxy
   const r = await request(target, '/');
   assert.is(r.status, 200);
   assert.match(r.body, /^Hello from Express in worker \d+/);
-  const who = await request(target, '/whoami', { headers: { 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https', host: 'example.org' } });
+  const who = await request(target, '/whoami', {
+    headers: { 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https', host: 'example.org' },
+  });
   assert.is(who.status, 200);
   const body = JSON.parse(who.body) as { ip: string; protocol: string; host: string };
   assert.is(body.ip, '203.0.113.7');

@@ -7,7 +7,19 @@ import * as assert from 'uvu/assert';
 import net from 'node:net';
 import { copyFileSync, existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, runCli, tempDir, cleanup, onCleanup, freePort, request, until, isAlive, FIXTURES, type Reply } from './helpers/server.js';
+import {
+  startServer,
+  runCli,
+  tempDir,
+  cleanup,
+  onCleanup,
+  freePort,
+  request,
+  until,
+  isAlive,
+  FIXTURES,
+  type Reply,
+} from './helpers/server.js';
 import { startLoad, failures } from './helpers/load.js';
 import { notifySink } from './helpers/notify-sink.js';
 
@@ -39,7 +51,9 @@ function attempt(target: net.NetConnectOpts, timeoutMs = 10_000): { connected: P
       c.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     });
     c.on('data', (d) => done(String(d).split('\r\n')[0]!));
-    c.on('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED' || err.code === 'ENOENT' ? 'refused' : `error ${err.code}`));
+    c.on('error', (err: NodeJS.ErrnoException) =>
+      done(err.code === 'ECONNREFUSED' || err.code === 'ENOENT' ? 'refused' : `error ${err.code}`),
+    );
     c.on('close', () => done('closed'));
   });
   return { connected, answer };
@@ -73,7 +87,9 @@ for (const [name, app] of [
     }
     await Promise.all(attempts);
     const ready = await server.ready();
-    console.log(`  ${name}: socket file appeared ${Date.parse(String(ready.time)) - appeared} ms before "ready"; 20 clients: ${answered} answered, ${refused} refused`);
+    console.log(
+      `  ${name}: socket file appeared ${Date.parse(String(ready.time)) - appeared} ms before "ready"; 20 clients: ${answered} answered, ${refused} refused`,
+    );
     assert.is(refused, 0, 'connections refused while the workers booted');
     assert.is(answered, 20);
   });
@@ -100,10 +116,15 @@ test('tcp: the port takes connections into its backlog while the workers still l
   const results = await Promise.all(answers);
   const ready = await server.ready();
   const early = Date.parse(String(ready.time)) - firstConnect;
-  console.log(`  tcp: first connection accepted into the backlog ${early} ms before "ready"; ${results.filter((a) => a.startsWith('HTTP/1.1 200')).length}/10 answered`);
+  console.log(
+    `  tcp: first connection accepted into the backlog ${early} ms before "ready"; ${results.filter((a) => a.startsWith('HTTP/1.1 200')).length}/10 answered`,
+  );
   assert.is(refusedAfter, 0);
   assert.ok(early > 1000, `the port listened only ${early} ms before the pool was ready`);
-  assert.ok(results.every((a) => a.startsWith('HTTP/1.1 200')), results.join(', '));
+  assert.ok(
+    results.every((a) => a.startsWith('HTTP/1.1 200')),
+    results.join(', '),
+  );
 });
 
 for (const path of ['/throw-later', '/reject-later']) {
@@ -122,7 +143,9 @@ for (const path of ['/throw-later', '/reject-later']) {
     const next = await request({ socketPath: sock }, '/', { timeoutMs: 10_000 });
     const nextMs = Date.now() - t0;
     const slowReply = await slow;
-    console.log(`  ${path}: the request answered ${failed.status} after ${failedMs} ms; the next one ${next.status} after ${nextMs} ms from a new worker; the slow request in progress ${slowReply.status}`);
+    console.log(
+      `  ${path}: the request answered ${failed.status} after ${failedMs} ms; the next one ${next.status} after ${nextMs} ms from a new worker; the slow request in progress ${slowReply.status}`,
+    );
     assert.is(failed.status, 500);
     assert.ok(failedMs < 1000, `the failing request took ${failedMs} ms`);
     assert.is(next.status, 200);
@@ -141,7 +164,9 @@ test('a broken app on disk after a refused deploy: the pool serves on degraded, 
   const sock = join(dir, 'app.sock');
   const sink = notifySink(dir);
   const metricsPort = await freePort();
-  const server = startServer([app, '-b', `unix:${sock}`, '-w', '2', '--metrics-bind', `127.0.0.1:${metricsPort}`], { env: { NOTIFY_SOCKET: sink.path } });
+  const server = startServer([app, '-b', `unix:${sock}`, '-w', '2', '--metrics-bind', `127.0.0.1:${metricsPort}`], {
+    env: { NOTIFY_SOCKET: sink.path },
+  });
   await server.ready();
   const load = startLoad({ socketPath: sock }, { concurrency: 4, maxMs: 60_000 });
   // A deploy of a broken file: the reload is refused and the old workers keep serving ...
@@ -149,9 +174,16 @@ test('a broken app on disk after a refused deploy: the pool serves on degraded, 
   server.signal('SIGHUP');
   await server.waitForMsg(/^reload aborted/);
   // The new workers of the refused reload are logged as such, not as unexpected exits.
-  const aborted = await server.waitForLog((l) => l.msg === 'worker exited' && l.reason === 'killed: reload aborted', 10_000, 'the aborted reload\'s worker exit');
+  const aborted = await server.waitForLog(
+    (l) => l.msg === 'worker exited' && l.reason === 'killed: reload aborted',
+    10_000,
+    "the aborted reload's worker exit",
+  );
   assert.is(aborted.generation, 2);
-  assert.not.ok(server.logs.some((l) => l.msg === 'worker exited unexpectedly'), 'no unexpected exit yet');
+  assert.not.ok(
+    server.logs.some((l) => l.msg === 'worker exited unexpectedly'),
+    'no unexpected exit yet',
+  );
   // ... and the file stays. One old worker goes away (told by someone else, so it drains
   // what it holds: a SIGKILL would also cost its requests in progress, which no server can
   // save): its replacement cannot boot.
@@ -159,9 +191,17 @@ test('a broken app on disk after a refused deploy: the pool serves on degraded, 
   process.kill(victim, 'SIGTERM');
   const degraded = await server.waitForMsg(/^degraded: 1\/2 workers, boot failing: /);
   // More failed boots than the old limit of 3 in a row, still serving.
-  await until(() => server.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('degraded:')).length >= 4, 30_000, 'four failed boots');
+  await until(
+    () => server.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('degraded:')).length >= 4,
+    30_000,
+    'four failed boots',
+  );
   assert.is(server.exitInfo, null, 'the master is still running');
-  const status = JSON.parse((await runCli(['ctl', '--socket', join(dir, 'app.ctl'), 'status', '--json'])).stdout) as { status: string; degraded: { bootError: string } | null; ready: number };
+  const status = JSON.parse((await runCli(['ctl', '--socket', join(dir, 'app.ctl'), 'status', '--json'])).stdout) as {
+    status: string;
+    degraded: { bootError: string } | null;
+    ready: number;
+  };
   assert.match(status.status, /^degraded: 1\/2 workers, boot failing: /);
   assert.ok(status.degraded && /SyntaxError|Unexpected/.test(status.degraded.bootError), JSON.stringify(status.degraded));
   await sink.waitFor(/STATUS=degraded: 1\/2 workers, boot failing: /);
@@ -170,13 +210,22 @@ test('a broken app on disk after a refused deploy: the pool serves on degraded, 
   // The file is fixed: the slot fills by itself.
   copyFileSync(HELLO, app);
   await server.waitForMsg(/^recovered: /, 30_000);
-  await until(async () => {
-    const s = JSON.parse((await runCli(['ctl', '--socket', join(dir, 'app.ctl'), 'status', '--json'])).stdout) as { ready: number; degraded: unknown };
-    return s.ready === 2 && s.degraded === null;
-  }, 20_000, '2/2 workers ready');
+  await until(
+    async () => {
+      const s = JSON.parse((await runCli(['ctl', '--socket', join(dir, 'app.ctl'), 'status', '--json'])).stdout) as {
+        ready: number;
+        degraded: unknown;
+      };
+      return s.ready === 2 && s.degraded === null;
+    },
+    20_000,
+    '2/2 workers ready',
+  );
   assert.match((await request({ port: metricsPort }, '/metrics')).body, /^ws_proxy_kit_pool_degraded 0$/m);
   const r = await load.stop();
-  console.log(`  degraded for ${Date.parse(String(server.logs.find((l) => /^recovered/.test(String(l.msg)))!.time)) - Date.parse(String(degraded.time))} ms; load: sent ${r.sent}, ok ${r.ok}, statuses ${JSON.stringify(r.statuses)}, errors ${JSON.stringify(r.errors)}`);
+  console.log(
+    `  degraded for ${Date.parse(String(server.logs.find((l) => /^recovered/.test(String(l.msg)))!.time)) - Date.parse(String(degraded.time))} ms; load: sent ${r.sent}, ok ${r.ok}, statuses ${JSON.stringify(r.statuses)}, errors ${JSON.stringify(r.errors)}`,
+  );
   assert.is(failures(r), 0, 'requests lost');
   await server.stop();
   // One key per field: a line about a worker names it workerPid, next to the master's pid.
@@ -200,17 +249,21 @@ test('150 unfinished request heads against --worker-connections 50 and 2 workers
   await server.ready();
   // Slowloris: each sends part of a head and stalls (until --headers-timeout, 10 s).
   const stalled = await Promise.all(
-    Array.from({ length: 150 }, () =>
-      new Promise<{ sock: net.Socket; text: () => string; closed: () => boolean }>((resolve) => {
-        const sock = net.connect({ port, host: '127.0.0.1' });
-        let text = '';
-        let closed = false;
-        sock.setEncoding('latin1');
-        sock.on('data', (d: string) => (text += d));
-        sock.on('close', () => (closed = true));
-        sock.on('error', () => {});
-        sock.on('connect', () => sock.write('GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ', () => resolve({ sock, text: () => text, closed: () => closed })));
-      }),
+    Array.from(
+      { length: 150 },
+      () =>
+        new Promise<{ sock: net.Socket; text: () => string; closed: () => boolean }>((resolve) => {
+          const sock = net.connect({ port, host: '127.0.0.1' });
+          let text = '';
+          let closed = false;
+          sock.setEncoding('latin1');
+          sock.on('data', (d: string) => (text += d));
+          sock.on('close', () => (closed = true));
+          sock.on('error', () => {});
+          sock.on('connect', () =>
+            sock.write('GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ', () => resolve({ sock, text: () => text, closed: () => closed })),
+          );
+        }),
     ),
   );
   onCleanup(() => stalled.forEach((s) => s.sock.destroy()));
@@ -255,7 +308,7 @@ function listeningSockets(pid: number): Set<string> {
   return listening;
 }
 
-test('a hung worker\'s stack is read without any listening port: during the hang only the binds listen in the worker', async () => {
+test("a hung worker's stack is read without any listening port: during the hang only the binds listen in the worker", async () => {
   const sock = join(tempDir(), 'app.sock');
   const server = startServer([HELLO, '-b', `unix:${sock}`, '--timeout', '3']);
   await server.ready();
@@ -283,7 +336,9 @@ test('a hung worker\'s stack is read without any listening port: during the hang
   }
   const line = await server.waitForMsg(/^worker timeout/, 10_000);
   const frames = line.stack as { functionName: string; url: string }[];
-  console.log(`  looked at the hung worker's sockets ${looks} times until it was killed: ${seen.size} other listening socket(s); stack top: ${frames[0]?.functionName} (${frames[0]?.url})`);
+  console.log(
+    `  looked at the hung worker's sockets ${looks} times until it was killed: ${seen.size} other listening socket(s); stack top: ${frames[0]?.functionName} (${frames[0]?.url})`,
+  );
   assert.equal([...seen], [], 'a socket other than the bind listened in the worker');
   assert.is(frames[0]!.functionName, 'app');
   assert.match(frames[0]!.url, /fixtures\/app\.mjs$/);

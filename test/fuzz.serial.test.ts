@@ -9,11 +9,15 @@ import { cleanup, onCleanup, ROOT } from './helpers/server.js';
 test.after.each(cleanup);
 
 test('5 s of random and mutated requests: zero worker crashes, master alive, valid requests answered', async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/fuzz.ts'), '--duration', '5', '--seed', '12345', '--concurrency', '6'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'scripts/fuzz.ts'), '--duration', '5', '--seed', '12345', '--concurrency', '6'],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    },
+  );
   onCleanup(() => {
     try {
       process.kill(-child.pid!, 'SIGKILL');

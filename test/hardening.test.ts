@@ -5,7 +5,20 @@ import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, request, tempDir, cleanup, onCleanup, until, isAlive, ServerProcess, CLI, FIXTURES, type Target, followProcess } from './helpers/server.js';
+import {
+  startServer,
+  request,
+  tempDir,
+  cleanup,
+  onCleanup,
+  until,
+  isAlive,
+  ServerProcess,
+  CLI,
+  FIXTURES,
+  type Target,
+  followProcess,
+} from './helpers/server.js';
 import { RawConnection, sendRaw } from './helpers/raw-socket.js';
 
 test.after.each(cleanup);
@@ -67,7 +80,11 @@ const REFUSED: [string, string, number][] = [
   ['HTTP/1.1 without Host', h(['GET / HTTP/1.1']), 400],
   ['duplicate Content-Length', h(['POST /body HTTP/1.1', 'Host: a', 'Content-Length: 1', 'Content-Length: 1'], 'x'), 400],
   ['Content-Length list', h(['POST /body HTTP/1.1', 'Host: a', 'Content-Length: 1, 1'], 'x'), 400],
-  ['Content-Length with Transfer-Encoding', h(['POST /body HTTP/1.1', 'Host: a', 'Content-Length: 3', 'Transfer-Encoding: chunked'], '0\r\n\r\n'), 400],
+  [
+    'Content-Length with Transfer-Encoding',
+    h(['POST /body HTTP/1.1', 'Host: a', 'Content-Length: 3', 'Transfer-Encoding: chunked'], '0\r\n\r\n'),
+    400,
+  ],
   ['gzip transfer coding', h(['POST /body HTTP/1.1', 'Host: a', 'Transfer-Encoding: gzip'], 'abc'), 501],
   ['chunked applied twice', h(['POST /body HTTP/1.1', 'Host: a', 'Transfer-Encoding: chunked, chunked'], '0\r\n\r\n'), 400],
   ['authority-form with GET', h(['GET example.com:80 HTTP/1.1', 'Host: a']), 400],
@@ -87,7 +104,11 @@ const BODY_ERRORS: [string, string, number][] = [
   ['bad chunk size', h(['POST /body HTTP/1.1', 'Host: a', 'Transfer-Encoding: chunked'], 'zz\r\nx\r\n0\r\n\r\n'), 400],
   ['chunk size overflow', h(['POST /body HTTP/1.1', 'Host: a', 'Transfer-Encoding: chunked'], 'ffffffffffffffffff\r\nx\r\n0\r\n\r\n'), 400],
   ['bare LF after a chunk size', h(['POST /body HTTP/1.1', 'Host: a', 'Transfer-Encoding: chunked'], '1\nx\n0\n\n'), 400],
-  ['Content-Length in the trailers', h(['POST /body HTTP/1.1', 'Host: a', 'Transfer-Encoding: chunked'], '1\r\nx\r\n0\r\nContent-Length: 5\r\n\r\n'), 400],
+  [
+    'Content-Length in the trailers',
+    h(['POST /body HTTP/1.1', 'Host: a', 'Transfer-Encoding: chunked'], '1\r\nx\r\n0\r\nContent-Length: 5\r\n\r\n'),
+    400,
+  ],
 ];
 
 test('malformed and ambiguous requests: the right 4xx/5xx, connection closed, app never called, worker keeps serving', async () => {
@@ -108,7 +129,8 @@ test('framing errors inside a chunked body: 400, connection closed, the app neve
   const wrong: string[] = [];
   for (const [name, raw, status] of BODY_ERRORS) {
     const r = await sendRaw(target, raw);
-    if (r.status !== status || !r.closed || r.text.includes('"bytes"')) wrong.push(`${name}: got ${r.status} closed=${r.closed} ${JSON.stringify(r.text.slice(0, 80))}`);
+    if (r.status !== status || !r.closed || r.text.includes('"bytes"'))
+      wrong.push(`${name}: got ${r.status} closed=${r.closed} ${JSON.stringify(r.text.slice(0, 80))}`);
   }
   assert.equal(wrong, []);
   await assertStillServing(server, target);
@@ -140,12 +162,22 @@ test('CONNECT is closed without reaching the app', async () => {
 
 test('forbidden trailer fields are dropped before the app reads them, allowed ones pass', async () => {
   const { server, target } = await serve([]);
-  const bad = await sendRaw(target, h(['POST /body HTTP/1.1', 'Host: a', 'Transfer-Encoding: chunked'], '1\r\nx\r\n0\r\nHost: evil\r\nX-Sum: 1\r\n\r\n'));
+  const bad = await sendRaw(
+    target,
+    h(['POST /body HTTP/1.1', 'Host: a', 'Transfer-Encoding: chunked'], '1\r\nx\r\n0\r\nHost: evil\r\nX-Sum: 1\r\n\r\n'),
+  );
   assert.equal(bad.status, 200);
   const body = JSON.parse(bad.text.split('\r\n\r\n')[1]!) as { bytes: number; trailers: Record<string, string>; host: string };
-  assert.equal(body, { bytes: 1, trailers: { 'x-sum': '1' }, trailersDistinct: { 'x-sum': ['1'] }, rawTrailers: ['X-Sum', '1'], host: 'a' }, 'every view of the trailers agrees');
+  assert.equal(
+    body,
+    { bytes: 1, trailers: { 'x-sum': '1' }, trailersDistinct: { 'x-sum': ['1'] }, rawTrailers: ['X-Sum', '1'], host: 'a' },
+    'every view of the trailers agrees',
+  );
   assert.ok(bad.closed, 'a client sending forbidden trailers gets no more requests on that connection');
-  const good = await sendRaw(target, h(['POST /body HTTP/1.1', 'Host: a', 'Transfer-Encoding: chunked', 'Trailer: X-Sum'], '3\r\nabc\r\n0\r\nX-Sum: 3\r\n\r\n'));
+  const good = await sendRaw(
+    target,
+    h(['POST /body HTTP/1.1', 'Host: a', 'Transfer-Encoding: chunked', 'Trailer: X-Sum'], '3\r\nabc\r\n0\r\nX-Sum: 3\r\n\r\n'),
+  );
   assert.equal(good.status, 200);
   assert.match(good.text, /"trailers":\{"x-sum":"3"\},"trailersDistinct":\{"x-sum":\["3"\]\}/);
   assert.not.ok(good.closed, 'a valid chunked request keeps the connection');
@@ -155,7 +187,11 @@ test('forbidden trailer fields are dropped before the app reads them, allowed on
 test('valid edge cases: pipelining, Expect: 100-continue, OPTIONS *, absolute-form, HTTP/1.0 without Host', async () => {
   const { server, target } = await serve([]);
   const pipe = await new RawConnection(target).ready();
-  await pipe.write(h(['GET /1 HTTP/1.1', 'Host: a']) + h(['POST /body HTTP/1.1', 'Host: a', 'Content-Length: 3'], 'abc') + h(['GET /3 HTTP/1.1', 'Host: a']));
+  await pipe.write(
+    h(['GET /1 HTTP/1.1', 'Host: a']) +
+      h(['POST /body HTTP/1.1', 'Host: a', 'Content-Length: 3'], 'abc') +
+      h(['GET /3 HTTP/1.1', 'Host: a']),
+  );
   await pipe.waitFor(/ok GET \/3 /);
   assert.equal(pipe.statuses(), [200, 200, 200]);
   assert.match(pipe.text, /ok GET \/1 [\s\S]*"bytes":3[\s\S]*ok GET \/3 /);
@@ -178,7 +214,16 @@ test('valid edge cases: pipelining, Expect: 100-continue, OPTIONS *, absolute-fo
 });
 
 test('limits match their settings exactly: one under passes, one over is refused', async () => {
-  const { server, target } = await serve(['--limit-request-line', '100', '--limit-request-fields', '5', '--limit-request-field-size', '50', '--limit-request-body', '10']);
+  const { server, target } = await serve([
+    '--limit-request-line',
+    '100',
+    '--limit-request-fields',
+    '5',
+    '--limit-request-field-size',
+    '50',
+    '--limit-request-body',
+    '10',
+  ]);
   // request line = "GET " + target + " HTTP/1.1" = target + 13 bytes
   const line = (n: number) => h([`GET /${'a'.repeat(n - 14)} HTTP/1.1`, 'Host: a']);
   assert.equal((await sendRaw(target, line(100))).status, 200);
@@ -203,7 +248,8 @@ test('limits match their settings exactly: one under passes, one over is refused
   const overLimit = await sendRaw(target, sized(11));
   assert.equal([overLimit.status, overLimit.closed], [413, true]);
 
-  const chunked = (n: number) => h(['POST /body HTTP/1.1', 'Host: a', 'Transfer-Encoding: chunked'], `${n.toString(16)}\r\n${'c'.repeat(n)}\r\n0\r\n\r\n`);
+  const chunked = (n: number) =>
+    h(['POST /body HTTP/1.1', 'Host: a', 'Transfer-Encoding: chunked'], `${n.toString(16)}\r\n${'c'.repeat(n)}\r\n0\r\n\r\n`);
   const chunkedAt = await sendRaw(target, chunked(10));
   assert.equal(chunkedAt.status, 200);
   assert.match(chunkedAt.text, /"bytes":10/);
@@ -230,7 +276,10 @@ test('default limits: a URL up to --limit-request-line and --limit-request-field
   const long = await sendRaw(target, h([`GET ${url} HTTP/1.1`, 'Host: a']));
   assert.equal(long.status, 200);
   assert.ok(long.text.includes(url));
-  const many = await sendRaw(target, h(['GET / HTTP/1.1', 'Host: a', ...Array.from({ length: 99 }, (_, i) => `X-Field-${i}: ${'v'.repeat(100)}`)]));
+  const many = await sendRaw(
+    target,
+    h(['GET / HTTP/1.1', 'Host: a', ...Array.from({ length: 99 }, (_, i) => `X-Field-${i}: ${'v'.repeat(100)}`)]),
+  );
   assert.equal(many.status, 200);
   await assertStillServing(server, target);
 });
@@ -283,13 +332,19 @@ test('--worker-connections: at the cap the worker stops accepting; a new connect
   // connect() succeeds (the kernel queues the connection) but nobody accepts it yet.
   const extra = await new RawConnection(target).ready();
   await extra.write(h(['GET /extra HTTP/1.1', 'Host: a']));
-  const answered = await extra.waitFor(/HTTP\/1\.1/, 700).then(() => true, () => false);
+  const answered = await extra.waitFor(/HTTP\/1\.1/, 700).then(
+    () => true,
+    () => false,
+  );
   assert.not.ok(answered, 'no answer while the worker is at its cap');
   assert.not.ok(extra.closed, 'the connection past the cap waits; it is not closed');
   held.pop()!.destroy();
   await extra.waitFor(/ok GET \/extra/);
   assert.equal(extra.statuses(), [200]);
-  assert.not.ok(server.logs.some((l) => l.msg === 'connection dropped: --worker-connections reached'), 'nothing was accepted and dropped');
+  assert.not.ok(
+    server.logs.some((l) => l.msg === 'connection dropped: --worker-connections reached'),
+    'nothing was accepted and dropped',
+  );
   assert.ok(isAlive(server.pid));
   assert.equal(server.workerPids().length, 1);
 });
@@ -324,7 +379,15 @@ test('EMFILE at the OS fd limit is logged and survived', async () => {
   }
   await server.waitForLog((l) => JSON.stringify(l).includes('EMFILE'), 15_000, 'an EMFILE log line');
   for (const c of conns) c.destroy();
-  const ok = await until(() => request(target, '/').then((x) => x.status === 200, () => false), 15_000, 'the worker to serve again');
+  const ok = await until(
+    () =>
+      request(target, '/').then(
+        (x) => x.status === 200,
+        () => false,
+      ),
+    15_000,
+    'the worker to serve again',
+  );
   assert.ok(ok);
   assert.ok(isAlive(server.pid));
   assert.equal(server.workerPids().length, 1, 'the worker was not replaced');
@@ -362,7 +425,9 @@ test('backpressure: a slow reader of a 200 MB stream does not make the worker bu
   clearInterval(sampler);
   assert.ok(received > total, `read the whole stream (${received} bytes)`);
   const grew = maxRss - baseline;
-  console.log(`backpressure: worker RSS ${Math.round(baseline / 2 ** 20)} MiB -> max ${Math.round(maxRss / 2 ** 20)} MiB while streaming 200 MiB`);
+  console.log(
+    `backpressure: worker RSS ${Math.round(baseline / 2 ** 20)} MiB -> max ${Math.round(maxRss / 2 ** 20)} MiB while streaming 200 MiB`,
+  );
   // Garbage from the app's fresh buffers waits for GC (about 35 MiB seen); buffering it all would be 200 MiB.
   assert.ok(grew < 96 * 2 ** 20, `worker RSS grew ${Math.round(grew / 2 ** 20)} MiB streaming 200 MiB to a slow reader`);
   await assertStillServing(server, target);
@@ -372,7 +437,9 @@ test('backpressure: a slow reader of a 200 MB stream does not make the worker bu
   careless.sock.pause();
   await careless.write(h(['GET /stream?mb=200&ignore=1 HTTP/1.1', 'Host: a']));
   const before = vmRssBytes(workerPid);
-  const seen = await until(() => vmRssBytes(workerPid) - before > 128 * 2 ** 20, 30_000, 'the careless stream to show in RSS').catch(() => false);
+  const seen = await until(() => vmRssBytes(workerPid) - before > 128 * 2 ** 20, 30_000, 'the careless stream to show in RSS').catch(
+    () => false,
+  );
   careless.destroy();
   assert.ok(seen, 'RSS measurement detects buffering (control case)');
 });

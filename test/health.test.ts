@@ -33,7 +33,11 @@ test('--max-requests recycles workers without dropping a request', async () => {
   const server = startServer([APP, '-b', `unix:${sock}`, '-w', '2', '--max-requests', '300', '--max-requests-jitter', '50']);
   await server.ready();
   const load = startLoad({ socketPath: sock }, { concurrency: 6 });
-  await until(() => server.logs.filter((l) => l.reason === 'max requests reached' && l.msg === 'worker exited').length >= 3, 60_000, 'three recycled workers');
+  await until(
+    () => server.logs.filter((l) => l.reason === 'max requests reached' && l.msg === 'worker exited').length >= 3,
+    60_000,
+    'three recycled workers',
+  );
   const r = await load.stop();
   console.log(`  max-requests: sent ${r.sent}, ok ${r.ok}, errors ${JSON.stringify(r.errors)}, workers seen ${Object.keys(r.pids).length}`);
   assert.equal(failures(r), 0, JSON.stringify(r));
@@ -49,7 +53,11 @@ test('--max-worker-memory recycles a worker whose RSS stays above the limit', as
   const [first] = server.workerPids();
   const grown = await request({ socketPath: sock }, '/grow?mb=200');
   assert.match(grown.body, new RegExp(`grew 200 ${first}`));
-  const line = await server.waitForLog((l) => l.msg === 'worker exited' && /^memory: RSS/.test(String(l.reason)), 30_000, 'memory recycling');
+  const line = await server.waitForLog(
+    (l) => l.msg === 'worker exited' && /^memory: RSS/.test(String(l.reason)),
+    30_000,
+    'memory recycling',
+  );
   assert.equal(line.workerPid, first);
   const after = await request({ socketPath: sock }, '/');
   assert.not.match(after.body, new RegExp(String(first)));
@@ -102,7 +110,18 @@ export default {
   await until(() => readFileSync(trace, 'utf8').includes('nworkersChanged 1->2'), 10_000, 'nworkersChanged');
   await server.stop();
   const lines = readFileSync(trace, 'utf8');
-  for (const expected of ['onStarting', 'whenReady 1', 'preFork 1', 'postFork 1', 'postWorkerInit 1', 'preRequest /hooked', 'postRequest 200', 'childExit 1', 'workerExit 1', 'onExit']) {
+  for (const expected of [
+    'onStarting',
+    'whenReady 1',
+    'preFork 1',
+    'postFork 1',
+    'postWorkerInit 1',
+    'preRequest /hooked',
+    'postRequest 200',
+    'childExit 1',
+    'workerExit 1',
+    'onExit',
+  ]) {
     assert.ok(lines.includes(expected), `missing "${expected}" in:\n${lines}`);
   }
   assert.ok(lines.indexOf('onStarting') < lines.indexOf('postFork 1') && lines.indexOf('postFork 1') < lines.indexOf('postWorkerInit 1'));
@@ -134,10 +153,14 @@ test('SIGUSR1 reopens log files (logrotate without copytruncate)', async () => {
   renameSync(access, access + '.1');
   server.signal('SIGUSR1');
   await until(() => existsSync(log) && /log files reopened/.test(readFileSync(log, 'utf8')), 10_000, 'a fresh server log');
-  await until(async () => {
-    await request({ socketPath: sock }, '/after');
-    return existsSync(access) && readFileSync(access, 'utf8').includes('/after');
-  }, 10_000, 'a fresh access log');
+  await until(
+    async () => {
+      await request({ socketPath: sock }, '/after');
+      return existsSync(access) && readFileSync(access, 'utf8').includes('/after');
+    },
+    10_000,
+    'a fresh access log',
+  );
   assert.not.ok(readFileSync(access + '.1', 'utf8').includes('/after'));
   await server.stop();
   assert.ok(isAlive(process.pid));

@@ -65,9 +65,23 @@ test('--keep-alive and --graceful-timeout given to init reach the site, the unit
 
 test('the site: keepalive below the app keep-alive, TLS redirect, static files', () => {
   const base = {
-    name: 'shop', app: 'app.mjs', workingDirectory: '/srv/shop', user: 'shop', group: 'shop', proxyGroup: 'www-data',
-    socketPath: '/run/shop/app.sock', workers: 2, gracefulTimeout: 30, timeout: 30, keepAlive: 75, serverName: 'shop.example.com',
-    tls: false, nodePath: '/usr/bin/node', cliPath: '/x/main.js', configPath: '/srv/shop/c.mjs', clientMaxBodySize: '20m',
+    name: 'shop',
+    app: 'app.mjs',
+    workingDirectory: '/srv/shop',
+    user: 'shop',
+    group: 'shop',
+    proxyGroup: 'www-data',
+    socketPath: '/run/shop/app.sock',
+    workers: 2,
+    gracefulTimeout: 30,
+    timeout: 30,
+    keepAlive: 75,
+    serverName: 'shop.example.com',
+    tls: false,
+    nodePath: '/usr/bin/node',
+    cliPath: '/x/main.js',
+    configPath: '/srv/shop/c.mjs',
+    clientMaxBodySize: '20m',
   };
   assert.match(renderNginxSite(base), 'keepalive_timeout 74s;');
   assert.match(renderNginxSite(base), 'client_max_body_size 20m;');
@@ -114,18 +128,28 @@ test('bad flags are errors that say what to do', async () => {
   assert.not.match(found.stderr, /warning/);
 });
 
-testWithTool(test, 'init validates the site with nginx -t, TLS included', hasCommand('nginx', ['-v']) ? null : 'nginx is not installed', async () => {
-  const dir = appDir();
-  const r = await runCli(['init', '--tls', '--server-name', 'shop.example.com', '--static', 'public'], { cwd: dir, timeoutMs: 60_000 });
-  assert.match(r.stdout, /nginx -t: ok/, r.stdout + r.stderr);
-  assert.not.match(r.stdout, /\/etc\/nginx\/nginx\.conf/, 'validated in a temporary prefix');
-});
+testWithTool(
+  test,
+  'init validates the site with nginx -t, TLS included',
+  hasCommand('nginx', ['-v']) ? null : 'nginx is not installed',
+  async () => {
+    const dir = appDir();
+    const r = await runCli(['init', '--tls', '--server-name', 'shop.example.com', '--static', 'public'], { cwd: dir, timeoutMs: 60_000 });
+    assert.match(r.stdout, /nginx -t: ok/, r.stdout + r.stderr);
+    assert.not.match(r.stdout, /\/etc\/nginx\/nginx\.conf/, 'validated in a temporary prefix');
+  },
+);
 
-testWithTool(test, 'init verifies the units with systemd-analyze', hasCommand('systemd-analyze') ? null : 'systemd-analyze is not installed', async () => {
-  const dir = appDir();
-  const r = await runCli(['init'], { cwd: dir, timeoutMs: 60_000 });
-  assert.match(r.stdout, /systemd-analyze verify: (ok|FAILED)/);
-});
+testWithTool(
+  test,
+  'init verifies the units with systemd-analyze',
+  hasCommand('systemd-analyze') ? null : 'systemd-analyze is not installed',
+  async () => {
+    const dir = appDir();
+    const r = await runCli(['init'], { cwd: dir, timeoutMs: 60_000 });
+    assert.match(r.stdout, /systemd-analyze verify: (ok|FAILED)/);
+  },
+);
 
 const rootOnly = process.getuid?.() === 0 ? null : 'needs root to test access as another user (www-data)';
 
@@ -137,13 +161,31 @@ testWithTool(test, 'check --proxy-user: a directory www-data cannot search is na
   const sock = join(sockDir, 'app.sock');
   const server = startServer(['test/fixtures/app.mjs', '--bind', `unix:${sock}`, '--socket-group', 'www-data']);
   await server.ready();
-  const denied = await runCli(['check', 'test/fixtures/app.mjs', '--bind', `unix:${sock}`, '--socket-group', 'www-data', '--proxy-user', 'www-data']);
+  const denied = await runCli([
+    'check',
+    'test/fixtures/app.mjs',
+    '--bind',
+    `unix:${sock}`,
+    '--socket-group',
+    'www-data',
+    '--proxy-user',
+    'www-data',
+  ]);
   assert.is(denied.code, 1, denied.stdout + denied.stderr);
   assert.match(denied.stdout, new RegExp(`FAIL drwx------ .* ${sockDir}: search \\(x\\) as other`));
   assert.match(denied.stdout, new RegExp(`fix: ${sockDir}: chmod o\\+x ${sockDir}`));
   assert.match(denied.stdout, /www-data cannot connect/);
   chmodSync(sockDir, 0o711);
-  const allowed = await runCli(['check', 'test/fixtures/app.mjs', '--bind', `unix:${sock}`, '--socket-group', 'www-data', '--proxy-user', 'www-data']);
+  const allowed = await runCli([
+    'check',
+    'test/fixtures/app.mjs',
+    '--bind',
+    `unix:${sock}`,
+    '--socket-group',
+    'www-data',
+    '--proxy-user',
+    'www-data',
+  ]);
   assert.is(allowed.code, 0, allowed.stdout);
   assert.match(allowed.stdout, /ok   srw-rw---- root:www-data .*connect \(w\) as group/);
   const noGroup = await runCli(['check', 'test/fixtures/app.mjs', '--bind', `unix:${join(dir, 'later.sock')}`, '--proxy-user', 'www-data']);

@@ -43,7 +43,9 @@ function nginxTest(site: string): { ok: boolean; output: string } {
   try {
     writeFileSync(join(dir, 'site.conf'), site);
     writeFileSync(join(dir, 'nginx.conf'), nginxMainConf(dir, join(dir, 'site.conf')));
-    const r = spawnSync('nginx', ['-t', '-p', dir + '/', '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { encoding: 'utf8' });
+    const r = spawnSync('nginx', ['-t', '-p', dir + '/', '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], {
+      encoding: 'utf8',
+    });
     return { ok: r.status === 0, output: `${r.stdout}${r.stderr}` };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -64,7 +66,10 @@ const flagValue = (args: string[], flag: string): string => args[args.indexOf(fl
 
 test('every kubernetes manifest validates against the API schemas', async () => {
   const docs = await manifests();
-  assert.equal(docs.map((d) => d.kind), ['ConfigMap', 'Deployment', 'Service', 'PodDisruptionBudget']);
+  assert.equal(
+    docs.map((d) => d.kind),
+    ['ConfigMap', 'Deployment', 'Service', 'PodDisruptionBudget'],
+  );
   const models = { ConfigMap, Deployment, Service, PodDisruptionBudget } as Record<string, new (x: Obj) => { validate(): void }>;
   for (const d of docs) new models[d.kind]!(d).validate();
   // The validator does catch mistakes (so the loop above can fail).
@@ -74,7 +79,14 @@ test('every kubernetes manifest validates against the API schemas', async () => 
 });
 
 test('kubernetes: probes, drain, grace period, socket sharing and selectors agree', async () => {
-  const [configMap, deployment, service, pdb] = (await manifests(['--drain-seconds', '12', '--graceful-timeout', '20', '--workers', '3'])) as [Obj, Obj, Obj, Obj];
+  const [configMap, deployment, service, pdb] = (await manifests([
+    '--drain-seconds',
+    '12',
+    '--graceful-timeout',
+    '20',
+    '--workers',
+    '3',
+  ])) as [Obj, Obj, Obj, Obj];
   const pod = deployment.spec.template.spec;
   const app = pod.containers.find((c: Obj) => c.name === 'app');
   const nginx = pod.containers.find((c: Obj) => c.name === 'nginx');
@@ -84,8 +96,14 @@ test('kubernetes: probes, drain, grace period, socket sharing and selectors agre
   assert.is(flagValue(args, '--drain-seconds'), '12');
   assert.is(flagValue(args, '--graceful-timeout'), '20');
   const rp = app.readinessProbe;
-  assert.ok(rp.periodSeconds * rp.failureThreshold + ENDPOINTS_PROPAGATION <= 12, 'unready and out of the endpoints before the drain window ends');
-  assert.ok(pod.terminationGracePeriodSeconds >= 12 + 20 + 1, `grace ${pod.terminationGracePeriodSeconds} covers drain + graceful + the master's 1 s`);
+  assert.ok(
+    rp.periodSeconds * rp.failureThreshold + ENDPOINTS_PROPAGATION <= 12,
+    'unready and out of the endpoints before the drain window ends',
+  );
+  assert.ok(
+    pod.terminationGracePeriodSeconds >= 12 + 20 + 1,
+    `grace ${pod.terminationGracePeriodSeconds} covers drain + graceful + the master's 1 s`,
+  );
   const preStop = nginx.lifecycle.preStop.exec.command.join(' ');
   assert.match(preStop, /sleep 12; nginx -s quit/, 'nginx serves through the drain window, then quits gracefully');
   assert.not.ok(app.lifecycle?.preStop, 'the app drains on SIGTERM itself');
@@ -101,11 +119,18 @@ test('kubernetes: probes, drain, grace period, socket sharing and selectors agre
   const bind = flagValue(args, '--bind');
   assert.is(bind, 'unix:/run/shop/app.sock');
   const volume = pod.volumes.find((v: Obj) => v.emptyDir);
-  for (const c of [app, nginx]) assert.ok(c.volumeMounts.some((m: Obj) => m.name === volume.name && m.mountPath === '/run/shop'), c.name);
+  for (const c of [app, nginx])
+    assert.ok(
+      c.volumeMounts.some((m: Obj) => m.name === volume.name && m.mountPath === '/run/shop'),
+      c.name,
+    );
   assert.is(flagValue(args, '--socket-mode'), '0660');
   assert.is(flagValue(args, '--socket-group'), String(SOCKET_GID));
   assert.is(pod.securityContext.fsGroup, SOCKET_GID);
-  assert.ok(nginx.securityContext.runAsUser !== 0 && pod.securityContext.runAsNonRoot, 'nginx runs as a non-root user that keeps the fsGroup');
+  assert.ok(
+    nginx.securityContext.runAsUser !== 0 && pod.securityContext.runAsNonRoot,
+    'nginx runs as a non-root user that keeps the fsGroup',
+  );
 
   // nginx: its site proxies to that socket and listens on the port the Service targets.
   const site: string = configMap.data['default.conf'];
@@ -142,14 +167,28 @@ test('kubernetes: a drain window shorter than Kubernetes needs is refused with a
   assert.match(r.stderr, /--drain-seconds 3 is shorter than Kubernetes needs/);
 });
 
-testWithTool(test, 'kubernetes: the nginx site in the ConfigMap passes nginx -t', hasCommand('nginx', ['-v']) ? null : 'nginx is not installed', async () => {
-  const [configMap] = await manifests();
-  const r = nginxTest(configMap!.data['default.conf']);
-  assert.ok(r.ok, r.output);
-});
+testWithTool(
+  test,
+  'kubernetes: the nginx site in the ConfigMap passes nginx -t',
+  hasCommand('nginx', ['-v']) ? null : 'nginx is not installed',
+  async () => {
+    const [configMap] = await manifests();
+    const r = nginxTest(configMap!.data['default.conf']);
+    assert.ok(r.ok, r.output);
+  },
+);
 
 test('hosts: upstream over every host with failover and keepalive; each host trusts only the nginx host', async () => {
-  const files = await dryRun(['--target', 'hosts', '--hosts', '10.231.1.2:8000, 10.231.2.2:8000', '--proxy-address', '10.231.0.1', '--drain-seconds', '3']);
+  const files = await dryRun([
+    '--target',
+    'hosts',
+    '--hosts',
+    '10.231.1.2:8000, 10.231.2.2:8000',
+    '--proxy-address',
+    '10.231.0.1',
+    '--drain-seconds',
+    '3',
+  ]);
   assert.equal(Object.keys(files).sort(), [
     'host-10.231.1.2-8000/shop.service',
     'host-10.231.1.2-8000/shop.socket',

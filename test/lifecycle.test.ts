@@ -48,7 +48,9 @@ function probe(target: { path: string } | { port: number; host: string }): Promi
     };
     c.on('connect', () => c.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
     c.on('data', (d) => done(`answered: ${String(d).split('\r\n')[0]}`));
-    c.on('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED' || err.code === 'ENOENT' ? 'refused' : `error ${err.code}`));
+    c.on('error', (err: NodeJS.ErrnoException) =>
+      done(err.code === 'ECONNREFUSED' || err.code === 'ENOENT' ? 'refused' : `error ${err.code}`),
+    );
     c.on('close', () => done('closed'));
   });
 }
@@ -70,7 +72,11 @@ test('a worker killed with SIGKILL is respawned; the log says why it exited; the
   const old = pidOf(await request({ socketPath: sock }, '/'));
   assert.equal(server.workerPids(), [old]);
   process.kill(old, 'SIGKILL');
-  const exit = await server.waitForLog((l) => l.msg === 'worker exited unexpectedly' && l.workerPid === old, 15_000, 'the exit of the killed worker');
+  const exit = await server.waitForLog(
+    (l) => l.msg === 'worker exited unexpectedly' && l.workerPid === old,
+    15_000,
+    'the exit of the killed worker',
+  );
   assert.is(exit.signal, 'SIGKILL');
   assert.match(String(exit.reason), /killed by SIGKILL/);
   assert.is(exit.worker, 1);
@@ -89,7 +95,11 @@ test('an app exception in a request answers 500, is logged with stack and reques
   assert.is(thrown.status, 500);
   assert.match(thrown.body, /Internal Server Error/);
   assert.not.match(thrown.body, /thrown by the app/, 'the error is not leaked to the client');
-  const line = await server.waitForLog((l) => l.msg === 'app error: answered 500' && l.requestId === 'trace-throw-1', 10_000, 'the app error line');
+  const line = await server.waitForLog(
+    (l) => l.msg === 'app error: answered 500' && l.requestId === 'trace-throw-1',
+    10_000,
+    'the app error line',
+  );
   const err = line.err as { message?: string; stack?: string };
   assert.is(err.message, 'thrown by the app');
   assert.match(String(err.stack), /Error: thrown by the app\n\s+at /);
@@ -99,13 +109,20 @@ test('an app exception in a request answers 500, is logged with stack and reques
 
   const rejected = await request({ socketPath: sock }, '/reject', { headers: { 'x-request-id': 'trace-reject-1' } });
   assert.is(rejected.status, 500);
-  const rline = await server.waitForLog((l) => l.msg === 'app error: answered 500' && l.requestId === 'trace-reject-1', 10_000, 'the rejection line');
+  const rline = await server.waitForLog(
+    (l) => l.msg === 'app error: answered 500' && l.requestId === 'trace-reject-1',
+    10_000,
+    'the rejection line',
+  );
   assert.match(String((rline.err as { stack?: string }).stack), /rejected by the app/);
 
   const after = await request({ socketPath: sock }, '/');
   assert.is(after.status, 200);
   assert.is(pidOf(after), pid, 'the same worker keeps serving');
-  assert.not.ok(server.logs.some((l) => /worker exited/.test(String(l.msg))), 'no worker exited');
+  assert.not.ok(
+    server.logs.some((l) => /worker exited/.test(String(l.msg))),
+    'no worker exited',
+  );
   assert.is((await server.stop()).code, 0);
 });
 
@@ -120,7 +137,11 @@ test('an uncaught exception outside a request: the worker finishes in-flight req
   const done = await slow;
   assert.is(done.status, 200, 'the in-flight request completed');
   assert.is(pidOf(done), crashed, 'and was answered by the crashing worker');
-  const exit = await server.waitForLog((l) => l.msg === 'worker exited unexpectedly' && l.workerPid === crashed, 15_000, 'the crashed worker exit');
+  const exit = await server.waitForLog(
+    (l) => l.msg === 'worker exited unexpectedly' && l.workerPid === crashed,
+    15_000,
+    'the crashed worker exit',
+  );
   assert.is(exit.reason, 'uncaught error');
   assert.is(exit.code, 1);
   // Counted: the master keeps a running total of unexpected worker exits.
@@ -159,7 +180,11 @@ test('SIGTERM is graceful: the in-flight request completes, new connections are 
   const sock = join(dir, 'g.sock');
   const server = startServer([APP, '-b', `unix:${sock}`, '-b', '127.0.0.1:0', '-w', '1']);
   const ready = await server.ready();
-  const port = Number(String((ready.binds as string[])[1]).split(':').pop());
+  const port = Number(
+    String((ready.binds as string[])[1])
+      .split(':')
+      .pop(),
+  );
   const { reply: slow } = await inFlight(sock, '/slow?ms=1500');
   server.signal('SIGTERM');
   await server.waitForMsg(/worker draining/, 10_000);
@@ -195,7 +220,10 @@ test('--graceful-timeout 1: a request longer than that is cut and the server exi
   assert.match(outcome, /^cut/, 'the request did not get its 10 s');
   const { code } = await server.exited;
   assert.is(code, 0);
-  assert.ok(server.logs.some((l) => /graceful timeout/.test(String(l.msg))), 'the log says the graceful timeout ran out');
+  assert.ok(
+    server.logs.some((l) => /graceful timeout/.test(String(l.msg))),
+    'the log says the graceful timeout ran out',
+  );
 });
 
 // ---- pool size and reload -----------------------------------------------------------------
@@ -207,7 +235,10 @@ test('SIGTTIN adds a worker and SIGTTOU removes one', async () => {
   const added = await server.waitForLog((l) => l.msg === 'worker spawned' && l.worker === 2, 10_000, 'worker 2 spawned');
   await until(async () => (await servingPids(sock, 1)).size === 2, 20_000, 'two workers serving');
   const both = await servingPids(sock, 1, 16);
-  assert.ok([...both].every((p) => p === first || p === added.workerPid), `only the two workers answer: ${[...both]}`);
+  assert.ok(
+    [...both].every((p) => p === first || p === added.workerPid),
+    `only the two workers answer: ${[...both]}`,
+  );
 
   server.signal('SIGTTOU');
   const removed = await server.waitForLog((l) => l.msg === 'worker exited' && l.workerPid === added.workerPid, 15_000, 'worker 2 exited');
@@ -250,7 +281,10 @@ test('SIGHUP reload: new workers serve, the old ones exit, no request fails mean
   await loop;
   assert.equal(failures, [], 'no failed requests across the reload');
   const after = servedBy.slice(mark);
-  assert.ok(after.every((p) => !old.has(p)), 'only new workers serve after the reload');
+  assert.ok(
+    after.every((p) => !old.has(p)),
+    'only new workers serve after the reload',
+  );
   const fresh = new Set(server.workerPids().filter((p) => !old.has(p)));
   assert.is(fresh.size, 2);
   assert.ok(after.every((p) => fresh.has(p)));

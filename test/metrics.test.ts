@@ -95,7 +95,10 @@ test('counters match the requests made; histogram count equals requests; pool ga
   assert.is(s.get('ws_proxy_kit_workers{state="ready"}'), 2);
   const busy = series(s, 'ws_proxy_kit_worker_busy');
   assert.is(Object.keys(busy).length, 2, 'one busy/idle series per worker');
-  assert.ok(Object.values(busy).every((v) => v === 0), 'idle after the requests');
+  assert.ok(
+    Object.values(busy).every((v) => v === 0),
+    'idle after the requests',
+  );
   assert.is(Object.keys(series(s, 'ws_proxy_kit_worker_heartbeat_age_seconds')).length, 2);
   assert.ok(Object.values(series(s, 'ws_proxy_kit_worker_resident_memory_bytes')).every((v) => v > 1e6));
   assert.ok(Object.values(series(s, 'ws_proxy_kit_worker_cpu_seconds_total')).every((v) => v > 0));
@@ -114,28 +117,46 @@ test('a killed worker: totals do not go down; restarts counted as crash', async 
   const victim = pids[0]!;
   process.kill(victim, 'SIGKILL');
   await until(() => !isAlive(victim), 10_000, 'the worker to die');
-  const s2 = await scrapeUntil(port, (x) => x.get('ws_proxy_kit_worker_restarts_total{reason="crash"}') === 1, 15_000, 'the crash to be counted');
-  assert.is(total(s2), 10, 'the dead worker\'s requests are still counted');
+  const s2 = await scrapeUntil(
+    port,
+    (x) => x.get('ws_proxy_kit_worker_restarts_total{reason="crash"}') === 1,
+    15_000,
+    'the crash to be counted',
+  );
+  assert.is(total(s2), 10, "the dead worker's requests are still counted");
   assert.is(s2.get('http_request_duration_seconds_count'), 10);
-  assert.ok(!Object.keys(series(s2, 'ws_proxy_kit_worker_busy')).some((k) => k.includes(`pid="${victim}"`)), 'the dead worker has no series');
+  assert.ok(
+    !Object.keys(series(s2, 'ws_proxy_kit_worker_busy')).some((k) => k.includes(`pid="${victim}"`)),
+    'the dead worker has no series',
+  );
   // Its replacement serves; the totals keep growing from where they were.
-  await server.waitForMsg(/worker spawned/, 10_000, server.logs.findIndex((l) => l.msg === 'worker exited unexpectedly'));
+  await server.waitForMsg(
+    /worker spawned/,
+    10_000,
+    server.logs.findIndex((l) => l.msg === 'worker exited unexpectedly'),
+  );
   for (let i = 0; i < 4; i++) await request({ socketPath: sock }, '/');
   const s3 = await scrapeUntil(port, (x) => total(x) === 14, 15_000, 'the 4 more requests to be reported');
-  for (const reason of ['timeout', 'max-requests', 'memory', 'reload', 'boot-failure', 'manual', 'other']) assert.is(s3.get(`ws_proxy_kit_worker_restarts_total{reason="${reason}"}`), 0, reason);
+  for (const reason of ['timeout', 'max-requests', 'memory', 'reload', 'boot-failure', 'manual', 'other'])
+    assert.is(s3.get(`ws_proxy_kit_worker_restarts_total{reason="${reason}"}`), 0, reason);
   await server.stop();
 });
 
-test('max-requests recycling: counted as max-requests; the retired worker\'s last requests are kept', async () => {
+test("max-requests recycling: counted as max-requests; the retired worker's last requests are kept", async () => {
   const { server, sock, port } = await startWithMetrics(['--max-requests', '5', '--max-requests-jitter', '0']);
   for (let i = 0; i < 12; i++) await request({ socketPath: sock }, '/');
-  const s = await scrapeUntil(port, (x) => (x.get('ws_proxy_kit_worker_restarts_total{reason="max-requests"}') ?? 0) >= 1 && total(x) === 12, 20_000, 'a max-requests restart and all 12 requests counted');
+  const s = await scrapeUntil(
+    port,
+    (x) => (x.get('ws_proxy_kit_worker_restarts_total{reason="max-requests"}') ?? 0) >= 1 && total(x) === 12,
+    20_000,
+    'a max-requests restart and all 12 requests counted',
+  );
   assert.is(s.get('ws_proxy_kit_worker_restarts_total{reason="crash"}'), 0);
   assert.is(s.get('http_request_duration_seconds_count'), 12);
   await server.stop();
 });
 
-test('restart reasons from the arbiter\'s exit descriptions (WorkerProcess.describeExit)', () => {
+test("restart reasons from the arbiter's exit descriptions (WorkerProcess.describeExit)", () => {
   const table: [string, string | null][] = [
     ['crashed', 'crash'],
     ['uncaught error', 'crash'],

@@ -7,7 +7,18 @@ import net from 'node:net';
 import { writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { startServer, request, rawRequest, tempDir, freePort, cleanup, until, ROOT, type Target, type ServerProcess } from './helpers/server.js';
+import {
+  startServer,
+  request,
+  rawRequest,
+  tempDir,
+  freePort,
+  cleanup,
+  until,
+  ROOT,
+  type Target,
+  type ServerProcess,
+} from './helpers/server.js';
 
 test.after.each(cleanup);
 
@@ -72,7 +83,6 @@ interface Exchange {
 /** A raw exchange: chunks written one after another, the answer collected until the server closes. */
 const exchange = (target: Target, chunks: (string | Buffer)[]): Promise<Exchange> => rawRequest(target, chunks, 10_000);
 
-
 /** Bodies of the HTTP/1.1 responses in a raw exchange (responses carry Content-Length). */
 function bodies(text: string): Record<string, unknown>[] {
   const out: Record<string, unknown>[] = [];
@@ -86,7 +96,8 @@ function bodies(text: string): Record<string, unknown>[] {
   return out;
 }
 
-const get = (path: string, extra = '', close = true): string => `GET ${path} HTTP/1.1\r\nHost: app.test\r\n${extra}${close ? 'Connection: close\r\n' : ''}\r\n`;
+const get = (path: string, extra = '', close = true): string =>
+  `GET ${path} HTTP/1.1\r\nHost: app.test\r\n${extra}${close ? 'Connection: close\r\n' : ''}\r\n`;
 
 function proxyV1(src: string, srcPort: number, family: 'TCP4' | 'TCP6' = 'TCP4'): string {
   return `PROXY ${family} ${src} ${family === 'TCP4' ? '127.0.0.1' : '::1'} ${srcPort} 8000\r\n`;
@@ -98,7 +109,13 @@ function proxyV2(src: [number, number, number, number], srcPort: number, command
   return Buffer.from([...sig, 0x20 | command, command === 1 ? 0x11 : 0x00, 0, body.length, ...body]);
 }
 
-type Json = { clientInfo: Record<string, unknown>; headers: Record<string, string>; distinct: Record<string, string[]>; raw: string[]; pid: number };
+type Json = {
+  clientInfo: Record<string, unknown>;
+  headers: Record<string, string>;
+  distinct: Record<string, string[]>;
+  raw: string[];
+  pid: number;
+};
 
 async function getJson(target: Target, path: string, headers: Record<string, string>): Promise<Json> {
   const r = await request(target, path, { headers });
@@ -106,7 +123,13 @@ async function getJson(target: Target, path: string, headers: Record<string, str
   return JSON.parse(r.body) as Json;
 }
 
-const FORGED = { 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'shop.example', 'x-real-ip': '203.0.113.7', 'x-request-id': 'from-the-client' };
+const FORGED = {
+  'x-forwarded-for': '203.0.113.7',
+  'x-forwarded-proto': 'https',
+  'x-forwarded-host': 'shop.example',
+  'x-real-ip': '203.0.113.7',
+  'x-request-id': 'from-the-client',
+};
 const FORGED_RAW = 'X-Forwarded-For: 203.0.113.7\r\n';
 
 async function accessLines(file: string, n: number): Promise<Record<string, unknown>[]> {
@@ -127,12 +150,29 @@ test('TCP: 127.0.0.1 is trusted, 127.0.0.2 is not; the access log shows the reso
   const app = writeApp(dir, 'app.mjs', LISTENER_APP);
   const accessLog = join(dir, 'access.log');
   const port = await freePort();
-  const server = startServer([app, '-b', `127.0.0.1:${port}`, '--forwarded-allow-ips', '127.0.0.1', '--access-logfile', accessLog, '--log-level', 'debug']);
+  const server = startServer([
+    app,
+    '-b',
+    `127.0.0.1:${port}`,
+    '--forwarded-allow-ips',
+    '127.0.0.1',
+    '--access-logfile',
+    accessLog,
+    '--log-level',
+    'debug',
+  ]);
   await server.ready();
 
   const trusted = await getJson({ port }, '/', FORGED);
-  assert.equal(trusted.clientInfo, { address: '203.0.113.7', port: null, scheme: 'https', host: 'shop.example', trusted: true, source: 'x-forwarded-for' });
-  assert.is(trusted.headers['x-forwarded-for'], '203.0.113.7', 'a trusted proxy\'s headers reach the app');
+  assert.equal(trusted.clientInfo, {
+    address: '203.0.113.7',
+    port: null,
+    scheme: 'https',
+    host: 'shop.example',
+    trusted: true,
+    source: 'x-forwarded-for',
+  });
+  assert.is(trusted.headers['x-forwarded-for'], '203.0.113.7', "a trusted proxy's headers reach the app");
   assert.is(trusted.headers['x-request-id'], 'from-the-client', 'a trusted proxy names the request');
 
   const untrusted = await getJson({ port, localAddress: '127.0.0.2' }, '/', FORGED);
@@ -144,19 +184,29 @@ test('TCP: 127.0.0.1 is trusted, 127.0.0.2 is not; the access log shows the reso
     assert.not.ok(h in untrusted.headers, `${h} removed`);
     assert.not.ok(h in untrusted.distinct, `${h} removed from headersDistinct`);
   }
-  assert.not.ok(untrusted.raw.some((name, i) => i % 2 === 0 && /^x-(forwarded|real)-/i.test(name)), 'removed from rawHeaders');
+  assert.not.ok(
+    untrusted.raw.some((name, i) => i % 2 === 0 && /^x-(forwarded|real)-/i.test(name)),
+    'removed from rawHeaders',
+  );
   assert.equal(untrusted.distinct.host, [`127.0.0.1:${port}`], 'headersDistinct still has the other fields');
-  assert.match(untrusted.headers["x-request-id"]!, /^[0-9a-f]{12}-[0-9a-z]+$/, "a new request id, not the forged one");
+  assert.match(untrusted.headers['x-request-id']!, /^[0-9a-f]{12}-[0-9a-z]+$/, 'a new request id, not the forged one');
 
   // Field names in any letter case are the same fields (here sent by a trusted peer).
-  const mixed = await getJson({ port }, '/', { 'X-FORWARDED-FOR': '198.51.100.9', 'x-Forwarded-Proto': 'https', 'X-Request-ID': 'mixed-case-id' });
+  const mixed = await getJson({ port }, '/', {
+    'X-FORWARDED-FOR': '198.51.100.9',
+    'x-Forwarded-Proto': 'https',
+    'X-Request-ID': 'mixed-case-id',
+  });
   assert.is(mixed.clientInfo.address, '198.51.100.9');
   assert.is(mixed.clientInfo.scheme, 'https');
   assert.is(mixed.headers['x-request-id'], 'mixed-case-id');
 
   await server.waitForMsg(/forwarding headers from an untrusted peer removed/);
   const lines = await accessLines(accessLog, 3);
-  assert.equal(lines.map((l) => l.remote), ['203.0.113.7', '127.0.0.2', '198.51.100.9']);
+  assert.equal(
+    lines.map((l) => l.remote),
+    ['203.0.113.7', '127.0.0.2', '198.51.100.9'],
+  );
   assert.is((await server.stop()).code, 0);
 });
 
@@ -192,7 +242,14 @@ test('req.clientInfo is worked out when read: the same object on a second read, 
   assert.is(r.status, 200, r.body);
   const body = JSON.parse(r.body) as Record<string, unknown>;
   assert.is(body.ownBefore, false, 'nothing is stored on the request before something reads it');
-  assert.equal(body.first, { address: '203.0.113.7', port: null, scheme: 'https', host: 'shop.example', trusted: true, source: 'x-forwarded-for' });
+  assert.equal(body.first, {
+    address: '203.0.113.7',
+    port: null,
+    scheme: 'https',
+    host: 'shop.example',
+    trusted: true,
+    source: 'x-forwarded-for',
+  });
   assert.is(body.sameOnSecondRead, true);
   assert.is(body.otherBefore, null);
   assert.is(body.other, 'set by the app');
@@ -212,9 +269,16 @@ test('fetch handler: info.clientInfo and a Request URL with the trusted scheme a
   assert.is(body.clientInfo.address, '203.0.113.7');
   assert.ok(body.incoming, '@hono/node-server bindings are still there');
   // The rewritten Request still carries the body.
-  const post = await request({ port }, '/upload', { method: 'POST', headers: { ...FORGED, 'content-type': 'text/plain' }, body: 'hello body' });
+  const post = await request({ port }, '/upload', {
+    method: 'POST',
+    headers: { ...FORGED, 'content-type': 'text/plain' },
+    body: 'hello body',
+  });
   assert.is((JSON.parse(post.body) as { body: string }).body, 'hello body');
-  const spoofed = JSON.parse((await request({ port, localAddress: '127.0.0.2' }, '/x', { headers: FORGED })).body) as { url: string; clientInfo: Record<string, unknown> };
+  const spoofed = JSON.parse((await request({ port, localAddress: '127.0.0.2' }, '/x', { headers: FORGED })).body) as {
+    url: string;
+    clientInfo: Record<string, unknown>;
+  };
   assert.is(spoofed.url, `http://127.0.0.1:${port}/x`);
   assert.is(spoofed.clientInfo.address, '127.0.0.2');
   assert.is((await server.stop()).code, 0);
@@ -267,17 +331,37 @@ async function startProxyProtocolServer(extra: string[] = []): Promise<{ server:
   const app = writeApp(dir, 'app.mjs', LISTENER_APP);
   const sock = join(dir, 'pp.sock');
   const port = await freePort();
-  const server = startServer([app, '-b', `unix:${sock}`, '-b', `127.0.0.1:${port}`, '--proxy-protocol', 'auto', '--proxy-allow-ips', '127.0.0.1', '--headers-timeout', '1', ...extra]);
+  const server = startServer([
+    app,
+    '-b',
+    `unix:${sock}`,
+    '-b',
+    `127.0.0.1:${port}`,
+    '--proxy-protocol',
+    'auto',
+    '--proxy-allow-ips',
+    '127.0.0.1',
+    '--headers-timeout',
+    '1',
+    ...extra,
+  ]);
   await server.ready();
   return { server, tcp: { port }, unix: { socketPath: sock }, dir };
 }
 
 test('PROXY protocol v1 and v2 on TCP and UNIX binds: the header names the client', async () => {
   const { server, tcp, unix } = await startProxyProtocolServer();
-  for (const [name, target] of [['tcp', tcp], ['unix', unix]] as const) {
+  for (const [name, target] of [
+    ['tcp', tcp],
+    ['unix', unix],
+  ] as const) {
     const v1 = await exchange(target, [proxyV1('198.51.100.20', 40001) + get('/')]);
     const [b1] = bodies(v1.text) as Json[];
-    assert.equal(b1!.clientInfo, { address: '198.51.100.20', port: 40001, scheme: 'http', host: 'app.test', trusted: false, source: 'proxy-protocol' }, `${name} v1`);
+    assert.equal(
+      b1!.clientInfo,
+      { address: '198.51.100.20', port: 40001, scheme: 'http', host: 'app.test', trusted: false, source: 'proxy-protocol' },
+      `${name} v1`,
+    );
 
     const v6 = bodies((await exchange(target, [proxyV1('2001:db8::20', 40002, 'TCP6') + get('/')])).text) as Json[];
     assert.is(v6[0]!.clientInfo.address, '2001:db8::20', `${name} v1 TCP6`);
@@ -305,9 +389,19 @@ test('PROXY protocol: missing, malformed, slow or not-allowed headers close the 
     ['plain HTTP on UNIX', unix, [get('/')], /bad or missing header/],
     ['garbage v1', tcp, ['PROXY TCP4 nonsense here\r\n' + get('/')], /bad or missing header/],
     ['v1 line too long', tcp, ['PROXY TCP4 ' + '9'.repeat(200)], /bad or missing header/],
-    ['v2 bad version', tcp, [Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x31, 0x11, 0, 12, ...Array(12).fill(1)])], /bad or missing header/],
+    [
+      'v2 bad version',
+      tcp,
+      [Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x31, 0x11, 0, 12, ...Array(12).fill(1)])],
+      /bad or missing header/,
+    ],
     ['half a header, then silence (headers timeout 1 s)', tcp, ['PROXY TCP4 198.51'], /bad or missing header/],
-    ['from a peer not in proxyAllowIps', { ...tcp, localAddress: '127.0.0.2' }, [proxyV1('198.51.100.2', 2) + get('/')], /not in proxyAllowIps/],
+    [
+      'from a peer not in proxyAllowIps',
+      { ...tcp, localAddress: '127.0.0.2' },
+      [proxyV1('198.51.100.2', 2) + get('/')],
+      /not in proxyAllowIps/,
+    ],
     ['empty connection', tcp, [], /bad or missing header/],
   ];
   for (const [name, target, chunks, re] of cases) {

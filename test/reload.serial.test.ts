@@ -24,7 +24,9 @@ test('10 HUPs in a row under load lose zero requests', async () => {
     await until(() => load.result.ok > at + 20, 20_000, 'requests after the reload');
   }
   const r = await load.stop();
-  console.log(`  HUP x10 under load: sent ${r.sent}, ok ${r.ok}, statuses ${JSON.stringify(r.statuses)}, errors ${JSON.stringify(r.errors)}, distinct worker pids ${Object.keys(r.pids).length}`);
+  console.log(
+    `  HUP x10 under load: sent ${r.sent}, ok ${r.ok}, statuses ${JSON.stringify(r.statuses)}, errors ${JSON.stringify(r.errors)}, distinct worker pids ${Object.keys(r.pids).length}`,
+  );
   assert.equal(failures(r), 0, `lost requests: ${JSON.stringify(r)}`);
   assert.ok(Object.keys(r.pids).length >= 20, 'every reload brought new workers that served');
   assert.equal(server.logs.filter((l) => /^reload complete/.test(String(l.msg))).length, 10);
@@ -69,7 +71,11 @@ test('USR2 upgrade under load: new master on the same socket, WINCH and TERM the
   assert.ok(newPid !== oldPid && isAlive(newPid), 'the pidfile names the new master');
   assert.equal(Number(readFileSync(pidfile + '.oldbin', 'utf8')), oldPid, 'the old pidfile became .oldbin');
   server.signal('SIGWINCH');
-  await until(() => server.logs.filter((l) => l.msg === 'worker exited' && l.reason === 'stopped by WINCH').length === 2, 20_000, 'old workers to stop');
+  await until(
+    () => server.logs.filter((l) => l.msg === 'worker exited' && l.reason === 'stopped by WINCH').length === 2,
+    20_000,
+    'old workers to stop',
+  );
   const at = load.result.ok;
   await until(() => load.result.ok > at + 100, 20_000, 'new master serving alone');
   server.signal('SIGTERM');
@@ -79,12 +85,18 @@ test('USR2 upgrade under load: new master on the same socket, WINCH and TERM the
   const at2 = load.result.ok;
   await until(() => load.result.ok > at2 + 100, 20_000, 'served after the old master exited');
   // ctl follows the new master once the old one has let go of the control socket.
-  await until(async () => {
-    const st = await runCli(['ctl', '--socket', join(dir, 'app.ctl'), '--json', 'status']);
-    return st.code === 0 && (JSON.parse(st.stdout) as { pid: number }).pid === newPid;
-  }, 20_000, 'ctl to reach the new master');
+  await until(
+    async () => {
+      const st = await runCli(['ctl', '--socket', join(dir, 'app.ctl'), '--json', 'status']);
+      return st.code === 0 && (JSON.parse(st.stdout) as { pid: number }).pid === newPid;
+    },
+    20_000,
+    'ctl to reach the new master',
+  );
   const r = await load.stop();
-  console.log(`  USR2 upgrade under load: sent ${r.sent}, ok ${r.ok}, statuses ${JSON.stringify(r.statuses)}, errors ${JSON.stringify(r.errors)}`);
+  console.log(
+    `  USR2 upgrade under load: sent ${r.sent}, ok ${r.ok}, statuses ${JSON.stringify(r.statuses)}, errors ${JSON.stringify(r.errors)}`,
+  );
   assert.equal(failures(r), 0, JSON.stringify(r));
   process.kill(newPid, 'SIGTERM');
   await until(() => !isAlive(newPid), 40_000, 'new master to stop');

@@ -13,7 +13,13 @@ function requestCheckStatus(req: Parameters<typeof scanHead>[0], limitRequestBod
 }
 
 function head(rawHeaders: string[], extra: { method?: string; url?: string; minor?: number; major?: number } = {}) {
-  return { method: extra.method ?? 'GET', url: extra.url ?? '/', httpVersionMajor: extra.major ?? 1, httpVersionMinor: extra.minor ?? 1, rawHeaders };
+  return {
+    method: extra.method ?? 'GET',
+    url: extra.url ?? '/',
+    httpVersionMajor: extra.major ?? 1,
+    httpVersionMinor: extra.minor ?? 1,
+    rawHeaders,
+  };
 }
 
 test('a plain request passes and records its Host', () => {
@@ -42,7 +48,26 @@ test('repeated singletons are 400 whatever the letter case', () => {
 test('forwarding fields are found in any letter case, repeated ones joined as node:http does', () => {
   const scan = new HeadScan();
   const status = scanHead(
-    head(['Host', 'a', 'X-FORWARDED-FOR', '1.1.1.1', 'x-forwarded-for', '2.2.2.2', 'x-Forwarded-Proto', 'https', 'FORWARDED', 'for=3.3.3.3', 'X-Request-ID', 'first', 'x-request-id', 'second', 'X-Forwarded-Port', '8443', 'X-Forwarded-Host', 'shop']),
+    head([
+      'Host',
+      'a',
+      'X-FORWARDED-FOR',
+      '1.1.1.1',
+      'x-forwarded-for',
+      '2.2.2.2',
+      'x-Forwarded-Proto',
+      'https',
+      'FORWARDED',
+      'for=3.3.3.3',
+      'X-Request-ID',
+      'first',
+      'x-request-id',
+      'second',
+      'X-Forwarded-Port',
+      '8443',
+      'X-Forwarded-Host',
+      'shop',
+    ]),
     LIMITS,
     scan,
   );
@@ -57,7 +82,16 @@ test('forwarding fields are found in any letter case, repeated ones joined as no
 });
 
 test('X-Real-IP and any other X-Forwarded-* field count as forwarding fields', () => {
-  for (const name of ['X-Real-IP', 'x-real-ip', 'X-REAL-IP', 'x-ReAl-iP', 'X-Forwarded-Client-Cert', 'x-forwarded-server', 'X-FORWARDED-SSL', 'X-Forwarded-']) {
+  for (const name of [
+    'X-Real-IP',
+    'x-real-ip',
+    'X-REAL-IP',
+    'x-ReAl-iP',
+    'X-Forwarded-Client-Cert',
+    'x-forwarded-server',
+    'X-FORWARDED-SSL',
+    'X-Forwarded-',
+  ]) {
     const scan = new HeadScan();
     scanHead(head(['Host', 'a', name, 'v']), LIMITS, scan);
     assert.is(scan.forwarding, true, name);
@@ -82,7 +116,11 @@ test('limits: request line 414, field count and field size 431, checked before t
   assert.is(scanHead(head(['Host', 'a'], { url: `/${'x'.repeat(5000)}` }), LIMITS, scan), 414);
   const many = Array.from({ length: 101 }, (_, i) => [`X-F${i}`, 'v']).flat();
   assert.is(scanHead(head(many), LIMITS, scan), 431);
-  assert.is(scanHead(head(['Host', 'a', 'Host', 'b', 'Cookie', 'c'.repeat(9000)]), LIMITS, scan), 431, 'an oversized field wins over a repeated Host');
+  assert.is(
+    scanHead(head(['Host', 'a', 'Host', 'b', 'Cookie', 'c'.repeat(9000)]), LIMITS, scan),
+    431,
+    'an oversized field wins over a repeated Host',
+  );
   // As Gunicorn: the line "Name: value" plus its CRLF against the limit (8190).
   const line = (n: number) => head(['Host', 'a', 'X-Big', 'v'.repeat(n - 'X-Big: '.length)]);
   assert.is(scanHead(line(8188), LIMITS, scan), 0, 'a line of 8188 bytes + CRLF is at the limit');

@@ -16,13 +16,16 @@ test.after.each(cleanup);
 
 const APP = join(FIXTURES, 'app.mjs');
 
-const kinds = (ms: Received[]): string[] => ms.map((m) => m.lines.filter((l) => !l.startsWith('STATUS=') && !l.startsWith('MONOTONIC_USEC=')).join('+') || 'STATUS');
+const kinds = (ms: Received[]): string[] =>
+  ms.map((m) => m.lines.filter((l) => !l.startsWith('STATUS=') && !l.startsWith('MONOTONIC_USEC=')).join('+') || 'STATUS');
 
 test('boot, reload and stop: READY=1 after all workers, RELOADING=1 + MONOTONIC_USEC, READY=1, STOPPING=1', async () => {
   const dir = tempDir();
   const sink = notifySink(dir);
   const sock = join(dir, 'app.sock');
-  const server = startServer([APP, '--bind', `unix:${sock}`, '--workers', '2'], { env: { NOTIFY_SOCKET: sink.path, WATCHDOG_USEC: '60000000' } });
+  const server = startServer([APP, '--bind', `unix:${sock}`, '--workers', '2'], {
+    env: { NOTIFY_SOCKET: sink.path, WATCHDOG_USEC: '60000000' },
+  });
   const readyAt = await sink.waitFor(/^READY=1/);
   // The first thing systemd hears is READY=1, and by then both workers are ready.
   assert.is(readyAt, 0, `messages before READY=1: ${JSON.stringify(sink.messages.slice(0, readyAt))}`);
@@ -31,7 +34,14 @@ test('boot, reload and stop: READY=1 after all workers, RELOADING=1 + MONOTONIC_
 
   // Workers do not inherit the notify or watchdog variables.
   const env = JSON.parse((await request({ socketPath: sock }, '/env')).body) as Record<string, string | null>;
-  assert.equal(env, { NOTIFY_SOCKET: null, WATCHDOG_USEC: null, WATCHDOG_PID: null, LISTEN_FDS: null, LISTEN_PID: null, LISTEN_FDNAMES: null });
+  assert.equal(env, {
+    NOTIFY_SOCKET: null,
+    WATCHDOG_USEC: null,
+    WATCHDOG_PID: null,
+    LISTEN_FDS: null,
+    LISTEN_PID: null,
+    LISTEN_FDNAMES: null,
+  });
 
   // Reload: RELOADING=1 stamped with CLOCK_MONOTONIC (the same clock in every process).
   const before = process.hrtime.bigint() / 1000n;
@@ -99,7 +109,9 @@ test('no watchdog pings when WATCHDOG_PID names another process', async () => {
   const dir = tempDir();
   const sink = notifySink(dir);
   const sock = join(dir, 'app.sock');
-  const server = startServer([APP, '--bind', `unix:${sock}`, '--workers', '1'], { env: { NOTIFY_SOCKET: sink.path, WATCHDOG_USEC: '100000', WATCHDOG_PID: '1' } });
+  const server = startServer([APP, '--bind', `unix:${sock}`, '--workers', '1'], {
+    env: { NOTIFY_SOCKET: sink.path, WATCHDOG_USEC: '100000', WATCHDOG_PID: '1' },
+  });
   await sink.waitFor(/^READY=1/);
   // A reload takes far longer than the 50 ms ping interval: pings would have shown up.
   server.signal('SIGHUP');
@@ -126,14 +138,24 @@ test('USR2 upgrade: the new master is ready, then MAINPID= hands the service ove
 
   // The old master goes; it no longer speaks for the service.
   assert.is((await server.stop('SIGTERM')).code, 0);
-  assert.not.ok(sink.messages.some((m) => m.lines[0] === 'STOPPING=1'), 'the old master sent no STOPPING=1');
+  assert.not.ok(
+    sink.messages.some((m) => m.lines[0] === 'STOPPING=1'),
+    'the old master sent no STOPPING=1',
+  );
   assert.is((await request({ socketPath: sock }, '/')).status, 200, 'the new master serves');
 
   process.kill(newPid, 'SIGTERM');
   await sink.waitFor(/^STOPPING=1/, mainPidAt);
   await until(() => !isAlive(newPid), 30_000, 'the new master to exit');
   assert.is(sink.messages.filter((m) => m.lines[0] === 'STOPPING=1').length, 1);
-  console.log(`  upgrade: ${JSON.stringify(sink.messages.slice(from).map((m) => m.text).filter((t) => t !== 'WATCHDOG=1'))}`);
+  console.log(
+    `  upgrade: ${JSON.stringify(
+      sink.messages
+        .slice(from)
+        .map((m) => m.text)
+        .filter((t) => t !== 'WATCHDOG=1'),
+    )}`,
+  );
 });
 
 for (const variant of ['missing', 'dead'] as const) {
@@ -154,7 +176,8 @@ for (const variant of ['missing', 'dead'] as const) {
     server.signal('SIGHUP');
     await server.waitForMsg(/^reload complete/);
     assert.is((await request({ socketPath: sock }, '/')).status, 200);
-    const warnings = () => server.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith("cannot send to systemd's notify socket"));
+    const warnings = () =>
+      server.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith("cannot send to systemd's notify socket"));
     await until(() => warnings().length > 0, 10_000, 'the notify warning');
     assert.is((await server.stop()).code, 0);
     assert.is(warnings().length, 1, JSON.stringify(warnings()));
@@ -169,66 +192,87 @@ const abstractMissing = !hasCommand('socat', ['-V'])
     ? 'systemd-notify is not installed (apt-get install systemd)'
     : null;
 
-testWithTool(test, 'an abstract NOTIFY_SOCKET ("@name") gets the messages through systemd-notify, without its barrier', abstractMissing, async () => {
-  // node-unix-socket cannot bind an abstract name: socat does, and prints what arrives
-  // (datagrams back to back, so the checks are on the order of the fields).
-  const name = `wspk-test-${process.pid}-${Date.now()}`;
-  const sink = spawn('socat', ['-u', `ABSTRACT-RECV:${name}`, 'STDOUT'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  onCleanup(() => {
-    if (sink.exitCode === null && sink.signalCode === null) sink.kill('SIGTERM');
-  });
-  let received = '';
-  sink.stdout.setEncoding('utf8');
-  sink.stdout.on('data', (d: string) => (received += d));
-  await until(() => readFileSync('/proc/net/unix', 'utf8').includes(`@${name}`), 10_000, 'socat to bind the abstract socket');
+testWithTool(
+  test,
+  'an abstract NOTIFY_SOCKET ("@name") gets the messages through systemd-notify, without its barrier',
+  abstractMissing,
+  async () => {
+    // node-unix-socket cannot bind an abstract name: socat does, and prints what arrives
+    // (datagrams back to back, so the checks are on the order of the fields).
+    const name = `wspk-test-${process.pid}-${Date.now()}`;
+    const sink = spawn('socat', ['-u', `ABSTRACT-RECV:${name}`, 'STDOUT'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    onCleanup(() => {
+      if (sink.exitCode === null && sink.signalCode === null) sink.kill('SIGTERM');
+    });
+    let received = '';
+    sink.stdout.setEncoding('utf8');
+    sink.stdout.on('data', (d: string) => (received += d));
+    await until(() => readFileSync('/proc/net/unix', 'utf8').includes(`@${name}`), 10_000, 'socat to bind the abstract socket');
 
-  const sock = join(tempDir(), 'app.sock');
-  const server = startServer([APP, '--bind', `unix:${sock}`, '--workers', '1'], { env: { NOTIFY_SOCKET: `@${name}` } });
-  await server.ready();
-  await until(() => received.includes('READY=1'), 20_000, `READY=1 through systemd-notify; got ${JSON.stringify(received)}`);
-  server.signal('SIGHUP');
-  await server.waitForMsg(/^reload complete/);
-  await until(() => /RELOADING=1[\s\S]*MONOTONIC_USEC=\d+[\s\S]*READY=1/.test(received), 20_000, `RELOADING=1, MONOTONIC_USEC, READY=1; got ${JSON.stringify(received)}`);
-  assert.is((await request({ socketPath: sock }, '/')).status, 200);
-  assert.is((await server.stop()).code, 0);
-  await until(() => received.includes('STOPPING=1'), 10_000, `STOPPING=1; got ${JSON.stringify(received)}`);
-  console.log(`  abstract NOTIFY_SOCKET via systemd-notify: ${JSON.stringify(received.replace(/STATUS=[^\n]*?(?=[A-Z]+=|$)/g, ''))}`);
+    const sock = join(tempDir(), 'app.sock');
+    const server = startServer([APP, '--bind', `unix:${sock}`, '--workers', '1'], { env: { NOTIFY_SOCKET: `@${name}` } });
+    await server.ready();
+    await until(() => received.includes('READY=1'), 20_000, `READY=1 through systemd-notify; got ${JSON.stringify(received)}`);
+    server.signal('SIGHUP');
+    await server.waitForMsg(/^reload complete/);
+    await until(
+      () => /RELOADING=1[\s\S]*MONOTONIC_USEC=\d+[\s\S]*READY=1/.test(received),
+      20_000,
+      `RELOADING=1, MONOTONIC_USEC, READY=1; got ${JSON.stringify(received)}`,
+    );
+    assert.is((await request({ socketPath: sock }, '/')).status, 200);
+    assert.is((await server.stop()).code, 0);
+    await until(() => received.includes('STOPPING=1'), 10_000, `STOPPING=1; got ${JSON.stringify(received)}`);
+    console.log(`  abstract NOTIFY_SOCKET via systemd-notify: ${JSON.stringify(received.replace(/STATUS=[^\n]*?(?=[A-Z]+=|$)/g, ''))}`);
 
-  const order = ['READY=1', 'RELOADING=1', 'READY=1', 'STOPPING=1'];
-  let at = -1;
-  for (const field of order) {
-    at = received.indexOf(field, at + 1);
-    assert.ok(at >= 0, `${order.join(', ')} in this order: ${JSON.stringify(received)}`);
-  }
-  // systemd-notify's barrier (its default) is for systemd only: it made every message wait 5 s
-  // and sent ERRNO=110 after it.
-  assert.not.match(received, /BARRIER=1|ERRNO=/);
-  assert.is(server.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith("cannot send to systemd's notify socket")).length, 0, 'no send failed');
-});
+    const order = ['READY=1', 'RELOADING=1', 'READY=1', 'STOPPING=1'];
+    let at = -1;
+    for (const field of order) {
+      at = received.indexOf(field, at + 1);
+      assert.ok(at >= 0, `${order.join(', ')} in this order: ${JSON.stringify(received)}`);
+    }
+    // systemd-notify's barrier (its default) is for systemd only: it made every message wait 5 s
+    // and sent ERRNO=110 after it.
+    assert.not.match(received, /BARRIER=1|ERRNO=/);
+    assert.is(
+      server.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith("cannot send to systemd's notify socket")).length,
+      0,
+      'no send failed',
+    );
+  },
+);
 
 const notifyMissing = hasCommand('systemd-notify') ? null : 'systemd-notify is not installed (apt-get install systemd)';
 
-testWithTool(test, 'where node-unix-socket cannot load (no native build), the master notifies through systemd-notify instead of failing', notifyMissing, async () => {
-  const dir = tempDir();
-  const sink = notifySink(dir);
-  const sock = join(dir, 'app.sock');
-  const server = startServer([APP, '--bind', `unix:${sock}`, '--workers', '1'], {
-    env: { NOTIFY_SOCKET: sink.path, NODE_OPTIONS: `--import ${join(FIXTURES, 'no-native-dgram.mjs')}` },
-  });
-  await server.ready();
-  await sink.waitFor(/^READY=1/);
-  const line = await server.waitForMsg(/^node-unix-socket cannot load/);
-  assert.match(String(line.why), /no native build/);
-  assert.is((await request({ socketPath: sock }, '/')).status, 200);
-  assert.is((await server.stop()).code, 0);
-  await sink.waitFor(/^STOPPING=1/);
-});
+testWithTool(
+  test,
+  'where node-unix-socket cannot load (no native build), the master notifies through systemd-notify instead of failing',
+  notifyMissing,
+  async () => {
+    const dir = tempDir();
+    const sink = notifySink(dir);
+    const sock = join(dir, 'app.sock');
+    const server = startServer([APP, '--bind', `unix:${sock}`, '--workers', '1'], {
+      env: { NOTIFY_SOCKET: sink.path, NODE_OPTIONS: `--import ${join(FIXTURES, 'no-native-dgram.mjs')}` },
+    });
+    await server.ready();
+    await sink.waitFor(/^READY=1/);
+    const line = await server.waitForMsg(/^node-unix-socket cannot load/);
+    assert.match(String(line.why), /no native build/);
+    assert.is((await request({ socketPath: sock }, '/')).status, 200);
+    assert.is((await server.stop()).code, 0);
+    await sink.waitFor(/^STOPPING=1/);
+  },
+);
 
 test('takeNotifyEnv removes the variables; MAINPID= for a USR2 successor', async () => {
   const env: NodeJS.ProcessEnv = { NOTIFY_SOCKET: '/run/systemd/notify', WATCHDOG_USEC: '30000000', WATCHDOG_PID: '42', OTHER: 'x' };
   assert.equal(takeNotifyEnv(env, 42), { socket: '/run/systemd/notify', watchdogUsec: 30_000_000 });
   assert.equal(env, { OTHER: 'x' });
-  assert.equal(takeNotifyEnv({ NOTIFY_SOCKET: '@abstract', WATCHDOG_USEC: '5', WATCHDOG_PID: '7' }, 42), { socket: '@abstract', watchdogUsec: null });
+  assert.equal(takeNotifyEnv({ NOTIFY_SOCKET: '@abstract', WATCHDOG_USEC: '5', WATCHDOG_PID: '7' }, 42), {
+    socket: '@abstract',
+    watchdogUsec: null,
+  });
   assert.is(takeNotifyEnv({ WATCHDOG_USEC: '5' }), null);
 
   const sink = notifySink(tempDir());

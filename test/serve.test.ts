@@ -82,7 +82,10 @@ test('a stale socket file from a dead server is replaced', async () => {
   const dir = tempDir();
   const sock = join(dir, 'stale.sock');
   // A socket file nobody listens on, as a SIGKILLed server leaves behind.
-  spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(sock)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+  spawnSync(process.execPath, [
+    '-e',
+    `require('net').createServer().listen(${JSON.stringify(sock)}, () => process.kill(process.pid, 'SIGKILL'))`,
+  ]);
   assert.ok(statSync(sock).isSocket(), 'stale socket file exists');
   const server = startServer([APP, '-b', `unix:${sock}`]);
   await server.ready();
@@ -139,7 +142,9 @@ test('fd://N serves on an inherited listening socket and does not unlink anythin
   const dir = tempDir();
   const sock = join(dir, 'inherited.sock');
   // A parent that bound the socket and passes it on, as a supervisor would.
-  const handle = (net as unknown as { _createServerHandle(p: string, port: number, t: number): { fd: number; close(): void } })._createServerHandle(sock, -1, -1);
+  const handle = (
+    net as unknown as { _createServerHandle(p: string, port: number, t: number): { fd: number; close(): void } }
+  )._createServerHandle(sock, -1, -1);
   const server = startServer([APP, '-b', 'fd://3'], { stdio: ['ignore', 'pipe', 'pipe', handle.fd] });
   await server.ready();
   let answered = 0;
@@ -177,7 +182,10 @@ test('a TypeScript app runs with --import tsx (the documented loader)', async ()
   const dir = tempDir();
   const sock = join(dir, 'ts.sock');
   const app = join(dir, 'app.ts');
-  writeFileSync(app, `import type { IncomingMessage, ServerResponse } from 'node:http';\nconst greet = (name: string): string => \`typed \${name}\\n\`;\nexport default (req: IncomingMessage, res: ServerResponse): void => { res.end(greet('hello')); };\n`);
+  writeFileSync(
+    app,
+    `import type { IncomingMessage, ServerResponse } from 'node:http';\nconst greet = (name: string): string => \`typed \${name}\\n\`;\nexport default (req: IncomingMessage, res: ServerResponse): void => { res.end(greet('hello')); };\n`,
+  );
   // tsx resolves from the project, as it would from the user's own node_modules.
   const server = startServer([app, '-b', `unix:${sock}`, '--import', 'tsx'], { cwd: ROOT });
   await server.ready(30_000);

@@ -25,38 +25,54 @@ function activate(sock: string, extra: string[], command: string[]): ServerProce
   return server;
 }
 
-
 const comm = (pid: number): string => readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
 
-testWithTool(test, 'the first connection starts the server; it serves on fd 3 (--bind systemd:NAME) and keeps the socket file', missing, async () => {
-  const dir = tempDir();
-  const sock = join(dir, 'app.sock');
-  const server = activate(sock, ['--fdname=web'], [process.execPath, CLI, APP, '--bind', 'systemd:web', '--workers', '2']);
-  await server.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('Listening on'), 10_000, 'systemd-socket-activate listening');
-  // Nothing started yet: the socket exists, the process is still systemd-socket-activate.
-  assert.ok(lstatSync(sock).isSocket());
-  assert.is(comm(server.pid), 'systemd-socket-', 'comm is cut to 15 characters');
-  assert.not.ok(server.logs.some((l) => l.msg === 'starting ws-proxy-kit'));
+testWithTool(
+  test,
+  'the first connection starts the server; it serves on fd 3 (--bind systemd:NAME) and keeps the socket file',
+  missing,
+  async () => {
+    const dir = tempDir();
+    const sock = join(dir, 'app.sock');
+    const server = activate(sock, ['--fdname=web'], [process.execPath, CLI, APP, '--bind', 'systemd:web', '--workers', '2']);
+    await server.waitForLog(
+      (l) => typeof l.msg === 'string' && l.msg.startsWith('Listening on'),
+      10_000,
+      'systemd-socket-activate listening',
+    );
+    // Nothing started yet: the socket exists, the process is still systemd-socket-activate.
+    assert.ok(lstatSync(sock).isSocket());
+    assert.is(comm(server.pid), 'systemd-socket-', 'comm is cut to 15 characters');
+    assert.not.ok(server.logs.some((l) => l.msg === 'starting ws-proxy-kit'));
 
-  // The first request is queued by the kernel while the server boots, then answered.
-  const first = await request({ socketPath: sock }, '/', { timeoutMs: 20_000 });
-  assert.is(first.status, 200);
-  const ready = await server.ready();
-  assert.is(ready.pid, server.pid, 'systemd-socket-activate exec()s the server, which keeps its pid');
-  assert.equal(ready.binds, [`unix:${sock} (systemd:web, fd 3)`]);
-  const env = JSON.parse((await request({ socketPath: sock }, '/env')).body) as Record<string, unknown>;
-  assert.equal(env, { NOTIFY_SOCKET: null, WATCHDOG_USEC: null, WATCHDOG_PID: null, LISTEN_FDS: null, LISTEN_PID: null, LISTEN_FDNAMES: null }, 'workers do not inherit the activation variables');
+    // The first request is queued by the kernel while the server boots, then answered.
+    const first = await request({ socketPath: sock }, '/', { timeoutMs: 20_000 });
+    assert.is(first.status, 200);
+    const ready = await server.ready();
+    assert.is(ready.pid, server.pid, 'systemd-socket-activate exec()s the server, which keeps its pid');
+    assert.equal(ready.binds, [`unix:${sock} (systemd:web, fd 3)`]);
+    const env = JSON.parse((await request({ socketPath: sock }, '/env')).body) as Record<string, unknown>;
+    assert.equal(
+      env,
+      { NOTIFY_SOCKET: null, WATCHDOG_USEC: null, WATCHDOG_PID: null, LISTEN_FDS: null, LISTEN_PID: null, LISTEN_FDNAMES: null },
+      'workers do not inherit the activation variables',
+    );
 
-  assert.is((await server.stop('SIGTERM')).code, 0);
-  // systemd made the socket file; the server must not remove it.
-  assert.ok(existsSync(sock) && lstatSync(sock).isSocket(), 'the socket file is still there');
-});
+    assert.is((await server.stop('SIGTERM')).code, 0);
+    // systemd made the socket file; the server must not remove it.
+    assert.ok(existsSync(sock) && lstatSync(sock).isSocket(), 'the socket file is still there');
+  },
+);
 
 testWithTool(test, '--bind systemd:NAME with a name systemd did not pass fails with a sentence', missing, async () => {
   const dir = tempDir();
   const sock = join(dir, 'app.sock');
   const server = activate(sock, ['--fdname=web'], [process.execPath, CLI, APP, '--bind', 'systemd:admin']);
-  await server.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('Listening on'), 10_000, 'systemd-socket-activate listening');
+  await server.waitForLog(
+    (l) => typeof l.msg === 'string' && l.msg.startsWith('Listening on'),
+    10_000,
+    'systemd-socket-activate listening',
+  );
   await request({ socketPath: sock }, '/', { timeoutMs: 20_000 }).catch(() => {});
   const { code } = await server.exited;
   assert.is(code, 1);
@@ -73,7 +89,11 @@ testWithTool(test, 'restarting the server under a held socket refuses no connect
   // holding the socket across restarts. The subshell exec keeps its pid = LISTEN_PID.
   const loop = `while [ ! -e "$1" ]; do (LISTEN_PID=$BASHPID exec "$2" "$3" "$4" --workers 2 --graceful-timeout 10); done`;
   const server = activate(sock, [], ['bash', '-c', loop, 'restart-loop', stopFile, process.execPath, CLI, APP]);
-  await server.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('Listening on'), 10_000, 'systemd-socket-activate listening');
+  await server.waitForLog(
+    (l) => typeof l.msg === 'string' && l.msg.startsWith('Listening on'),
+    10_000,
+    'systemd-socket-activate listening',
+  );
   assert.is((await request({ socketPath: sock }, '/', { timeoutMs: 20_000 })).status, 200);
   const firstReady = await server.ready();
   const firstMaster = firstReady.pid as number;
@@ -111,9 +131,16 @@ testWithTool(test, 'restarting the server under a held socket refuses no connect
     // A reload keeps the default bind (the passed socket), though LISTEN_* left the environment.
     process.kill(firstMaster, 'SIGHUP');
     await server.waitForLog((l) => l.pid === firstMaster && l.msg?.startsWith('reload complete') === true, 30_000, 'the reload');
-    assert.not.ok(server.logs.some((l) => /binds changed/.test(String(l.msg))), 'no "binds changed" warning on reload');
+    assert.not.ok(
+      server.logs.some((l) => /binds changed/.test(String(l.msg))),
+      'no "binds changed" warning on reload',
+    );
     process.kill(firstMaster, 'SIGTERM');
-    const secondReady = await server.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('ready') && l.pid !== firstMaster, 30_000, 'the restarted server');
+    const secondReady = await server.waitForLog(
+      (l) => typeof l.msg === 'string' && l.msg.startsWith('ready') && l.pid !== firstMaster,
+      30_000,
+      'the restarted server',
+    );
     const secondMaster = secondReady.pid as number;
     secondUp = true;
     await until(() => served(workersOf(secondMaster)) >= 20, 15_000, 'requests served by the restarted server');
@@ -123,11 +150,16 @@ testWithTool(test, 'restarting the server under a held socket refuses no connect
     const before = served(workersOf(firstMaster));
     const after = served(workersOf(secondMaster));
     const waited = queuedAcross.filter((p) => workersOf(secondMaster).has(p)).length;
-    console.log(`  restart under held socket: ${sent} requests, ${before} served before the restart, ${after} after (${waited} of them sent during the restart, queued by the kernel, served by the new server), ${failures.length} failed`);
+    console.log(
+      `  restart under held socket: ${sent} requests, ${before} served before the restart, ${after} after (${waited} of them sent during the restart, queued by the kernel, served by the new server), ${failures.length} failed`,
+    );
     assert.equal(failures, [], 'no request was refused or failed');
     assert.ok(before >= 20 && after >= 20);
     assert.ok(waited >= 1, 'requests sent during the restart were served by the new server');
-    assert.ok(server.logs.some((l) => l.pid === firstMaster && l.msg === 'stopped'), 'the first server stopped gracefully');
+    assert.ok(
+      server.logs.some((l) => l.pid === firstMaster && l.msg === 'stopped'),
+      'the first server stopped gracefully',
+    );
 
     writeFileSync(stopFile, '');
     process.kill(secondMaster, 'SIGTERM');

@@ -107,12 +107,19 @@ test('the service: notify, reload by HUP, mixed kill, stop and watchdog timeouts
   assert.is(one(s, 'Service.ExecStart'), `${o.nodePath} ${o.cliPath} serve --config ${o.configPath} --bind systemd`);
   assert.is(one(s, 'Service.KillMode'), 'mixed');
   assert.is(one(s, 'Service.KillSignal'), 'SIGTERM');
-  assert.ok(Number(one(s, 'Service.TimeoutStopSec')) > o.gracefulTimeout + 1, 'TimeoutStopSec above the graceful timeout (+1 s the arbiter waits)');
+  assert.ok(
+    Number(one(s, 'Service.TimeoutStopSec')) > o.gracefulTimeout + 1,
+    'TimeoutStopSec above the graceful timeout (+1 s the arbiter waits)',
+  );
   assert.ok(Number(one(s, 'Service.WatchdogSec')) > o.timeout, 'WatchdogSec leaves the master time to replace a hung worker first');
   assert.is(one(s, 'Service.User'), 'demo');
   assert.is(one(s, 'Service.Group'), 'demo');
   assert.is(one(s, 'Service.WorkingDirectory'), o.workingDirectory);
-  assert.is(one(s, 'Service.RuntimeDirectory'), 'demo-app/server', 'a subdirectory: systemd re-owns a RuntimeDirectory, which must not reach the socket file');
+  assert.is(
+    one(s, 'Service.RuntimeDirectory'),
+    'demo-app/server',
+    'a subdirectory: systemd re-owns a RuntimeDirectory, which must not reach the socket file',
+  );
   assert.is(one(s, 'Service.RuntimeDirectoryPreserve'), 'yes', 'kept across stops');
   assert.is(one(s, 'Unit.Requires'), 'demo-app.socket');
   assert.match(one(s, 'Unit.After'), /\bdemo-app\.socket\b/);

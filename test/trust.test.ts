@@ -2,14 +2,27 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { IncomingMessage } from 'node:http';
-import { ForwardedTrust, compileAllowList, trustedUrl, MAX_FORWARDED_HOPS, type ClientInfo, type Peer, type TrustSettings } from '../src/proxy/trust.js';
+import {
+  ForwardedTrust,
+  compileAllowList,
+  trustedUrl,
+  MAX_FORWARDED_HOPS,
+  type ClientInfo,
+  type Peer,
+  type TrustSettings,
+} from '../src/proxy/trust.js';
 import { parseProxyHeader } from '../src/proxy/proxy-protocol.js';
 import { loadConfig, ConfigError } from '../src/config/load.js';
 import { tempDir, cleanup } from './helpers/server.js';
 
 test.after.each(cleanup);
 
-const LOOPBACK: TrustSettings = { forwardedAllowIps: ['127.0.0.1', '::1'], forwardedAllowUnix: true, forwardedHeader: 'x-forwarded-for', stripUntrustedForwarded: true };
+const LOOPBACK: TrustSettings = {
+  forwardedAllowIps: ['127.0.0.1', '::1'],
+  forwardedAllowUnix: true,
+  forwardedHeader: 'x-forwarded-for',
+  stripUntrustedForwarded: true,
+};
 
 function fakeRequest(headers: Record<string, string>): IncomingMessage {
   const lower: Record<string, string> = {};
@@ -34,51 +47,230 @@ interface Row {
 
 const rows: Row[] = [
   // spoofing from untrusted peers
-  { name: 'untrusted peer: XFF ignored', peer: tcp('203.0.113.9'), headers: { host: 'app', 'x-forwarded-for': '1.2.3.4' }, expect: { address: '203.0.113.9', trusted: false, source: 'socket' } },
-  { name: 'untrusted peer: proto/host ignored', peer: tcp('203.0.113.9'), headers: { host: 'app', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example' }, expect: { scheme: 'http', host: 'app' } },
-  { name: 'untrusted peer: Forwarded ignored', settings: { forwardedHeader: 'forwarded' }, peer: tcp('203.0.113.9'), headers: { forwarded: 'for=1.2.3.4;proto=https' }, expect: { address: '203.0.113.9', scheme: 'http', trusted: false } },
-  { name: '127.0.0.2 is not 127.0.0.1', peer: tcp('127.0.0.2'), headers: { 'x-forwarded-for': '1.2.3.4' }, expect: { address: '127.0.0.2', trusted: false } },
-  { name: 'UNIX peer not trusted when forwardedAllowUnix is off', settings: { forwardedAllowUnix: false }, peer: unix, headers: { 'x-forwarded-for': '1.2.3.4' }, expect: { address: null, trusted: false } },
+  {
+    name: 'untrusted peer: XFF ignored',
+    peer: tcp('203.0.113.9'),
+    headers: { host: 'app', 'x-forwarded-for': '1.2.3.4' },
+    expect: { address: '203.0.113.9', trusted: false, source: 'socket' },
+  },
+  {
+    name: 'untrusted peer: proto/host ignored',
+    peer: tcp('203.0.113.9'),
+    headers: { host: 'app', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example' },
+    expect: { scheme: 'http', host: 'app' },
+  },
+  {
+    name: 'untrusted peer: Forwarded ignored',
+    settings: { forwardedHeader: 'forwarded' },
+    peer: tcp('203.0.113.9'),
+    headers: { forwarded: 'for=1.2.3.4;proto=https' },
+    expect: { address: '203.0.113.9', scheme: 'http', trusted: false },
+  },
+  {
+    name: '127.0.0.2 is not 127.0.0.1',
+    peer: tcp('127.0.0.2'),
+    headers: { 'x-forwarded-for': '1.2.3.4' },
+    expect: { address: '127.0.0.2', trusted: false },
+  },
+  {
+    name: 'UNIX peer not trusted when forwardedAllowUnix is off',
+    settings: { forwardedAllowUnix: false },
+    peer: unix,
+    headers: { 'x-forwarded-for': '1.2.3.4' },
+    expect: { address: null, trusted: false },
+  },
   // trusted single proxy
-  { name: 'trusted peer: client from XFF', peer: tcp('127.0.0.1'), headers: { 'x-forwarded-for': '198.51.100.7' }, expect: { address: '198.51.100.7', port: null, trusted: true, source: 'x-forwarded-for' } },
-  { name: 'client-forged entry left of the real one', peer: tcp('127.0.0.1'), headers: { 'x-forwarded-for': '6.6.6.6, 198.51.100.7' }, expect: { address: '198.51.100.7' } },
-  { name: 'trusted UNIX peer: client from XFF', peer: unix, headers: { 'x-forwarded-for': '198.51.100.7' }, expect: { address: '198.51.100.7', trusted: true } },
-  { name: 'trusted peer without XFF: the peer', peer: tcp('127.0.0.1', 5000), headers: {}, expect: { address: '127.0.0.1', port: 5000, trusted: true, source: 'socket' } },
-  { name: 'PROXY-protocol peer keeps its source', peer: { address: '127.0.0.1', port: 7, unix: false, source: 'proxy-protocol' }, headers: {}, expect: { source: 'proxy-protocol', port: 7 } },
+  {
+    name: 'trusted peer: client from XFF',
+    peer: tcp('127.0.0.1'),
+    headers: { 'x-forwarded-for': '198.51.100.7' },
+    expect: { address: '198.51.100.7', port: null, trusted: true, source: 'x-forwarded-for' },
+  },
+  {
+    name: 'client-forged entry left of the real one',
+    peer: tcp('127.0.0.1'),
+    headers: { 'x-forwarded-for': '6.6.6.6, 198.51.100.7' },
+    expect: { address: '198.51.100.7' },
+  },
+  {
+    name: 'trusted UNIX peer: client from XFF',
+    peer: unix,
+    headers: { 'x-forwarded-for': '198.51.100.7' },
+    expect: { address: '198.51.100.7', trusted: true },
+  },
+  {
+    name: 'trusted peer without XFF: the peer',
+    peer: tcp('127.0.0.1', 5000),
+    headers: {},
+    expect: { address: '127.0.0.1', port: 5000, trusted: true, source: 'socket' },
+  },
+  {
+    name: 'PROXY-protocol peer keeps its source',
+    peer: { address: '127.0.0.1', port: 7, unix: false, source: 'proxy-protocol' },
+    headers: {},
+    expect: { source: 'proxy-protocol', port: 7 },
+  },
   // multiple proxies
-  { name: 'chain of trusted proxies', settings: { forwardedAllowIps: ['127.0.0.1', '10.0.0.0/8'] }, peer: tcp('127.0.0.1'), headers: { 'x-forwarded-for': '198.51.100.7, 10.0.0.2, 10.0.0.3' }, expect: { address: '198.51.100.7' } },
-  { name: 'chain stops at the first untrusted hop', settings: { forwardedAllowIps: ['127.0.0.1', '10.0.0.0/8'] }, peer: tcp('127.0.0.1'), headers: { 'x-forwarded-for': '198.51.100.7, 192.0.2.1, 10.0.0.3' }, expect: { address: '192.0.2.1' } },
-  { name: 'all hops trusted: the left-most', settings: { forwardedAllowIps: ['*'] }, peer: tcp('203.0.113.1'), headers: { 'x-forwarded-for': '10.0.0.1, 10.0.0.2' }, expect: { address: '10.0.0.1' } },
+  {
+    name: 'chain of trusted proxies',
+    settings: { forwardedAllowIps: ['127.0.0.1', '10.0.0.0/8'] },
+    peer: tcp('127.0.0.1'),
+    headers: { 'x-forwarded-for': '198.51.100.7, 10.0.0.2, 10.0.0.3' },
+    expect: { address: '198.51.100.7' },
+  },
+  {
+    name: 'chain stops at the first untrusted hop',
+    settings: { forwardedAllowIps: ['127.0.0.1', '10.0.0.0/8'] },
+    peer: tcp('127.0.0.1'),
+    headers: { 'x-forwarded-for': '198.51.100.7, 192.0.2.1, 10.0.0.3' },
+    expect: { address: '192.0.2.1' },
+  },
+  {
+    name: 'all hops trusted: the left-most',
+    settings: { forwardedAllowIps: ['*'] },
+    peer: tcp('203.0.113.1'),
+    headers: { 'x-forwarded-for': '10.0.0.1, 10.0.0.2' },
+    expect: { address: '10.0.0.1' },
+  },
   // IPv6
   { name: 'IPv6 peer and client', peer: tcp('::1'), headers: { 'x-forwarded-for': '2001:db8::7' }, expect: { address: '2001:db8::7' } },
-  { name: 'bracketed IPv6 with port', peer: tcp('::1'), headers: { 'x-forwarded-for': '[2001:db8::7]:4711' }, expect: { address: '2001:db8::7', port: 4711 } },
-  { name: 'IPv4 with port', peer: tcp('127.0.0.1'), headers: { 'x-forwarded-for': '198.51.100.7:4711' }, expect: { address: '198.51.100.7', port: 4711 } },
-  { name: 'IPv6 CIDR allow list', settings: { forwardedAllowIps: ['fd00::/8'] }, peer: tcp('fd12::1'), headers: { 'x-forwarded-for': '2001:db8::7' }, expect: { address: '2001:db8::7' } },
-  { name: 'IPv6 CIDR does not cover other IPv6', settings: { forwardedAllowIps: ['fd00::/8'] }, peer: tcp('2001:db8::2'), headers: { 'x-forwarded-for': '2001:db8::7' }, expect: { address: '2001:db8::2', trusted: false } },
-  { name: 'IPv4-mapped client normalised', peer: tcp('127.0.0.1'), headers: { 'x-forwarded-for': '::ffff:198.51.100.7' }, expect: { address: '198.51.100.7' } },
+  {
+    name: 'bracketed IPv6 with port',
+    peer: tcp('::1'),
+    headers: { 'x-forwarded-for': '[2001:db8::7]:4711' },
+    expect: { address: '2001:db8::7', port: 4711 },
+  },
+  {
+    name: 'IPv4 with port',
+    peer: tcp('127.0.0.1'),
+    headers: { 'x-forwarded-for': '198.51.100.7:4711' },
+    expect: { address: '198.51.100.7', port: 4711 },
+  },
+  {
+    name: 'IPv6 CIDR allow list',
+    settings: { forwardedAllowIps: ['fd00::/8'] },
+    peer: tcp('fd12::1'),
+    headers: { 'x-forwarded-for': '2001:db8::7' },
+    expect: { address: '2001:db8::7' },
+  },
+  {
+    name: 'IPv6 CIDR does not cover other IPv6',
+    settings: { forwardedAllowIps: ['fd00::/8'] },
+    peer: tcp('2001:db8::2'),
+    headers: { 'x-forwarded-for': '2001:db8::7' },
+    expect: { address: '2001:db8::2', trusted: false },
+  },
+  {
+    name: 'IPv4-mapped client normalised',
+    peer: tcp('127.0.0.1'),
+    headers: { 'x-forwarded-for': '::ffff:198.51.100.7' },
+    expect: { address: '198.51.100.7' },
+  },
   // malformed
-  { name: 'garbage XFF: the peer', peer: tcp('127.0.0.1'), headers: { 'x-forwarded-for': 'not-an-ip' }, expect: { address: '127.0.0.1', source: 'socket' } },
-  { name: 'garbage behind a good hop: the good hop', peer: tcp('127.0.0.1'), headers: { 'x-forwarded-for': '<script>, 127.0.0.1' }, expect: { address: '127.0.0.1' } },
+  {
+    name: 'garbage XFF: the peer',
+    peer: tcp('127.0.0.1'),
+    headers: { 'x-forwarded-for': 'not-an-ip' },
+    expect: { address: '127.0.0.1', source: 'socket' },
+  },
+  {
+    name: 'garbage behind a good hop: the good hop',
+    peer: tcp('127.0.0.1'),
+    headers: { 'x-forwarded-for': '<script>, 127.0.0.1' },
+    expect: { address: '127.0.0.1' },
+  },
   { name: 'empty XFF', peer: tcp('127.0.0.1'), headers: { 'x-forwarded-for': '' }, expect: { address: '127.0.0.1' } },
   { name: 'only commas and spaces', peer: tcp('127.0.0.1'), headers: { 'x-forwarded-for': ' , ,, ' }, expect: { address: '127.0.0.1' } },
-  { name: 'port out of range is dropped', peer: tcp('127.0.0.1'), headers: { 'x-forwarded-for': '198.51.100.7:99999' }, expect: { address: '198.51.100.7', port: null } },
+  {
+    name: 'port out of range is dropped',
+    peer: tcp('127.0.0.1'),
+    headers: { 'x-forwarded-for': '198.51.100.7:99999' },
+    expect: { address: '198.51.100.7', port: null },
+  },
   { name: 'unclosed bracket', peer: tcp('::1'), headers: { 'x-forwarded-for': '[2001:db8::7' }, expect: { address: '::1' } },
   // scheme, host, port
   { name: 'X-Forwarded-Proto https', peer: tcp('127.0.0.1'), headers: { 'x-forwarded-proto': 'HTTPS' }, expect: { scheme: 'https' } },
-  { name: 'X-Forwarded-Proto list: the first', peer: tcp('127.0.0.1'), headers: { 'x-forwarded-proto': 'https, http' }, expect: { scheme: 'https' } },
+  {
+    name: 'X-Forwarded-Proto list: the first',
+    peer: tcp('127.0.0.1'),
+    headers: { 'x-forwarded-proto': 'https, http' },
+    expect: { scheme: 'https' },
+  },
   { name: 'X-Forwarded-Proto garbage', peer: tcp('127.0.0.1'), headers: { 'x-forwarded-proto': 'javascript' }, expect: { scheme: 'http' } },
-  { name: 'X-Forwarded-Host and -Port', peer: tcp('127.0.0.1'), headers: { host: 'upstream', 'x-forwarded-host': 'example.com', 'x-forwarded-port': '8443', 'x-forwarded-proto': 'https' }, expect: { host: 'example.com:8443' } },
-  { name: 'default port dropped', peer: tcp('127.0.0.1'), headers: { host: 'upstream', 'x-forwarded-host': 'example.com:8080', 'x-forwarded-port': '443', 'x-forwarded-proto': 'https' }, expect: { host: 'example.com' } },
-  { name: 'X-Forwarded-Host with a path is refused', peer: tcp('127.0.0.1'), headers: { host: 'upstream', 'x-forwarded-host': 'evil.example/x' }, expect: { host: 'upstream' } },
-  { name: 'X-Forwarded-Port garbage ignored', peer: tcp('127.0.0.1'), headers: { host: 'upstream:8000', 'x-forwarded-port': 'abc' }, expect: { host: 'upstream:8000' } },
+  {
+    name: 'X-Forwarded-Host and -Port',
+    peer: tcp('127.0.0.1'),
+    headers: { host: 'upstream', 'x-forwarded-host': 'example.com', 'x-forwarded-port': '8443', 'x-forwarded-proto': 'https' },
+    expect: { host: 'example.com:8443' },
+  },
+  {
+    name: 'default port dropped',
+    peer: tcp('127.0.0.1'),
+    headers: { host: 'upstream', 'x-forwarded-host': 'example.com:8080', 'x-forwarded-port': '443', 'x-forwarded-proto': 'https' },
+    expect: { host: 'example.com' },
+  },
+  {
+    name: 'X-Forwarded-Host with a path is refused',
+    peer: tcp('127.0.0.1'),
+    headers: { host: 'upstream', 'x-forwarded-host': 'evil.example/x' },
+    expect: { host: 'upstream' },
+  },
+  {
+    name: 'X-Forwarded-Port garbage ignored',
+    peer: tcp('127.0.0.1'),
+    headers: { host: 'upstream:8000', 'x-forwarded-port': 'abc' },
+    expect: { host: 'upstream:8000' },
+  },
   // RFC 7239
-  { name: 'Forwarded: for, proto, host', settings: { forwardedHeader: 'forwarded' }, peer: tcp('127.0.0.1'), headers: { forwarded: 'for=192.0.2.60;proto=https;host=example.com' }, expect: { address: '192.0.2.60', scheme: 'https', host: 'example.com', source: 'forwarded' } },
-  { name: 'Forwarded: quoted IPv6 with port', settings: { forwardedHeader: 'forwarded' }, peer: tcp('::1'), headers: { forwarded: 'for="[2001:db8:cafe::17]:4711"' }, expect: { address: '2001:db8:cafe::17', port: 4711 } },
-  { name: 'Forwarded: forged element left of the real one', settings: { forwardedHeader: 'forwarded' }, peer: tcp('127.0.0.1'), headers: { forwarded: 'for=6.6.6.6;proto=https, for=198.51.100.7;proto=http' }, expect: { address: '198.51.100.7', scheme: 'http' } },
-  { name: 'Forwarded: for=unknown keeps the proxy, proto counts', settings: { forwardedHeader: 'forwarded' }, peer: tcp('127.0.0.1'), headers: { forwarded: 'for=unknown;proto=https' }, expect: { address: '127.0.0.1', scheme: 'https' } },
-  { name: 'Forwarded: obfuscated identifier', settings: { forwardedHeader: 'forwarded' }, peer: tcp('127.0.0.1'), headers: { forwarded: 'for=_hidden' }, expect: { address: '127.0.0.1' } },
-  { name: 'Forwarded: malformed', settings: { forwardedHeader: 'forwarded' }, peer: tcp('127.0.0.1'), headers: { forwarded: 'for=1.2.3.4;;;proto="https' }, expect: { address: '127.0.0.1', scheme: 'http' } },
-  { name: 'Forwarded mode ignores XFF', settings: { forwardedHeader: 'forwarded' }, peer: tcp('127.0.0.1'), headers: { 'x-forwarded-for': '1.2.3.4', 'x-forwarded-proto': 'https' }, expect: { address: '127.0.0.1', scheme: 'http' } },
+  {
+    name: 'Forwarded: for, proto, host',
+    settings: { forwardedHeader: 'forwarded' },
+    peer: tcp('127.0.0.1'),
+    headers: { forwarded: 'for=192.0.2.60;proto=https;host=example.com' },
+    expect: { address: '192.0.2.60', scheme: 'https', host: 'example.com', source: 'forwarded' },
+  },
+  {
+    name: 'Forwarded: quoted IPv6 with port',
+    settings: { forwardedHeader: 'forwarded' },
+    peer: tcp('::1'),
+    headers: { forwarded: 'for="[2001:db8:cafe::17]:4711"' },
+    expect: { address: '2001:db8:cafe::17', port: 4711 },
+  },
+  {
+    name: 'Forwarded: forged element left of the real one',
+    settings: { forwardedHeader: 'forwarded' },
+    peer: tcp('127.0.0.1'),
+    headers: { forwarded: 'for=6.6.6.6;proto=https, for=198.51.100.7;proto=http' },
+    expect: { address: '198.51.100.7', scheme: 'http' },
+  },
+  {
+    name: 'Forwarded: for=unknown keeps the proxy, proto counts',
+    settings: { forwardedHeader: 'forwarded' },
+    peer: tcp('127.0.0.1'),
+    headers: { forwarded: 'for=unknown;proto=https' },
+    expect: { address: '127.0.0.1', scheme: 'https' },
+  },
+  {
+    name: 'Forwarded: obfuscated identifier',
+    settings: { forwardedHeader: 'forwarded' },
+    peer: tcp('127.0.0.1'),
+    headers: { forwarded: 'for=_hidden' },
+    expect: { address: '127.0.0.1' },
+  },
+  {
+    name: 'Forwarded: malformed',
+    settings: { forwardedHeader: 'forwarded' },
+    peer: tcp('127.0.0.1'),
+    headers: { forwarded: 'for=1.2.3.4;;;proto="https' },
+    expect: { address: '127.0.0.1', scheme: 'http' },
+  },
+  {
+    name: 'Forwarded mode ignores XFF',
+    settings: { forwardedHeader: 'forwarded' },
+    peer: tcp('127.0.0.1'),
+    headers: { 'x-forwarded-for': '1.2.3.4', 'x-forwarded-proto': 'https' },
+    expect: { address: '127.0.0.1', scheme: 'http' },
+  },
 ];
 
 for (const row of rows) {
@@ -91,7 +283,16 @@ for (const row of rows) {
 
 test('untrusted peer: forwarding headers are removed from headers and rawHeaders, others kept', () => {
   const trust = new ForwardedTrust(LOOPBACK);
-  const req = fakeRequest({ Host: 'app', 'X-Forwarded-For': '1.2.3.4', 'x-forwarded-proto': 'https', 'X-Forwarded-Prefix': '/x', Forwarded: 'for=1.2.3.4', 'X-Real-IP': '1.2.3.4', 'X-Request-Id': 'forged', Accept: '*/*' });
+  const req = fakeRequest({
+    Host: 'app',
+    'X-Forwarded-For': '1.2.3.4',
+    'x-forwarded-proto': 'https',
+    'X-Forwarded-Prefix': '/x',
+    Forwarded: 'for=1.2.3.4',
+    'X-Real-IP': '1.2.3.4',
+    'X-Request-Id': 'forged',
+    Accept: '*/*',
+  });
   let removed: string[] = [];
   trust.resolve(req, tcp('203.0.113.9'), (r) => (removed = r));
   assert.equal(Object.keys(req.headers).sort(), ['accept', 'host']);
@@ -119,14 +320,20 @@ test('1000 hops: bounded walk, sane answers', () => {
   const hops = Array.from({ length: 1000 }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.1`);
   const xff = hops.join(', ');
   // Everything trusted: the walk stops after MAX_FORWARDED_HOPS entries from the right.
-  const all = new ForwardedTrust({ ...LOOPBACK, forwardedAllowIps: ['*'] }).resolve(fakeRequest({ 'x-forwarded-for': xff }), tcp('127.0.0.1'));
+  const all = new ForwardedTrust({ ...LOOPBACK, forwardedAllowIps: ['*'] }).resolve(
+    fakeRequest({ 'x-forwarded-for': xff }),
+    tcp('127.0.0.1'),
+  );
   assert.equal(all.address, hops[1000 - MAX_FORWARDED_HOPS]);
   // Only loopback trusted: the right-most entry is the client.
   const lo = new ForwardedTrust(LOOPBACK).resolve(fakeRequest({ 'x-forwarded-for': xff }), tcp('127.0.0.1'));
   assert.equal(lo.address, hops[999]);
   // The same in RFC 7239 form.
   const fwd = hops.map((h) => `for=${h}`).join(', ');
-  const f = new ForwardedTrust({ ...LOOPBACK, forwardedAllowIps: ['*'], forwardedHeader: 'forwarded' }).resolve(fakeRequest({ forwarded: fwd }), tcp('127.0.0.1'));
+  const f = new ForwardedTrust({ ...LOOPBACK, forwardedAllowIps: ['*'], forwardedHeader: 'forwarded' }).resolve(
+    fakeRequest({ forwarded: fwd }),
+    tcp('127.0.0.1'),
+  );
   assert.equal(f.address, hops[1000 - MAX_FORWARDED_HOPS]);
   // 1000 garbage hops: nothing believed past the peer.
   const g = new ForwardedTrust(LOOPBACK).resolve(fakeRequest({ 'x-forwarded-for': Array(1000).fill('x').join(',') }), tcp('127.0.0.1'));
@@ -145,15 +352,31 @@ test('allow lists: good entries compile, bad ones name themselves', () => {
   assert.ok(compileAllowList(['*'])('203.0.113.1'));
   assert.not.ok(compileAllowList([])('127.0.0.1'));
   for (const bad of ['10.0.0.0/33', '::1/129', '300.1.1.1', 'localhost', '10.0.0.1/0', '1.2.3.4/abc', '-']) {
-    assert.throws(() => compileAllowList([bad]), (e: Error) => e.message.includes(bad), bad);
+    assert.throws(
+      () => compileAllowList([bad]),
+      (e: Error) => e.message.includes(bad),
+      bad,
+    );
   }
 });
 
 test('invalid CIDR in config: ConfigError naming the setting and what is accepted', async () => {
   const cwd = tempDir();
   const cases: [Parameters<typeof loadConfig>[0], RegExp][] = [
-    [{ cli: new Map([['forwardedAllowIps', { value: ['127.0.0.1,10.0.0.0/33'], source: { origin: 'command line', where: '--forwarded-allow-ips' } }]]), env: {}, cwd }, /forwardedAllowIps \(--forwarded-allow-ips\).*10\.0\.0\.0\/33.*CIDR/],
-    [{ cli: new Map(), env: { FORWARDED_ALLOW_IPS: '127.0.0.1, nonsense' }, cwd }, /forwardedAllowIps \(FORWARDED_ALLOW_IPS\).*nonsense.*CIDR/],
+    [
+      {
+        cli: new Map([
+          ['forwardedAllowIps', { value: ['127.0.0.1,10.0.0.0/33'], source: { origin: 'command line', where: '--forwarded-allow-ips' } }],
+        ]),
+        env: {},
+        cwd,
+      },
+      /forwardedAllowIps \(--forwarded-allow-ips\).*10\.0\.0\.0\/33.*CIDR/,
+    ],
+    [
+      { cli: new Map(), env: { FORWARDED_ALLOW_IPS: '127.0.0.1, nonsense' }, cwd },
+      /forwardedAllowIps \(FORWARDED_ALLOW_IPS\).*nonsense.*CIDR/,
+    ],
     [{ cli: new Map(), env: { WS_PROXY_KIT_PROXY_ALLOW_IPS: '::1/200' }, cwd }, /proxyAllowIps \(WS_PROXY_KIT_PROXY_ALLOW_IPS\).*CIDR/],
     [{ cli: new Map(), env: { WS_PROXY_KIT_PROXY_PROTOCOL: 'v3' }, cwd }, /proxyProtocol.*off, v1, v2 or auto/],
     [{ cli: new Map(), env: { WS_PROXY_KIT_FORWARDED_HEADER: 'x-real-ip' }, cwd }, /forwardedHeader.*x-forwarded-for/],
@@ -177,7 +400,15 @@ test('invalid CIDR in config: ConfigError naming the setting and what is accepte
 });
 
 test('fetch URL: trusted scheme and host replace the socket view, paths stay paths', () => {
-  const info = (o: Partial<ClientInfo>): ClientInfo => ({ address: '1.2.3.4', port: null, scheme: 'https', host: 'example.com', trusted: true, source: 'x-forwarded-for', ...o });
+  const info = (o: Partial<ClientInfo>): ClientInfo => ({
+    address: '1.2.3.4',
+    port: null,
+    scheme: 'https',
+    host: 'example.com',
+    trusted: true,
+    source: 'x-forwarded-for',
+    ...o,
+  });
   assert.is(trustedUrl('http://upstream/a?b=1', info({})), 'https://example.com/a?b=1');
   assert.is(trustedUrl('https://example.com/a', info({})), null);
   assert.is(trustedUrl('http://upstream//evil.example/x', info({})), 'https://example.com//evil.example/x');
@@ -205,7 +436,12 @@ const headerRows: [string, Buffer, 'v1' | 'v2' | 'auto', string | null][] = [
   ['empty so far', Buffer.alloc(0), 'auto', 'incomplete'],
   ['v2 PROXY IPv4', v2(1, 0x11, v4body), 'v2', '203.0.113.7:5555'],
   ['v2 with TLVs', v2(1, 0x11, [...v4body, 0x04, 0, 2, 9, 9]), 'auto', '203.0.113.7:5555'],
-  ['v2 PROXY IPv6', v2(1, 0x21, [0x20, 1, 0x0d, 0xb8, ...Array(11).fill(0), 7, ...Array(15).fill(0), 1, 0x15, 0xb3, 0, 80]), 'auto', '2001:db8::7:5555'],
+  [
+    'v2 PROXY IPv6',
+    v2(1, 0x21, [0x20, 1, 0x0d, 0xb8, ...Array(11).fill(0), 7, ...Array(15).fill(0), 1, 0x15, 0xb3, 0, 80]),
+    'auto',
+    '2001:db8::7:5555',
+  ],
   ['v2 LOCAL', v2(0, 0x00, []), 'v2', 'local'],
   ['v2 bad version', Buffer.from([...V2_SIG, 0x31, 0x11, 0, 12, ...v4body]), 'v2', 'invalid'],
   ['v2 length too short for family', v2(1, 0x11, [1, 2, 3]), 'v2', 'invalid'],

@@ -17,7 +17,14 @@ if (cluster.isPrimary) {
   let listening = 0;
   cluster.on('listening', () => {
     if (++listening === workers) {
-      console.error(JSON.stringify({ msg: 'ready', pid: process.pid, policy: cluster.schedulingPolicy === cluster.SCHED_RR ? 'rr' : 'none', workerPids: Object.values(cluster.workers).map((w) => w.process.pid) }));
+      console.error(
+        JSON.stringify({
+          msg: 'ready',
+          pid: process.pid,
+          policy: cluster.schedulingPolicy === cluster.SCHED_RR ? 'rr' : 'none',
+          workerPids: Object.values(cluster.workers).map((w) => w.process.pid),
+        }),
+      );
     }
   });
   for (let i = 0; i < workers; i++) cluster.fork();

@@ -69,7 +69,8 @@ export function containersMissing(images: string[] = [NGINX_IMAGE, SYSTEMD_IMAGE
     })();`;
   const r = spawnSync(process.execPath, ['-e', probe], { encoding: 'utf8', timeout: 15_000 });
   const lines = (r.stdout ?? '').trim().split('\n').filter(Boolean);
-  if (r.status !== 0 || lines.length === 0) return `could not query the Docker engine at ${socketPath} (${(r.stderr || r.error?.message || 'no answer').trim()}); ${SETUP_HINT}`;
+  if (r.status !== 0 || lines.length === 0)
+    return `could not query the Docker engine at ${socketPath} (${(r.stderr || r.error?.message || 'no answer').trim()}); ${SETUP_HINT}`;
   const bad = lines.filter((l) => l !== 'ok');
   if (bad.length) return `Docker engine at ${socketPath}: ${bad.join(', ')}; ${SETUP_HINT}`;
   return null;

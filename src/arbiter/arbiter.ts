@@ -114,11 +114,21 @@ export class Arbiter {
       });
       this.listeners.push(...health);
     }
-    if (inherited) this.log.info({ binds: inherited.map((l) => l.address), parent: process.ppid }, 'upgrade: serving the sockets inherited from the old master');
+    if (inherited)
+      this.log.info(
+        { binds: inherited.map((l) => l.address), parent: process.ppid },
+        'upgrade: serving the sockets inherited from the old master',
+      );
     forgetActivationEnv(env);
     if (s.metricsBind) {
       const { MasterMetrics } = await import('../metrics/master-metrics.js');
-      this.metrics = new MasterMetrics({ bind: s.metricsBind, log: this.log, workers: () => this.workers, listeners: () => this.listeners, degraded: () => this.degraded !== null });
+      this.metrics = new MasterMetrics({
+        bind: s.metricsBind,
+        log: this.log,
+        workers: () => this.workers,
+        listeners: () => this.listeners,
+        degraded: () => this.degraded !== null,
+      });
       // After USR2 the old master still holds the address: the new one retries until it is free.
       await this.metrics.listen(this.upgraded).catch((err: unknown) => {
         closeListeners(this.listeners, { unlink: !this.upgraded });
@@ -204,7 +214,8 @@ export class Arbiter {
     const ready = all.filter((w) => w.state === 'ready' && w.generation === this.generation).length;
     const retiring = all.filter((w) => w.state === 'retiring').length;
     const booting = all.filter((w) => w.state === 'booting').length;
-    if (this.degraded && this.state !== 'stopping') return `degraded: ${ready}/${this.desired} workers, boot failing: ${this.degraded.error}`;
+    if (this.degraded && this.state !== 'stopping')
+      return `degraded: ${ready}/${this.desired} workers, boot failing: ${this.degraded.error}`;
     return `${this.state}: ${ready}/${this.desired} workers ready${booting ? `, ${booting} booting` : ''}${retiring ? `, ${retiring} draining` : ''}`;
   }
 
@@ -292,10 +303,10 @@ export class Arbiter {
           this.checkMemory(worker);
           this.metrics?.heartbeat(worker, m.metrics);
           this.balance(); // also after a scale-up, when the old workers' counts hold still
-        }
-        else if (m.type === 'load') this.balance();
+        } else if (m.type === 'load') this.balance();
         else if (m.type === 'retire-me') this.replace(worker, 'max requests reached');
-        else if (m.type === 'boot-error') this.log.error({ worker: worker.index, workerPid: worker.pid, err: m.error }, 'worker could not load the app');
+        else if (m.type === 'boot-error')
+          this.log.error({ worker: worker.index, workerPid: worker.pid, err: m.error }, 'worker could not load the app');
         else if (m.type === 'fatal') this.workerFailed(worker, m.reason);
       },
     });
@@ -308,7 +319,10 @@ export class Arbiter {
         this.bootFailures = 0;
         this.everServed = true;
         if (this.degraded && generation === this.generation) {
-          this.log.info({ worker: index, workerPid: w.pid, failingForMs: Date.now() - this.degraded.since }, 'recovered: a worker booted again; the pool fills up');
+          this.log.info(
+            { worker: index, workerPid: w.pid, failingForMs: Date.now() - this.degraded.since },
+            'recovered: a worker booted again; the pool fills up',
+          );
           this.degraded = null;
         }
         this.queue.push({ type: 'tick' });
@@ -350,7 +364,10 @@ export class Arbiter {
    * now, not when it exits, which may be --graceful-timeout later.
    */
   private workerFailed(w: WorkerProcess, reason: string): void {
-    this.log.error({ worker: w.index, workerPid: w.pid, reason }, 'worker hit an uncaught error: starting its replacement now; it exits once its requests in progress finish');
+    this.log.error(
+      { worker: w.index, workerPid: w.pid, reason },
+      'worker hit an uncaught error: starting its replacement now; it exits once its requests in progress finish',
+    );
     if (!w.alive || w.state === 'retiring') return;
     w.state = 'retiring';
     if (this.state !== 'stopping' && w.generation === this.generation) {
@@ -379,7 +396,9 @@ export class Arbiter {
   private maintain(): void {
     for (const old of this.workers) {
       if (!old.replacing || old.state === 'retiring') continue;
-      const successor = [...this.workers].some((w) => w !== old && w.index === old.index && w.state === 'ready' && !w.replacing && w.generation === this.generation);
+      const successor = [...this.workers].some(
+        (w) => w !== old && w.index === old.index && w.state === 'ready' && !w.replacing && w.generation === this.generation,
+      );
       if (successor || old.generation !== this.generation) old.retire(old.killReason ?? 'recycled');
     }
     const live = this.current();
@@ -404,7 +423,8 @@ export class Arbiter {
     const { code, signal } = w.exit!;
     const reason = w.describeExit();
     // Asked to go, not killed for being broken (a hang, a boot that never finished).
-    const planned = w.state === 'retiring' && w.killReason !== null && w.killReason !== 'killed: timeout' && w.killReason !== 'killed: boot timeout';
+    const planned =
+      w.state === 'retiring' && w.killReason !== null && w.killReason !== 'killed: timeout' && w.killReason !== 'killed: boot timeout';
     const fields = { worker: w.index, workerPid: w.pid, generation: w.generation, code, signal, reason, requests: w.stats.requests };
     if (planned || this.state === 'stopping') this.log.info(fields, 'worker exited');
     else this.log.warn({ ...fields, unexpectedExits: ++this.unexpectedExits }, 'worker exited unexpectedly');
@@ -477,7 +497,10 @@ export class Arbiter {
     if (!path) return;
     const control = new ControlServer(
       path,
-      (request) => new Promise((resolve, reject) => this.queue.push({ type: 'command', request, reply: (r) => (r.ok ? resolve(r.result) : reject(new Error(r.error))) })),
+      (request) =>
+        new Promise((resolve, reject) =>
+          this.queue.push({ type: 'command', request, reply: (r) => (r.ok ? resolve(r.result) : reject(new Error(r.error))) }),
+        ),
       this.log,
     );
     // After USR2 the old master holds the path until it exits: keep trying until then.
@@ -489,7 +512,11 @@ export class Arbiter {
         return;
       } catch (err) {
         // ctl is a convenience: a server must not fail to start over it.
-        if (!this.upgraded || attempt === 0) this.log.warn({ path, err: (err as Error).message }, this.upgraded ? 'control socket busy (the old master has it): retrying until it exits' : 'control socket not available');
+        if (!this.upgraded || attempt === 0)
+          this.log.warn(
+            { path, err: (err as Error).message },
+            this.upgraded ? 'control socket busy (the old master has it): retrying until it exits' : 'control socket not available',
+          );
         if (!this.upgraded) return;
         await new Promise((r) => setTimeout(r, 1000).unref());
       }
@@ -511,7 +538,8 @@ export class Arbiter {
       case 'reload': {
         const started = Date.now();
         const reloaded = await this.reload();
-        if (!reloaded) throw new Error('reload did not happen (the server is not running, or the new workers or configuration failed: see its log)');
+        if (!reloaded)
+          throw new Error('reload did not happen (the server is not running, or the new workers or configuration failed: see its log)');
         return { reloaded, ms: Date.now() - started };
       }
       case 'workers add':
@@ -548,7 +576,8 @@ export class Arbiter {
   status(): Record<string, unknown> {
     const changed: Record<string, string> = {};
     for (const [name, src] of Object.entries(this.config.sources)) {
-      if (src.origin !== 'default') changed[name] = `${displayValue(name, (this.settings as Record<string, unknown>)[name])} (${src.where})`;
+      if (src.origin !== 'default')
+        changed[name] = `${displayValue(name, (this.settings as Record<string, unknown>)[name])} (${src.where})`;
     }
     return {
       pid: process.pid,
@@ -560,7 +589,9 @@ export class Arbiter {
       workers: this.desired,
       ready: this.current().filter((w) => w.state === 'ready').length,
       status: this.statusLine(),
-      degraded: this.degraded ? { bootError: this.degraded.error, sinceSec: Math.round((Date.now() - this.degraded.since) / 1000), failures: this.bootFailures } : null,
+      degraded: this.degraded
+        ? { bootError: this.degraded.error, sinceSec: Math.round((Date.now() - this.degraded.since) / 1000), failures: this.bootFailures }
+        : null,
       settings: changed,
     };
   }
@@ -603,7 +634,10 @@ export class Arbiter {
       if (m?.type !== 'upgrade-ready') return;
       this.handedOver = true;
       this.notifier.mainPid(child.pid!);
-      this.log.info({ newMasterPid: child.pid }, 'upgrade: the new master is serving. Send WINCH to stop our workers, then TERM to stop this master.');
+      this.log.info(
+        { newMasterPid: child.pid },
+        'upgrade: the new master is serving. Send WINCH to stop our workers, then TERM to stop this master.',
+      );
     });
     child.once('exit', (code, signal) => {
       if (this.newMaster !== child) return;
@@ -632,7 +666,9 @@ export class Arbiter {
     let detail = '';
     if (w.bootReport !== null) {
       fields.lastOutput = w.bootReport;
-      detail = w.bootReport.length ? ` Its last output:\n${w.bootReport.map((l) => `    ${l}`).join('\n')}` : ' It printed nothing while loading.';
+      detail = w.bootReport.length
+        ? ` Its last output:\n${w.bootReport.map((l) => `    ${l}`).join('\n')}`
+        : ' It printed nothing while loading.';
     } else if (w.alive) {
       try {
         const { captureBlockedStack, formatFrames } = await import('./hang-stack.js');
@@ -653,10 +689,16 @@ export class Arbiter {
     try {
       const { captureBlockedStack, formatFrames } = await import('./hang-stack.js');
       const frames = await captureBlockedStack(w.watchdog);
-      this.log.error({ ...fields, stack: frames }, `worker timeout: its event loop is blocked; killing it. It was stuck at:\n${formatFrames(frames)}`);
+      this.log.error(
+        { ...fields, stack: frames },
+        `worker timeout: its event loop is blocked; killing it. It was stuck at:\n${formatFrames(frames)}`,
+      );
       await this.hook('workerAbort', w.info(), frames);
     } catch (err) {
-      this.log.error({ ...fields, stackError: (err as Error).message }, 'worker timeout: its event loop is blocked; killing it (its stack could not be read)');
+      this.log.error(
+        { ...fields, stackError: (err as Error).message },
+        'worker timeout: its event loop is blocked; killing it (its stack could not be read)',
+      );
     }
     w.kill('killed: timeout');
   }
@@ -722,7 +764,10 @@ export class Arbiter {
    */
   private async drainWindow(): Promise<boolean> {
     const ms = this.settings.drainSeconds * 1000;
-    this.log.info({ drainSeconds: this.settings.drainSeconds }, `draining: readiness fails, still serving for ${this.settings.drainSeconds} s`);
+    this.log.info(
+      { drainSeconds: this.settings.drainSeconds },
+      `draining: readiness fails, still serving for ${this.settings.drainSeconds} s`,
+    );
     let timer: NodeJS.Timeout | undefined;
     const over = new Promise<'over'>((r) => (timer = setTimeout(() => r('over'), ms)));
     let next = this.queue.next();
@@ -809,7 +854,9 @@ export class Arbiter {
     try {
       const other = Number(readFileSync(path, 'utf8').trim());
       if (Number.isInteger(other) && other > 0 && other !== process.pid && isAlive(other)) {
-        throw Object.assign(new Error(`The pidfile ${path} names process ${other}, which is running. Is another server using it?`), { exitCode: 1 });
+        throw Object.assign(new Error(`The pidfile ${path} names process ${other}, which is running. Is another server using it?`), {
+          exitCode: 1,
+        });
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as { exitCode?: number }).exitCode) throw err;

@@ -16,7 +16,10 @@ export interface ControlRequest {
 export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string };
 
 /** Where the control socket lives: next to the first UNIX bind, the pidfile, or in the runtime dir. */
-export function controlSocketPath(s: Pick<Settings, 'controlSocket' | 'bind' | 'pid'>, env: NodeJS.ProcessEnv = process.env): string | null {
+export function controlSocketPath(
+  s: Pick<Settings, 'controlSocket' | 'bind' | 'pid'>,
+  env: NodeJS.ProcessEnv = process.env,
+): string | null {
   if (s.controlSocket === 'off') return null;
   if (s.controlSocket !== 'auto') return s.controlSocket;
   const unix = s.bind.find((b) => b.kind === 'unix');

@@ -5,7 +5,13 @@ import { dirname, resolve, sep } from 'node:path';
 import { parseAppSpec } from '../worker/app.js';
 import type { Logger } from '../log/logger.js';
 
-export function watchForReload(opts: { app: string; cwd: string; configPath: string | null; log: Logger; onChange: (file: string) => void }): () => Promise<void> {
+export function watchForReload(opts: {
+  app: string;
+  cwd: string;
+  configPath: string | null;
+  log: Logger;
+  onChange: (file: string) => void;
+}): () => Promise<void> {
   const appDir = dirname(resolve(opts.cwd, parseAppSpec(opts.app).module));
   const paths = [appDir, ...(opts.configPath ? [opts.configPath] : [])];
   const watcher = watch(paths, {

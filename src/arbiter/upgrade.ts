@@ -19,7 +19,12 @@ interface InheritedListener {
 
 /** Starts the new master with our sockets. It reports 'upgrade-ready' over IPC once serving. */
 export function spawnNewMaster(listeners: readonly Listener[], env: NodeJS.ProcessEnv): ChildProcess {
-  const described: InheritedListener[] = listeners.map((l) => ({ spec: l.spec, address: l.address, createdPath: l.createdPath, identity: l.identity }));
+  const described: InheritedListener[] = listeners.map((l) => ({
+    spec: l.spec,
+    address: l.address,
+    createdPath: l.createdPath,
+    identity: l.identity,
+  }));
   return spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
     stdio: ['inherit', 'inherit', 'inherit', ...listeners.map((l) => l.fd), 'ipc'],
     env: { ...env, [UPGRADE_ENV]: JSON.stringify(described) },

@@ -3,7 +3,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { BOOT_ENV, isWorkerMessage, type MasterMessage, type ErrorInfo, type WorkerBoot, type WorkerMessage, type WorkerStats } from '../protocol.js';
+import {
+  BOOT_ENV,
+  isWorkerMessage,
+  type MasterMessage,
+  type ErrorInfo,
+  type WorkerBoot,
+  type WorkerMessage,
+  type WorkerStats,
+} from '../protocol.js';
 import type { Listener } from '../listeners/bind.js';
 import type { Settings } from '../config/settings.js';
 
@@ -21,7 +29,9 @@ const NO_SIGUSR1_INSPECTOR = process.allowedNodeEnvironmentFlags.has('--disable-
  * this flag is given; Node 24 uses async context frames by default. Workers name the
  * request an uncaught error came from with it (src/worker/http-server.ts).
  */
-const ASYNC_CONTEXT_FRAME = process.allowedNodeEnvironmentFlags.has('--experimental-async-context-frame') ? ['--experimental-async-context-frame'] : [];
+const ASYNC_CONTEXT_FRAME = process.allowedNodeEnvironmentFlags.has('--experimental-async-context-frame')
+  ? ['--experimental-async-context-frame']
+  : [];
 
 export type WorkerState = 'booting' | 'ready' | 'retiring';
 
@@ -77,12 +87,17 @@ export class WorkerProcess {
       id,
       index,
       generation,
-      listeners: opts.listeners.map((l, i) => ({ fd: 4 + i, address: l.address, unix: l.spec.kind === 'unix' || l.address.startsWith('unix:') })),
+      listeners: opts.listeners.map((l, i) => ({
+        fd: 4 + i,
+        address: l.address,
+        unix: l.spec.kind === 'unix' || l.address.startsWith('unix:'),
+      })),
       watchdogFd,
       settings: opts.settings,
       configPath: opts.configPath,
       logFormat: opts.logFormat,
-      maxRequests: opts.settings.maxRequests > 0 ? opts.settings.maxRequests + Math.floor(Math.random() * (opts.settings.maxRequestsJitter + 1)) : 0,
+      maxRequests:
+        opts.settings.maxRequests > 0 ? opts.settings.maxRequests + Math.floor(Math.random() * (opts.settings.maxRequestsJitter + 1)) : 0,
     };
     const execArgv = [
       ...process.execArgv.filter((a) => !a.startsWith('--inspect')),
@@ -140,7 +155,17 @@ export class WorkerProcess {
   }
 
   /** Plain data about this worker, for hooks and status. */
-  info(): { pid: number; index: number; generation: number; state: WorkerState; requests: number; rss: number; spawnedAt: number; exit: WorkerExit | null; reason: string | null } {
+  info(): {
+    pid: number;
+    index: number;
+    generation: number;
+    state: WorkerState;
+    requests: number;
+    rss: number;
+    spawnedAt: number;
+    exit: WorkerExit | null;
+    reason: string | null;
+  } {
     return {
       pid: this.pid,
       index: this.index,

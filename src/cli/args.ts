@@ -41,7 +41,9 @@ function valueAt(argv: readonly string[], i: number, flag: string): number {
   const next = argv[i + 1];
   if (next === undefined) throw new ConfigError(`${flag} needs a value. See --help.`);
   if (next.startsWith('-') && next !== '-' && !isNegativeNumber(next)) {
-    throw new ConfigError(`${flag} needs a value, but the next argument ${next} is a flag. For a value that starts with "-", write ${flag.startsWith('--') ? `${flag}=VALUE` : `${flag}VALUE`}.`);
+    throw new ConfigError(
+      `${flag} needs a value, but the next argument ${next} is a flag. For a value that starts with "-", write ${flag.startsWith('--') ? `${flag}=VALUE` : `${flag}VALUE`}.`,
+    );
   }
   return i + 1;
 }
@@ -71,7 +73,10 @@ function normalizeArgv(argv: readonly string[], flags: Record<string, FlagSpec>)
       const [name, inline] = [token.slice(2).split('=')[0]!, token.includes('=')];
       const f = long.get(name);
       if (!f) {
-        const hint = closest(name, [...long.keys()].filter((k) => !k.startsWith('no-')));
+        const hint = closest(
+          name,
+          [...long.keys()].filter((k) => !k.startsWith('no-')),
+        );
         throw new ConfigError(`Unknown flag --${name}.${hint ? ` Did you mean --${hint}?` : ''} See --help.`);
       }
       if (f.type === 'string' && !inline) {
@@ -82,7 +87,8 @@ function normalizeArgv(argv: readonly string[], flags: Record<string, FlagSpec>)
     } else if (token.startsWith('-') && token.length > 1 && !isNegativeNumber(token)) {
       const f = short.get(token[1]!);
       if (!f) throw new ConfigError(`Unknown flag ${token}. See --help.`);
-      if (f.flag.type !== 'string') out.push(token.length === 2 && isBooleanWord(argv[i + 1]) ? `--${f.long}=${argv[++i]!}` : `--${f.long}`);
+      if (f.flag.type !== 'string')
+        out.push(token.length === 2 && isBooleanWord(argv[i + 1]) ? `--${f.long}=${argv[++i]!}` : `--${f.long}`);
       else if (token.length > 2) out.push(`--${f.long}=${token.slice(token[2] === '=' ? 3 : 2)}`);
       else {
         i = valueAt(argv, i, token);
@@ -104,10 +110,17 @@ export function helpText(command: string, extra: ExtraFlags = {}): string {
     sections.set(s.section, list);
   }
   lines.push(`  Usage`, `    $ ws-proxy-kit ${command}`, '');
-  lines.push('  Commands', '    serve (default)   run the server', '    check             validate the configuration and load the app once (exit 0 or 1)', '    init              generate the nginx site, systemd units and config file for a deployment', '');
+  lines.push(
+    '  Commands',
+    '    serve (default)   run the server',
+    '    check             validate the configuration and load the app once (exit 0 or 1)',
+    '    init              generate the nginx site, systemd units and config file for a deployment',
+    '',
+  );
   if (Object.keys(extra).length) {
     lines.push('  Options');
-    for (const [name, f] of Object.entries(extra)) lines.push(`        --${kebab(name)}${f.type === 'boolean' ? '' : ' VALUE'}`.padEnd(41) + ` ${f.doc ?? ''}`);
+    for (const [name, f] of Object.entries(extra))
+      lines.push(`        --${kebab(name)}${f.type === 'boolean' ? '' : ' VALUE'}`.padEnd(41) + ` ${f.doc ?? ''}`);
     lines.push('');
   }
   for (const [section, list] of sections) lines.push(`  ${section}`, ...list, '');
@@ -120,7 +133,11 @@ export function helpText(command: string, extra: ExtraFlags = {}): string {
  * Flag values by camelCase name from normalized argv (normalizeArgv), and the positionals.
  * `--help`/`-h` and `--version` print and exit, except in WS_PROXY_KIT_CMD_ARGS.
  */
-function readFlags(normalized: readonly string[], flags: Record<string, FlagSpec>, opts: { command: string; extra: ExtraFlags; origin?: string }) {
+function readFlags(
+  normalized: readonly string[],
+  flags: Record<string, FlagSpec>,
+  opts: { command: string; extra: ExtraFlags; origin?: string },
+) {
   const byFlag = new Map(Object.entries(flags).map(([name, f]) => [kebab(name), { name, f }]));
   const values: Record<string, unknown> = {};
   const positionals: string[] = [];
@@ -139,7 +156,9 @@ function readFlags(normalized: readonly string[], flags: Record<string, FlagSpec
     const inline = eq < 0 ? undefined : token.slice(eq + 1);
     if (flag === 'help' || flag === 'version') {
       if (opts.origin === 'environment') continue;
-      process.stdout.write(flag === 'help' ? `\n  ${PACKAGE.description}\n\n${helpText(opts.command, opts.extra)}\n\n` : `${PACKAGE.version}\n`);
+      process.stdout.write(
+        flag === 'help' ? `\n  ${PACKAGE.description}\n\n${helpText(opts.command, opts.extra)}\n\n` : `${PACKAGE.version}\n`,
+      );
       process.exit(0);
     }
     const negated = !byFlag.has(flag) && flag.startsWith('no-');
@@ -147,7 +166,8 @@ function readFlags(normalized: readonly string[], flags: Record<string, FlagSpec
     if (!known) continue; // --no-help, --no-version: normalizeArgv refused every other unknown flag
     const { name, f } = known;
     let value: unknown = inline ?? '';
-    if (f.type === 'boolean') value = negated ? false : inline === undefined || inline === 'true' ? true : inline === 'false' ? false : inline;
+    if (f.type === 'boolean')
+      value = negated ? false : inline === undefined || inline === 'true' ? true : inline === 'false' ? false : inline;
     if (f.isMultiple) ((values[name] ??= []) as unknown[]).push(value);
     else if (name in values) throw new ConfigError(`The flag --${kebab(name)} can only be set once.`);
     else values[name] = value;
@@ -156,7 +176,10 @@ function readFlags(normalized: readonly string[], flags: Record<string, FlagSpec
 }
 
 /** Parses argv (without the command word) into a layer of raw setting values. */
-export function parseArgs(argv: string[], opts: { command: string; extra?: ExtraFlags; origin?: 'command line' | 'environment'; via?: string }): ParsedArgs {
+export function parseArgs(
+  argv: string[],
+  opts: { command: string; extra?: ExtraFlags; origin?: 'command line' | 'environment'; via?: string },
+): ParsedArgs {
   const extra = opts.extra ?? {};
   const flags = { ...settingFlags(), ...extra };
   // Negative forms of value settings that mean "off".

@@ -15,7 +15,11 @@ function table(rows: Record<string, unknown>[]): string {
   const cols = Object.keys(rows[0]!);
   const cells = rows.map((r) => cols.map((c) => String(r[c] ?? '')));
   const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
-  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(cols.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n') + '\n';
 }
 
@@ -36,7 +40,10 @@ function human(command: string, result: unknown): string {
 
 export async function runCtl(positionals: string[], extra: { socket?: string; json?: boolean }, config: LoadedConfig): Promise<number> {
   const [command, ...args] = positionals;
-  if (!command) throw new ConfigError('ctl needs a command: status, workers, reload, workers add [N], workers remove [N], worker kill PID, reopen-logs, shutdown [graceful|quick].');
+  if (!command)
+    throw new ConfigError(
+      'ctl needs a command: status, workers, reload, workers add [N], workers remove [N], worker kill PID, reopen-logs, shutdown [graceful|quick].',
+    );
   const path = extra.socket ?? controlSocketPath(config.settings);
   if (!path) throw new ConfigError('The control socket is off (--control-socket off); give --socket PATH.');
   let reply;
@@ -44,7 +51,14 @@ export async function runCtl(positionals: string[], extra: { socket?: string; js
     reply = await sendControl(path, { command, args });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such socket (is the server running, with the same settings?)' : code === 'ECONNREFUSED' ? 'nobody listens on it (stale socket file)' : code === 'EACCES' ? 'permission denied (the socket is mode 0600: run as the server\'s user)' : (err as Error).message;
+    const why =
+      code === 'ENOENT'
+        ? 'no such socket (is the server running, with the same settings?)'
+        : code === 'ECONNREFUSED'
+          ? 'nobody listens on it (stale socket file)'
+          : code === 'EACCES'
+            ? "permission denied (the socket is mode 0600: run as the server's user)"
+            : (err as Error).message;
     process.stderr.write(`ws-proxy-kit ctl: cannot reach ${path}: ${why}\n`);
     return 1;
   }

@@ -95,7 +95,9 @@ export function serviceName(raw: string): string {
 /** The app module: `ws-proxy-kit X` or `node X` in the start script, else main, else bin, else a usual file name. */
 export function inferApp(pkg: PackageJson, dir: string): string | null {
   const start = pkg.scripts?.start ?? '';
-  const fromStart = /(?:ws-proxy-kit|node)\s+(?:(?:serve|-{1,2}[\w-]+(?:[= ]\S+)?)\s+)*([^\s-][^\s]*\.[cm]?[jt]s(?::[\w$().]+)?)/.exec(start);
+  const fromStart = /(?:ws-proxy-kit|node)\s+(?:(?:serve|-{1,2}[\w-]+(?:[= ]\S+)?)\s+)*([^\s-][^\s]*\.[cm]?[jt]s(?::[\w$().]+)?)/.exec(
+    start,
+  );
   if (fromStart?.[1]) return fromStart[1];
   if (pkg.main && existsSync(join(dir, pkg.main))) return pkg.main;
   const bin = typeof pkg.bin === 'string' ? pkg.bin : pkg.bin ? Object.values(pkg.bin)[0] : undefined;
@@ -126,7 +128,9 @@ export function alignedSettingsFrom(raw: ReadonlyMap<string, { value: unknown }>
     try {
       out[name] = def.parse(v.value) as number;
     } catch {
-      throw new ConfigError(`Invalid value for --${name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}: ${JSON.stringify(v.value)}. Expected ${def.accepted}.`);
+      throw new ConfigError(
+        `Invalid value for --${name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}: ${JSON.stringify(v.value)}. Expected ${def.accepted}.`,
+      );
     }
   }
   return out;
@@ -140,14 +144,21 @@ function settingDefault(name: (typeof ALIGNED_SETTINGS)[number], given: AlignedS
 export function deployOptionsFrom(flags: InitFlags, cwd: string, settings: AlignedSettings = {}): NginxSiteOptions {
   const pkg = readPackageJson(cwd);
   const name = serviceName(flags.name ?? pkg.name ?? basename(cwd));
-  if (flags.name !== undefined && flags.name !== name) throw new ConfigError(`--name ${JSON.stringify(flags.name)}: use lowercase letters, digits and dashes (e.g. ${name}).`);
+  if (flags.name !== undefined && flags.name !== name)
+    throw new ConfigError(`--name ${JSON.stringify(flags.name)}: use lowercase letters, digits and dashes (e.g. ${name}).`);
   const app = flags.app ?? inferApp(pkg, cwd);
-  if (!app) throw new ConfigError('Could not tell which module is the app (no start script, main or app.mjs/server.js). Pass --app path/to/app.mjs.');
+  if (!app)
+    throw new ConfigError(
+      'Could not tell which module is the app (no start script, main or app.mjs/server.js). Pass --app path/to/app.mjs.',
+    );
   const workers = flags.workers === undefined ? Math.max(2, availableParallelism()) : Number(flags.workers);
-  if (!Number.isInteger(workers) || workers < 1 || workers > 1024) throw new ConfigError(`--workers ${flags.workers}: give an integer from 1 to 1024.`);
-  if (flags.tls && !flags.serverName) throw new ConfigError('--tls needs --server-name (the name on the certificate, e.g. --server-name app.example.com).');
+  if (!Number.isInteger(workers) || workers < 1 || workers > 1024)
+    throw new ConfigError(`--workers ${flags.workers}: give an integer from 1 to 1024.`);
+  if (flags.tls && !flags.serverName)
+    throw new ConfigError('--tls needs --server-name (the name on the certificate, e.g. --server-name app.example.com).');
   const socketPath = flags.socket ?? `/run/${name}/app.sock`;
-  if (!socketPath.startsWith('/')) throw new ConfigError(`--socket ${socketPath}: give an absolute path (nginx and systemd resolve it from different directories).`);
+  if (!socketPath.startsWith('/'))
+    throw new ConfigError(`--socket ${socketPath}: give an absolute path (nginx and systemd resolve it from different directories).`);
   const out = resolve(cwd, flags.out ?? 'deploy');
   const user = flags.user ?? name;
   const body = flags.clientMaxBodySize ?? '10m';
@@ -185,9 +196,13 @@ export default {
   bind: [${JSON.stringify(`unix:${o.socketPath}`)}],
   // 0660 and nginx's group: nginx's workers can connect, other local users cannot.
   socketMode: '0660',
-  socketGroup: ${JSON.stringify(o.proxyGroup)},${serverRuntimeDir(o.socketPath) ? `
+  socketGroup: ${JSON.stringify(o.proxyGroup)},${
+    serverRuntimeDir(o.socketPath)
+      ? `
   // For \`ws-proxy-kit ctl -c THIS_FILE status\`: in the service's own runtime directory.
-  controlSocket: ${JSON.stringify(`${serverRuntimeDir(o.socketPath)}/${o.name}.ctl`)},` : ''}
+  controlSocket: ${JSON.stringify(`${serverRuntimeDir(o.socketPath)}/${o.name}.ctl`)},`
+      : ''
+  }
   workers: ${o.workers},
   // Above nginx's upstream keepalive_timeout, so nginx closes idle connections first.
   keepAlive: ${o.keepAlive},
@@ -209,10 +224,13 @@ export function generateTargetFiles(target: string, flags: InitFlags, o: NginxSi
   if (target === 'kubernetes') {
     const drainSeconds = settings.drainSeconds ?? 10;
     if (drainSeconds < minimumDrainSeconds()) {
-      throw new ConfigError(`--drain-seconds ${drainSeconds} is shorter than Kubernetes needs to stop routing to a stopping pod (${minimumDrainSeconds()} s: readiness probes, then endpoint updates). Use at least ${minimumDrainSeconds()}.`);
+      throw new ConfigError(
+        `--drain-seconds ${drainSeconds} is shorter than Kubernetes needs to stop routing to a stopping pod (${minimumDrainSeconds()} s: readiness probes, then endpoint updates). Use at least ${minimumDrainSeconds()}.`,
+      );
     }
     const replicas = flags.replicas === undefined ? 2 : Number(flags.replicas);
-    if (!Number.isInteger(replicas) || replicas < 1 || replicas > 1000) throw new ConfigError(`--replicas ${flags.replicas}: give an integer from 1 to 1000.`);
+    if (!Number.isInteger(replicas) || replicas < 1 || replicas > 1000)
+      throw new ConfigError(`--replicas ${flags.replicas}: give an integer from 1 to 1000.`);
     const k: KubernetesOptions = {
       ...o,
       workers: flags.workers === undefined ? 2 : o.workers,
@@ -229,8 +247,14 @@ export function generateTargetFiles(target: string, flags: InitFlags, o: NginxSi
   }
   if (target === 'hosts') {
     if (!flags.hosts) throw new ConfigError('--target hosts needs --hosts HOST:PORT,HOST:PORT (the app hosts as nginx reaches them).');
-    if (!flags.proxyAddress) throw new ConfigError("--target hosts needs --proxy-address ADDRESS: the nginx host's address as the app hosts see it (they trust X-Forwarded-For from it only).");
-    const hosts = flags.hosts.split(',').map((h) => h.trim()).filter(Boolean);
+    if (!flags.proxyAddress)
+      throw new ConfigError(
+        "--target hosts needs --proxy-address ADDRESS: the nginx host's address as the app hosts see it (they trust X-Forwarded-For from it only).",
+      );
+    const hosts = flags.hosts
+      .split(',')
+      .map((h) => h.trim())
+      .filter(Boolean);
     try {
       for (const h of hosts) parseHostPort(h);
     } catch (err) {
@@ -260,7 +284,8 @@ export interface ToolResult {
 
 /** `nginx -t` on the site, in a throwaway prefix with its own pid/log/temp paths (never /etc). */
 export function validateNginxSite(o: NginxSiteOptions): ToolResult {
-  if (spawnSync('nginx', ['-v'], { stdio: 'ignore' }).error) return { tool: 'nginx -t', ran: false, ok: false, output: 'nginx is not installed here: not validated' };
+  if (spawnSync('nginx', ['-v'], { stdio: 'ignore' }).error)
+    return { tool: 'nginx -t', ran: false, ok: false, output: 'nginx is not installed here: not validated' };
   const dir = mkdtempSync(join(tmpdir(), 'wspk-nginx-t-'));
   try {
     let site = o;
@@ -268,13 +293,25 @@ export function validateNginxSite(o: NginxSiteOptions): ToolResult {
       // The real certificate lives on the server; validate the TLS block with a throwaway one.
       const cert = join(dir, 'cert.pem');
       const key = join(dir, 'key.pem');
-      const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert], { encoding: 'utf8' });
-      if (r.status !== 0) return { tool: 'nginx -t', ran: false, ok: false, output: 'openssl is needed to validate the TLS block with a throwaway certificate: not validated' };
+      const r = spawnSync(
+        'openssl',
+        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert],
+        { encoding: 'utf8' },
+      );
+      if (r.status !== 0)
+        return {
+          tool: 'nginx -t',
+          ran: false,
+          ok: false,
+          output: 'openssl is needed to validate the TLS block with a throwaway certificate: not validated',
+        };
       site = { ...o, tlsCertificate: cert, tlsCertificateKey: key };
     }
     writeFileSync(join(dir, 'site.conf'), renderNginxSite(site));
     writeFileSync(join(dir, 'nginx.conf'), nginxMainConf(dir, join(dir, 'site.conf')));
-    const r = spawnSync('nginx', ['-t', '-p', dir + '/', '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { encoding: 'utf8' });
+    const r = spawnSync('nginx', ['-t', '-p', dir + '/', '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], {
+      encoding: 'utf8',
+    });
     const output = (r.stderr || r.stdout || '').trim().split(dir).join('<tmp>');
     return { tool: 'nginx -t', ran: true, ok: r.status === 0, output };
   } finally {
@@ -284,7 +321,8 @@ export function validateNginxSite(o: NginxSiteOptions): ToolResult {
 
 /** `systemd-analyze verify` on the units, written to a throwaway directory. */
 export function validateUnits(files: GeneratedFile[]): ToolResult {
-  if (spawnSync('systemd-analyze', ['--version'], { stdio: 'ignore' }).error) return { tool: 'systemd-analyze verify', ran: false, ok: false, output: 'systemd-analyze is not installed here: not validated' };
+  if (spawnSync('systemd-analyze', ['--version'], { stdio: 'ignore' }).error)
+    return { tool: 'systemd-analyze verify', ran: false, ok: false, output: 'systemd-analyze is not installed here: not validated' };
   const dir = mkdtempSync(join(tmpdir(), 'wspk-units-'));
   try {
     const units = files.filter((f) => /\.(socket|service)$/.test(f.name));
@@ -312,7 +350,8 @@ export function plannedSocketPaths(o: DeployOptions, socketUnit: string): Map<st
   const dirMode = parseInt(unitValue(socketUnit, 'DirectoryMode') ?? '0755', 8);
   plans.set(o.socketPath, { uid, gid, mode, planned: `${o.name}.socket creates it` });
   // systemd creates missing parent directories as root with DirectoryMode=.
-  for (let d = dirname(o.socketPath); d !== dirname(d); d = dirname(d)) plans.set(d, { uid: 0, gid: 0, mode: dirMode, planned: `${o.name}.socket creates it` });
+  for (let d = dirname(o.socketPath); d !== dirname(d); d = dirname(d))
+    plans.set(d, { uid: 0, gid: 0, mode: dirMode, planned: `${o.name}.socket creates it` });
   return plans;
 }
 
@@ -350,10 +389,16 @@ function missingAppModule(app: string, cwd: string): string | null {
 }
 
 /** Runs `init`; returns the exit code. */
-export function runInit(flags: InitFlags, cwd: string, settings: AlignedSettings = {}, write: (s: string) => void = (s) => process.stdout.write(s)): number {
+export function runInit(
+  flags: InitFlags,
+  cwd: string,
+  settings: AlignedSettings = {},
+  write: (s: string) => void = (s) => process.stdout.write(s),
+): number {
   const o = deployOptionsFrom(flags, cwd, settings);
   const missing = missingAppModule(o.app, cwd);
-  if (missing) process.stderr.write(`warning: --app ${o.app}: ${missing} The generated files run it as given; create it, or pass the right path.\n`);
+  if (missing)
+    process.stderr.write(`warning: --app ${o.app}: ${missing} The generated files run it as given; create it, or pass the right path.\n`);
   const out = resolve(cwd, flags.out ?? 'deploy');
   const target = flags.target ?? 'systemd';
   const files = target === 'systemd' ? generateFiles(o) : generateTargetFiles(target, flags, o, settings);
@@ -363,7 +408,9 @@ export function runInit(flags: InitFlags, cwd: string, settings: AlignedSettings
   }
   const existing = files.filter((f) => existsSync(join(out, f.name)));
   if (existing.length && !flags.force) {
-    throw new ConfigError(`Refusing to overwrite ${existing.map((f) => join(out, f.name)).join(', ')}. Pass --force to overwrite, or --out DIR to write elsewhere.`);
+    throw new ConfigError(
+      `Refusing to overwrite ${existing.map((f) => join(out, f.name)).join(', ')}. Pass --force to overwrite, or --out DIR to write elsewhere.`,
+    );
   }
   mkdirSync(out, { recursive: true });
   for (const f of files) {
@@ -373,14 +420,20 @@ export function runInit(flags: InitFlags, cwd: string, settings: AlignedSettings
     write(`wrote ${join(out, f.name)}\n`);
   }
   if (target === 'kubernetes') {
-    write(`\nNext: build an image with the app and node_modules/ws-proxy-kit in /app, then\n  kubectl apply -f ${join(relative(cwd, out) || '.', files[0]!.name)}\n`);
+    write(
+      `\nNext: build an image with the app and node_modules/ws-proxy-kit in /app, then\n  kubectl apply -f ${join(relative(cwd, out) || '.', files[0]!.name)}\n`,
+    );
     return 0;
   }
   if (target === 'hosts') {
-    write(`\nNext: install ${o.name}.nginx.conf on the nginx host; on each app host, its directory's units in /etc/systemd/system/ and its ws-proxy-kit.config.mjs at ${o.configPath}.\n`);
+    write(
+      `\nNext: install ${o.name}.nginx.conf on the nginx host; on each app host, its directory's units in /etc/systemd/system/ and its ws-proxy-kit.config.mjs at ${o.configPath}.\n`,
+    );
     return 0;
   }
-  write(`\n${o.name}: app ${o.app} in ${o.workingDirectory}, ${o.workers} workers as ${o.user}:${o.group}, socket ${o.socketPath} (group ${o.proxyGroup}), nginx server_name ${o.serverName}${o.tls ? ' with TLS' : ''}\n\n`);
+  write(
+    `\n${o.name}: app ${o.app} in ${o.workingDirectory}, ${o.workers} workers as ${o.user}:${o.group}, socket ${o.socketPath} (group ${o.proxyGroup}), nginx server_name ${o.serverName}${o.tls ? ' with TLS' : ''}\n\n`,
+  );
   let ok = true;
   for (const r of [validateNginxSite(o), validateUnits(files)]) {
     write(`${r.tool}: ${r.ran ? (r.ok ? 'ok' : 'FAILED') : 'skipped'}${r.output ? `\n${r.output.replace(/^/gm, '  ')}` : ''}\n`);

@@ -30,7 +30,11 @@ async function readConfig(parsed: ParsedArgs, env: NodeJS.ProcessEnv): Promise<L
   if (app !== undefined) cli.set('app', { value: app, source: { origin: 'command line', where: 'the APP argument' } });
   let cmdArgs: RawLayer | undefined;
   if (env.WS_PROXY_KIT_CMD_ARGS) {
-    const extra = parseArgs(splitCommandLine(env.WS_PROXY_KIT_CMD_ARGS), { command: 'serve', origin: 'environment', via: 'WS_PROXY_KIT_CMD_ARGS' });
+    const extra = parseArgs(splitCommandLine(env.WS_PROXY_KIT_CMD_ARGS), {
+      command: 'serve',
+      origin: 'environment',
+      via: 'WS_PROXY_KIT_CMD_ARGS',
+    });
     if (extra.positionals.length) throw new ConfigError('WS_PROXY_KIT_CMD_ARGS takes flags only, not the app.');
     cmdArgs = extra.layer;
   }
@@ -52,8 +56,14 @@ async function main(argv: string[]): Promise<number> {
     const config = await loadConfig({ cli: ctl.layer, env: process.env, cwd: process.cwd() });
     return runCtl(ctl.positionals, ctl.extra as { socket?: string; json?: boolean }, config);
   }
-  const checkFlags = command === 'check' ? { proxyUser: { type: 'string' as const, doc: "tell whether this user (nginx's, e.g. www-data) can connect to the UNIX sockets" } } : undefined;
-  const parsed = parseArgs(argv, { command: command === 'check' ? 'check [options] APP[:export]' : '[serve] [options] APP[:export]', ...(checkFlags ? { extra: checkFlags } : {}) });
+  const checkFlags =
+    command === 'check'
+      ? { proxyUser: { type: 'string' as const, doc: "tell whether this user (nginx's, e.g. www-data) can connect to the UNIX sockets" } }
+      : undefined;
+  const parsed = parseArgs(argv, {
+    command: command === 'check' ? 'check [options] APP[:export]' : '[serve] [options] APP[:export]',
+    ...(checkFlags ? { extra: checkFlags } : {}),
+  });
   const config = await readConfig(parsed, process.env);
   const s = config.settings;
   if (s.printConfig) {
@@ -61,7 +71,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(printConfig(config));
     return 0;
   }
-  if (!s.app) throw new ConfigError('No app given. Usage: ws-proxy-kit [options] path/to/app.mjs[:export] (or set app in the config file).');
+  if (!s.app)
+    throw new ConfigError('No app given. Usage: ws-proxy-kit [options] path/to/app.mjs[:export] (or set app in the config file).');
   if (s.chdir) {
     try {
       process.chdir(s.chdir);
@@ -90,7 +101,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const log = createLogger(s, { role: 'master' });
   // Takes NOTIFY_SOCKET/WATCHDOG_* out of the environment so workers don't inherit them.
-  const notifier = process.env.NOTIFY_SOCKET ? ((await (await import('../notify/sd-notify.js')).createSdNotifier(process.env, log)) ?? undefined) : undefined;
+  const notifier = process.env.NOTIFY_SOCKET
+    ? ((await (await import('../notify/sd-notify.js')).createSdNotifier(process.env, log)) ?? undefined)
+    : undefined;
   const arbiter = new Arbiter({ config, log, reloadConfig: () => readConfig(parsed, process.env), notifier });
   try {
     return await arbiter.run();

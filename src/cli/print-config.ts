@@ -8,7 +8,11 @@ export function printConfig(config: LoadedConfig): string {
     .filter((s) => s.name !== 'printConfig')
     .map((s) => {
       const src = config.sources[s.name as keyof typeof config.sources];
-      return [kebab(s.name), displayValue(s.name, (config.settings as Record<string, unknown>)[s.name]), src.origin === 'default' ? src.where : `${src.origin}: ${src.where}`];
+      return [
+        kebab(s.name),
+        displayValue(s.name, (config.settings as Record<string, unknown>)[s.name]),
+        src.origin === 'default' ? src.where : `${src.origin}: ${src.where}`,
+      ];
     });
   const w0 = Math.max(...rows.map((r) => r[0]!.length));
   const w1 = Math.min(40, Math.max(...rows.map((r) => r[1]!.length)));

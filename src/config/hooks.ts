@@ -34,6 +34,9 @@ export async function runHook(hooks: Hooks, name: string, log: HookLog, ...args:
   try {
     await fn(...args);
   } catch (err) {
-    log.error({ hook: name, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, `hook ${name} threw; continuing`);
+    log.error(
+      { hook: name, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) },
+      `hook ${name} threw; continuing`,
+    );
   }
 }

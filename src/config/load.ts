@@ -93,7 +93,9 @@ export function envLayer(env: NodeJS.ProcessEnv): RawLayer {
       // Compare what follows the prefix, so that any short name is not "close" to every other.
       const strip = (k: string) => k.slice('WS_PROXY_KIT_'.length);
       const hint = closest(strip(key), [...known.keys(), ...NON_SETTING_ENV].map(strip));
-      throw new ConfigError(`Unknown environment variable ${key}.${hint ? ` Did you mean WS_PROXY_KIT_${hint}?` : ''} Unset it, or see --help for the settings.`);
+      throw new ConfigError(
+        `Unknown environment variable ${key}.${hint ? ` Did you mean WS_PROXY_KIT_${hint}?` : ''} Unset it, or see --help for the settings.`,
+      );
     }
     if (value === undefined) continue;
     layer.set(s.name, { value, source: { origin: 'environment', where: key } });
@@ -139,7 +141,9 @@ export async function configFileLayer(path: string): Promise<{ layer: RawLayer; 
     }
     if (!s) {
       const hint = closest(key, allowedKeys);
-      throw new ConfigError(`Unknown setting "${key}" in ${path}.${hint ? ` Did you mean "${hint}"?` : ''} The keys are the setting names listed by --help (camelCase).`);
+      throw new ConfigError(
+        `Unknown setting "${key}" in ${path}.${hint ? ` Did you mean "${hint}"?` : ''} The keys are the setting names listed by --help (camelCase).`,
+      );
     }
     if (value === undefined) continue;
     layer.set(key, { value, source: { origin: 'config file', where: `${key} in ${path}` } });
@@ -164,12 +168,7 @@ export function findConfigFile(explicit: RawValue | undefined, cwd: string): str
  * Merges the layers. `cli` and `cmdArgs` come from the command-line parser (cli/args.ts),
  * so that this module stays independent of it.
  */
-export async function loadConfig(opts: {
-  cli: RawLayer;
-  cmdArgs?: RawLayer;
-  env: NodeJS.ProcessEnv;
-  cwd: string;
-}): Promise<LoadedConfig> {
+export async function loadConfig(opts: { cli: RawLayer; cmdArgs?: RawLayer; env: NodeJS.ProcessEnv; cwd: string }): Promise<LoadedConfig> {
   const env = envLayer(opts.env);
   const cmdArgs = opts.cmdArgs ?? new Map();
   const configPath = findConfigFile(opts.cli.get('config') ?? cmdArgs.get('config') ?? env.get('config'), opts.cwd);

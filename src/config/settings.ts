@@ -170,7 +170,8 @@ function endpointAddress(what: string) {
     } catch (err) {
       throw new InvalidValue(err instanceof Error ? err.message : '');
     }
-    if (spec.kind !== 'tcp' && spec.kind !== 'unix') throw new InvalidValue(`"${spec.text}": the ${what} endpoint takes HOST:PORT or unix:PATH`);
+    if (spec.kind !== 'tcp' && spec.kind !== 'unix')
+      throw new InvalidValue(`"${spec.text}": the ${what} endpoint takes HOST:PORT or unix:PATH`);
     return spec.text;
   };
 }
@@ -204,11 +205,8 @@ export const settingsTable = [
     section: 'Binding',
     short: 'b',
     kind: 'list',
-    default: (env) =>
-      passedSockets(env).length > 0
-        ? [parseBind('systemd')]
-        : [parseBind(`127.0.0.1:${portFromEnv(env)}`)],
-    defaultDoc: "the sockets systemd passed, if any; else 127.0.0.1:8000 (127.0.0.1:$PORT when PORT is set)",
+    default: (env) => (passedSockets(env).length > 0 ? [parseBind('systemd')] : [parseBind(`127.0.0.1:${portFromEnv(env)}`)]),
+    defaultDoc: 'the sockets systemd passed, if any; else 127.0.0.1:8000 (127.0.0.1:$PORT when PORT is set)',
     accepted: 'unix:PATH, HOST:PORT, [IPv6]:PORT, fd://N, systemd or systemd:NAME; repeat the flag for several',
     parse: bindList,
     doc: 'Where to listen. Repeat for several binds; all workers serve all of them.',
@@ -269,7 +267,7 @@ export const settingsTable = [
     default: 30,
     accepted: 'a number of seconds from 0 to 86400 (0 disables)',
     parse: decimal(0, 86400),
-    doc: "A worker whose event loop is blocked longer than this is killed and replaced. 0 disables.",
+    doc: 'A worker whose event loop is blocked longer than this is killed and replaced. 0 disables.',
   }),
   def({
     name: 'gracefulTimeout',
@@ -341,7 +339,7 @@ export const settingsTable = [
     default: true,
     accepted: 'true or false',
     parse: bool,
-    doc: "Before a worker is killed for --timeout or --boot-timeout, log the JavaScript stack it is stuck in, read by a watchdog thread inside the worker (no inspector port is opened). The thread costs each worker about 15-19 MB of RSS; --no-hang-stacks saves it.",
+    doc: 'Before a worker is killed for --timeout or --boot-timeout, log the JavaScript stack it is stuck in, read by a watchdog thread inside the worker (no inspector port is opened). The thread costs each worker about 15-19 MB of RSS; --no-hang-stacks saves it.',
   }),
   def({
     name: 'bootTimeout',
@@ -442,7 +440,7 @@ export const settingsTable = [
     default: true,
     accepted: 'true or false',
     parse: bool,
-    doc: 'Trust peers on UNIX socket binds: only processes allowed by the socket file\'s permissions can connect.',
+    doc: "Trust peers on UNIX socket binds: only processes allowed by the socket file's permissions can connect.",
   }),
   def({
     name: 'forwardedHeader',
@@ -485,8 +483,9 @@ export const settingsTable = [
     section: 'Logging',
     kind: 'value',
     default: 'info' as 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal',
-    accepted: 'one of trace, debug, info, warn, error, fatal (Gunicorn\'s warning and critical too)',
-    parse: (raw: unknown) => oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'])(GUNICORN_LEVELS[String(raw).trim().toLowerCase()] ?? raw),
+    accepted: "one of trace, debug, info, warn, error, fatal (Gunicorn's warning and critical too)",
+    parse: (raw: unknown) =>
+      oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'])(GUNICORN_LEVELS[String(raw).trim().toLowerCase()] ?? raw),
     doc: "Minimum level of the error log. Gunicorn's names are accepted: warning is warn, critical is fatal.",
   }),
   def({
@@ -503,7 +502,7 @@ export const settingsTable = [
     section: 'Logging',
     kind: 'value',
     default: '-',
-    accepted: "a file path, or - for stderr",
+    accepted: 'a file path, or - for stderr',
     parse: text,
     doc: 'Where the server log goes.',
   }),
@@ -523,7 +522,8 @@ export const settingsTable = [
     kind: 'value',
     default: null as string | null,
     defaultDoc: 'empty: one JSON object per line',
-    accepted: 'a Gunicorn access log format, e.g. \'%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"\' (atoms in docs/operations.md)',
+    accepted:
+      'a Gunicorn access log format, e.g. \'%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"\' (atoms in docs/operations.md)',
     parse: (raw: unknown) => {
       if (raw === null || raw === undefined || raw === '') return null;
       if (typeof raw !== 'string') throw new InvalidValue();
@@ -534,7 +534,7 @@ export const settingsTable = [
       }
       return raw;
     },
-    doc: 'Access log lines in Gunicorn\'s format-string syntax instead of JSON; `%({x-request-id}i)s` is the request id.',
+    doc: "Access log lines in Gunicorn's format-string syntax instead of JSON; `%({x-request-id}i)s` is the request id.",
   }),
   def({
     name: 'metricsBind',

@@ -44,9 +44,17 @@ interface RawServerHandle {
 
 // net._createServerHandle binds without listening: exactly what the master needs. It is
 // the function node:cluster's primary uses for the same purpose.
-const createServerHandle = (net as unknown as {
-  _createServerHandle(address: string | null, port: number, addressType: number, fd: number | undefined, flags: number): RawServerHandle | number;
-})._createServerHandle;
+const createServerHandle = (
+  net as unknown as {
+    _createServerHandle(
+      address: string | null,
+      port: number,
+      addressType: number,
+      fd: number | undefined,
+      flags: number,
+    ): RawServerHandle | number;
+  }
+)._createServerHandle;
 
 function systemError(errno: number): string {
   try {
@@ -131,7 +139,9 @@ export function checkBindDirectory(spec: BindSpec): void {
   if (spec.kind !== 'unix') return;
   const dir = dirname(resolve(spec.path));
   if (!existsSync(dir)) {
-    throw new BindError(`unix:${spec.path}: the directory ${dir} does not exist. Create it (systemd: RuntimeDirectory=) or choose another path.`);
+    throw new BindError(
+      `unix:${spec.path}: the directory ${dir} does not exist. Create it (systemd: RuntimeDirectory=) or choose another path.`,
+    );
   }
 }
 
@@ -173,7 +183,9 @@ async function openUnix(spec: Extract<BindSpec, { kind: 'unix' }>, opts: BindOpt
     unlinkQuietly(bindPath);
     if (err instanceof BindError) throw err;
     const e = err as NodeJS.ErrnoException;
-    throw new BindError(`unix:${spec.path}: cannot set the socket's mode or owner (${e.code ?? e.message}). Changing the owner needs root.`);
+    throw new BindError(
+      `unix:${spec.path}: cannot set the socket's mode or owner (${e.code ?? e.message}). Changing the owner needs root.`,
+    );
   }
   try {
     server = await listenWithoutAccepting(handle, opts.backlog);
@@ -227,7 +239,14 @@ async function openTcp(spec: Extract<BindSpec, { kind: 'tcp' }>, opts: BindOptio
     server.close();
     throw new BindError(`${spec.text}: cannot bind: the address is already in use by another process.`);
   }
-  return { spec, fd: handle.fd, address: formatBind({ ...spec, host: address, port: bound.port }), createdPath: null, identity: null, close: () => server.close() };
+  return {
+    spec,
+    fd: handle.fd,
+    address: formatBind({ ...spec, host: address, port: bound.port }),
+    createdPath: null,
+    identity: null,
+    close: () => server.close(),
+  };
 }
 
 function openInheritedFd(spec: Extract<BindSpec, { kind: 'fd' }>): Listener {
@@ -249,7 +268,12 @@ function fromSystemd(sock: SystemdSocket, spec: BindSpec): Listener {
 }
 
 /** Opens every bind, or closes what it opened and throws. */
-export async function openListeners(specs: readonly BindSpec[], opts: BindOptions, log: Logger, env: NodeJS.ProcessEnv): Promise<Listener[]> {
+export async function openListeners(
+  specs: readonly BindSpec[],
+  opts: BindOptions,
+  log: Logger,
+  env: NodeJS.ProcessEnv,
+): Promise<Listener[]> {
   const opened: Listener[] = [];
   try {
     for (const spec of specs) {

@@ -46,7 +46,9 @@ export function systemdListeners(env: NodeJS.ProcessEnv, name: string | null): S
   }
   const chosen = name === null ? all : all.filter((s) => s.name === name);
   if (chosen.length === 0) {
-    throw bindError(`${bind}: systemd passed no socket named "${name}" (it passed: ${all.map((s) => s.name).join(', ')}). Set FileDescriptorName= in the .socket unit.`);
+    throw bindError(
+      `${bind}: systemd passed no socket named "${name}" (it passed: ${all.map((s) => s.name).join(', ')}). Set FileDescriptorName= in the .socket unit.`,
+    );
   }
   for (const s of chosen) {
     let isSocket = false;

@@ -90,7 +90,9 @@ function atomFor(name: string, format: string): Atom {
 
 function checkNoStrayPercent(literal: string, format: string): void {
   if (literal.includes('%')) {
-    throw new AccessFormatError(`--access-logformat ${JSON.stringify(format)}: a % that is not an atom; write %% for a literal percent sign, %(NAME)s for an atom.`);
+    throw new AccessFormatError(
+      `--access-logformat ${JSON.stringify(format)}: a % that is not an atom; write %% for a literal percent sign, %(NAME)s for an atom.`,
+    );
   }
 }
 

@@ -36,7 +36,14 @@ export type RestartReason = (typeof RESTART_REASONS)[number];
  */
 export function restartReason(exitDescription: string): RestartReason | null {
   const d = exitDescription;
-  if (d === 'server stopping' || d === 'server quitting' || d === 'killed: graceful timeout' || d === 'stopped by WINCH' || d.startsWith('pool shrunk')) return null;
+  if (
+    d === 'server stopping' ||
+    d === 'server quitting' ||
+    d === 'killed: graceful timeout' ||
+    d === 'stopped by WINCH' ||
+    d.startsWith('pool shrunk')
+  )
+    return null;
   if (d === 'killed: timeout') return 'timeout';
   if (d === 'killed: boot timeout' || d === 'failed to boot') return 'boot-failure';
   if (d === 'max requests reached' || d === 'recycled') return 'max-requests';
@@ -78,7 +85,12 @@ export class MasterMetrics {
     const registers = [this.registry];
     const workers = () => [...opts.workers()].filter((w) => w.alive);
     const perWorker = (w: MetricsWorkerView) => ({ worker: w.index, pid: w.pid });
-    this.restarts = new Counter({ name: 'ws_proxy_kit_worker_restarts_total', help: 'Workers replaced, by reason.', labelNames: ['reason'], registers });
+    this.restarts = new Counter({
+      name: 'ws_proxy_kit_worker_restarts_total',
+      help: 'Workers replaced, by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
     for (const reason of RESTART_REASONS) this.restarts.inc({ reason }, 0);
     new Gauge({
       name: 'ws_proxy_kit_workers',
@@ -173,7 +185,11 @@ export class MasterMetrics {
   /** The Prometheus text exposition of everything. */
   async render(): Promise<string> {
     await this.compactGraveyard();
-    const workers = AggregatorRegistry.aggregate<typeof Registry.PROMETHEUS_CONTENT_TYPE>([this.baseline, ...this.live.values(), ...this.graveyard]);
+    const workers = AggregatorRegistry.aggregate<typeof Registry.PROMETHEUS_CONTENT_TYPE>([
+      this.baseline,
+      ...this.live.values(),
+      ...this.graveyard,
+    ]);
     return Registry.merge([workers, this.registry]).metrics();
   }
 
@@ -216,8 +232,20 @@ export class MasterMetrics {
     const server = http.createServer((req, res) => this.serve(req, res));
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'EADDRINUSE') reject(Object.assign(new Error(`--metrics-bind ${spec.text}: the address is in use. Pick a free address, or stop what listens there.`), { code: err.code, exitCode: 1 }));
-        else reject(Object.assign(new Error(`--metrics-bind ${spec.text}: cannot listen (${err.code ?? err.message}).`), { code: err.code, exitCode: 1 }));
+        if (err.code === 'EADDRINUSE')
+          reject(
+            Object.assign(
+              new Error(`--metrics-bind ${spec.text}: the address is in use. Pick a free address, or stop what listens there.`),
+              { code: err.code, exitCode: 1 },
+            ),
+          );
+        else
+          reject(
+            Object.assign(new Error(`--metrics-bind ${spec.text}: cannot listen (${err.code ?? err.message}).`), {
+              code: err.code,
+              exitCode: 1,
+            }),
+          );
       });
       if (spec.kind === 'unix') server.listen(spec.path, resolve);
       else if (spec.kind === 'tcp') server.listen(spec.port, spec.host, resolve);
@@ -231,7 +259,10 @@ export class MasterMetrics {
     if (spec.kind === 'unix') this.createdSocket = spec.path;
     this.server = server;
     const address = server.address();
-    this.opts.log.info({ metrics: typeof address === 'string' ? `unix:${address}` : `${address?.address}:${address?.port}` }, 'serving metrics');
+    this.opts.log.info(
+      { metrics: typeof address === 'string' ? `unix:${address}` : `${address?.address}:${address?.port}` },
+      'serving metrics',
+    );
   }
 
   private serve(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -275,7 +306,10 @@ export class MasterMetrics {
 /** A socket file left by a dead process is removed; one something still answers on is an error. */
 async function removeStaleSocket(path: string): Promise<void> {
   try {
-    if (!statSync(path).isSocket()) throw Object.assign(new Error(`--metrics-bind unix:${path}: the path exists and is not a socket; remove it or pick another path.`), { exitCode: 1 });
+    if (!statSync(path).isSocket())
+      throw Object.assign(new Error(`--metrics-bind unix:${path}: the path exists and is not a socket; remove it or pick another path.`), {
+        exitCode: 1,
+      });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
@@ -288,7 +322,11 @@ async function removeStaleSocket(path: string): Promise<void> {
     });
     sock.once('error', () => resolve(false));
   });
-  if (answering) throw Object.assign(new Error(`--metrics-bind unix:${path}: another process serves on this socket.`), { code: 'EADDRINUSE', exitCode: 1 });
+  if (answering)
+    throw Object.assign(new Error(`--metrics-bind unix:${path}: another process serves on this socket.`), {
+      code: 'EADDRINUSE',
+      exitCode: 1,
+    });
   unlinkSync(path);
 }
 

@@ -27,7 +27,10 @@ export type MetricsSnapshot = SnapshotMetric[];
 export const KNOWN_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE'] as const;
 const METHOD_LABELS = [...KNOWN_METHODS, 'OTHER'];
 const OTHER = KNOWN_METHODS.length;
-const METHOD_INDEX: Record<string, number> = Object.assign(Object.create(null) as Record<string, number>, Object.fromEntries(KNOWN_METHODS.map((m, i) => [m, i])));
+const METHOD_INDEX: Record<string, number> = Object.assign(
+  Object.create(null) as Record<string, number>,
+  Object.fromEntries(KNOWN_METHODS.map((m, i) => [m, i])),
+);
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 
 /** Upper bounds of http_request_duration_seconds (prom-client's default buckets). */
@@ -76,7 +79,11 @@ export class WorkerMetrics {
     let cumulative = 0;
     for (let b = 0; b < DURATION_BUCKETS.length; b++) {
       cumulative += this.buckets[b]!;
-      durationValues.push({ metricName: `${WORKER_METRIC_NAMES.duration}_bucket`, value: cumulative, labels: { le: DURATION_BUCKETS[b]! } });
+      durationValues.push({
+        metricName: `${WORKER_METRIC_NAMES.duration}_bucket`,
+        value: cumulative,
+        labels: { le: DURATION_BUCKETS[b]! },
+      });
     }
     durationValues.push(
       { metricName: `${WORKER_METRIC_NAMES.duration}_bucket`, value: this.count, labels: { le: '+Inf' } },
@@ -84,10 +91,34 @@ export class WorkerMetrics {
       { metricName: `${WORKER_METRIC_NAMES.duration}_count`, value: this.count, labels: {} },
     );
     return [
-      { name: WORKER_METRIC_NAMES.requests, help: 'HTTP requests answered, by method and status class.', type: 'counter', aggregator: 'sum', values: requestValues },
-      { name: WORKER_METRIC_NAMES.duration, help: 'Time from request headers to the end of the response, in seconds.', type: 'histogram', aggregator: 'sum', values: durationValues },
-      { name: WORKER_METRIC_NAMES.inflight, help: 'Requests being handled now, all workers.', type: 'gauge', aggregator: 'sum', values: [{ value: gauges.inflight, labels: {} }] },
-      { name: WORKER_METRIC_NAMES.connections, help: 'Open client connections, all workers.', type: 'gauge', aggregator: 'sum', values: [{ value: gauges.connections, labels: {} }] },
+      {
+        name: WORKER_METRIC_NAMES.requests,
+        help: 'HTTP requests answered, by method and status class.',
+        type: 'counter',
+        aggregator: 'sum',
+        values: requestValues,
+      },
+      {
+        name: WORKER_METRIC_NAMES.duration,
+        help: 'Time from request headers to the end of the response, in seconds.',
+        type: 'histogram',
+        aggregator: 'sum',
+        values: durationValues,
+      },
+      {
+        name: WORKER_METRIC_NAMES.inflight,
+        help: 'Requests being handled now, all workers.',
+        type: 'gauge',
+        aggregator: 'sum',
+        values: [{ value: gauges.inflight, labels: {} }],
+      },
+      {
+        name: WORKER_METRIC_NAMES.connections,
+        help: 'Open client connections, all workers.',
+        type: 'gauge',
+        aggregator: 'sum',
+        values: [{ value: gauges.connections, labels: {} }],
+      },
       {
         name: WORKER_METRIC_NAMES.moved,
         help: 'Keep-alive connections closed after an answer to move them to another worker (--balance-connections).',

@@ -91,10 +91,15 @@ function systemdNotifyTransport(socket: string): { send: Send; close(): void } {
         () =>
           new Promise<void>((resolve) => {
             // Spawned directly (no shell) so its parent pid, the one it reports, is ours.
-            execFile('systemd-notify', ['--no-block', ...message.split('\n')], { env: { ...process.env, NOTIFY_SOCKET: socket }, timeout: 5000 }, (err) => {
-              done(err ?? undefined);
-              resolve();
-            });
+            execFile(
+              'systemd-notify',
+              ['--no-block', ...message.split('\n')],
+              { env: { ...process.env, NOTIFY_SOCKET: socket }, timeout: 5000 },
+              (err) => {
+                done(err ?? undefined);
+                resolve();
+              },
+            );
           }),
       );
     },
@@ -118,7 +123,8 @@ export class SdNotifier implements Notifier {
     private readonly log: Logger,
     sockets: DatagramSockets | null,
   ) {
-    this.transport = config.socket.startsWith('@') || sockets === null ? systemdNotifyTransport(config.socket) : datagramTransport(sockets, config.socket);
+    this.transport =
+      config.socket.startsWith('@') || sockets === null ? systemdNotifyTransport(config.socket) : datagramTransport(sockets, config.socket);
   }
 
   /** Sends one notification (lines joined by \n); failures are logged once, never thrown. */

@@ -15,7 +15,13 @@ let resolver: ClientInfoResolver | null = null;
 
 /** Makes `req.clientInfo` resolve through `resolve` (the worker's HttpWorker) from now on. */
 export function provideClientInfo(resolve: ClientInfoResolver): void {
-  if (resolver === null) Object.defineProperty(IncomingMessage.prototype, 'clientInfo', { configurable: true, enumerable: false, get: readClientInfo, set: setOwn });
+  if (resolver === null)
+    Object.defineProperty(IncomingMessage.prototype, 'clientInfo', {
+      configurable: true,
+      enumerable: false,
+      get: readClientInfo,
+      set: setOwn,
+    });
   resolver = resolve;
 }
 

@@ -5,7 +5,6 @@ import type net from 'node:net';
 import type { Socket } from 'node:net';
 import { normalizeAddress, type Peer } from './trust.js';
 
-
 const peers = new WeakMap<Socket, Peer>();
 
 /** Remembers the peer of a connection (PROXY header, or which kind of listener accepted it). */

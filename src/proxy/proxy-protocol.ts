@@ -51,7 +51,8 @@ function parseV1(buf: Buffer): HeaderResult {
   }
   const family = parsed.inetProtocol === 'TCP4' ? 4 : 6;
   const { ipAddress, port } = parsed.source;
-  if (net.isIP(ipAddress) !== family || net.isIP(parsed.destination.ipAddress) !== family) return { kind: 'invalid', reason: 'bad address in PROXY v1 line' };
+  if (net.isIP(ipAddress) !== family || net.isIP(parsed.destination.ipAddress) !== family)
+    return { kind: 'invalid', reason: 'bad address in PROXY v1 line' };
   if (!(port >= 0 && port <= 65535)) return { kind: 'invalid', reason: 'bad port in PROXY v1 line' };
   return { kind: 'ok', version: 1, peer: { address: normalizeAddress(ipAddress), port, unix: false, source: 'proxy-protocol' }, length };
 }
@@ -71,13 +72,19 @@ function parseV2(buf: Buffer): HeaderResult {
   if (parsed.command === pp.Command.LOCAL) return { kind: 'ok', version: 2, peer: null, length };
   const a = parsed.proxyAddress;
   if (a instanceof pp.IPv4ProxyAddress) {
-    return { kind: 'ok', version: 2, peer: { address: a.sourceAddress.address.join('.'), port: a.sourcePort, unix: false, source: 'proxy-protocol' }, length };
+    return {
+      kind: 'ok',
+      version: 2,
+      peer: { address: a.sourceAddress.address.join('.'), port: a.sourcePort, unix: false, source: 'proxy-protocol' },
+      length,
+    };
   }
   if (a instanceof pp.IPv6ProxyAddress) {
     const address = normalizeAddress(ipaddr.fromByteArray([...a.sourceAddress.address]).toString());
     return { kind: 'ok', version: 2, peer: { address, port: a.sourcePort, unix: false, source: 'proxy-protocol' }, length };
   }
-  if (a instanceof pp.UnixProxyAddress) return { kind: 'ok', version: 2, peer: { address: null, port: null, unix: true, source: 'proxy-protocol' }, length };
+  if (a instanceof pp.UnixProxyAddress)
+    return { kind: 'ok', version: 2, peer: { address: null, port: null, unix: true, source: 'proxy-protocol' }, length };
   // AF_UNSPEC with PROXY: the proxy does not know; the connection speaks for itself.
   return { kind: 'ok', version: 2, peer: null, length };
 }

@@ -237,7 +237,9 @@ export class ForwardedTrust {
   clientOf(peer: Peer, trusted: boolean, scheme: 'http' | 'https', host: string | null, fields: ForwardingFields | null): ClientInfo {
     if (!trusted) return { address: peer.address, port: peer.port, scheme, host, trusted: false, source: peer.source };
     if (fields === null) return { address: peer.address, port: peer.port, scheme, host, trusted: true, source: peer.source };
-    return this.settings.forwardedHeader === 'forwarded' ? this.fromForwarded(peer, scheme, host, fields) : this.fromXForwarded(peer, scheme, host, fields);
+    return this.settings.forwardedHeader === 'forwarded'
+      ? this.fromForwarded(peer, scheme, host, fields)
+      : this.fromXForwarded(peer, scheme, host, fields);
   }
 
   private fromXForwarded(peer: Peer, ownScheme: 'http' | 'https', ownHost: string | null, fields: ForwardingFields): ClientInfo {
@@ -291,7 +293,13 @@ export function socketScheme(socket: IncomingMessage['socket']): 'http' | 'https
 }
 
 /** The client of a trusted peer: the hop a forwarding header named, or the peer itself. */
-function trustedClient(peer: Peer, hop: Hop | null, scheme: ClientInfo['scheme'], host: ClientInfo['host'], header: 'x-forwarded-for' | 'forwarded'): ClientInfo {
+function trustedClient(
+  peer: Peer,
+  hop: Hop | null,
+  scheme: ClientInfo['scheme'],
+  host: ClientInfo['host'],
+  header: 'x-forwarded-for' | 'forwarded',
+): ClientInfo {
   return {
     address: hop ? hop.address : peer.address,
     port: hop ? hop.port : peer.port,

@@ -7,7 +7,13 @@ export function tapOutput(keep: number): { lines(): string[]; stop(): void } {
   const lines: string[] = [];
   let partial = '';
   const record = (chunk: unknown) => {
-    const text = partial + (typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) || chunk instanceof Uint8Array ? Buffer.from(chunk).toString('utf8') : '');
+    const text =
+      partial +
+      (typeof chunk === 'string'
+        ? chunk
+        : Buffer.isBuffer(chunk) || chunk instanceof Uint8Array
+          ? Buffer.from(chunk).toString('utf8')
+          : '');
     const parts = text.split('\n');
     partial = parts.pop()!.slice(-2000);
     for (const p of parts) lines.push(p.slice(0, 2000));

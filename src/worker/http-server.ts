@@ -180,7 +180,11 @@ export class HttpWorker {
         evicted++;
       }
     }
-    if (evicted) this.log.debug({ evicted, max: this.settings.workerConnections }, 'at --worker-connections: closed connections whose request head stayed unfinished (408)');
+    if (evicted)
+      this.log.debug(
+        { evicted, max: this.settings.workerConnections },
+        'at --worker-connections: closed connections whose request head stayed unfinished (408)',
+      );
     return evicted;
   }
 
@@ -242,7 +246,8 @@ export class HttpWorker {
           if (listener.unix) listener.trustsAll = this.settings.forwardedAllowUnix;
           server.off('error', reject);
           server.on('error', (err) => this.log.error({ err, address: l.address }, 'server error'));
-          if (!this.acceptControl.add(server)) this.log.debug({ address: l.address }, 'this listener cannot pause accepting: no cap or balancing on it');
+          if (!this.acceptControl.add(server))
+            this.log.debug({ address: l.address }, 'this listener cannot pause accepting: no cap or balancing on it');
           resolve();
         });
       });
@@ -254,7 +259,11 @@ export class HttpWorker {
    * PROXY protocol: our own net.Server accepts on the fd and reads the header, then node:http
    * gets the socket. Resolves whether the bind is a UNIX socket.
    */
-  private async listenProxyProtocol(server: http.Server, l: { fd: number; address: string; unix?: boolean }, listener: ListenerInfo): Promise<boolean> {
+  private async listenProxyProtocol(
+    server: http.Server,
+    l: { fd: number; address: string; unix?: boolean },
+    listener: ListenerInfo,
+  ): Promise<boolean> {
     const s = this.settings;
     const { ProxyProtocolAcceptor } = await import('../proxy/proxy-protocol.js');
     const acceptor = new ProxyProtocolAcceptor({
@@ -268,7 +277,8 @@ export class HttpWorker {
     if (s.workerConnections) acceptor.server.maxConnections = s.workerConnections;
     await acceptor.listen(l.fd, s.backlog);
     this.listenerOf.set(acceptor.server, listener); // its sockets' `server`
-    if (!this.acceptControl.add(acceptor.server)) this.log.debug({ address: l.address }, 'this listener cannot pause accepting: no cap or balancing on it');
+    if (!this.acceptControl.add(acceptor.server))
+      this.log.debug({ address: l.address }, 'this listener cannot pause accepting: no cap or balancing on it');
     // node:http starts tracking connections (header/request timeouts, closing idle ones) on
     // 'listening'; this server never listens itself, so it is told.
     server.emit('listening');
@@ -357,7 +367,10 @@ export class HttpWorker {
       }
       return;
     }
-    if (this.scan.chunked) guardBody(req, res, this.settings.limitRequestBody, (what) => this.log.debug({ requestId, what }, 'request refused while reading its body'));
+    if (this.scan.chunked)
+      guardBody(req, res, this.settings.limitRequestBody, (what) =>
+        this.log.debug({ requestId, what }, 'request refused while reading its body'),
+      );
     if (this.preRequest) this.preRequest(req);
     // More than this worker's share of connections: this one may close after its answer.
     if (this.acceptControl.closeNext !== 0 && !this.draining) this.acceptControl.shed(req, res);

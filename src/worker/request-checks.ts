@@ -68,7 +68,8 @@ interface KnownField {
 }
 const BY_LENGTH: KnownField[][] = [];
 for (const [lower, kind] of KINDS) {
-  const canonical = lower === 'x-real-ip' ? 'X-Real-IP' : lower.replace(/(^|-)([a-z])/g, (_, dash: string, letter: string) => dash + letter.toUpperCase());
+  const canonical =
+    lower === 'x-real-ip' ? 'X-Real-IP' : lower.replace(/(^|-)([a-z])/g, (_, dash: string, letter: string) => dash + letter.toUpperCase());
   (BY_LENGTH[lower.length] ??= []).push({ lower, canonical, first: lower.charCodeAt(0), last: lower.charCodeAt(lower.length - 1), kind });
 }
 const HOST_BIT = 1 << SINGLETON_NAMES.indexOf('host');
@@ -148,7 +149,14 @@ function joined(previous: string | undefined, value: string): string {
  * implement, 505 a protocol version we do not serve.
  */
 export function scanHead(req: RequestHead, limits: HeadLimits, scan: HeadScan): number {
-  scan.host = scan.xForwardedFor = scan.xForwardedProto = scan.xForwardedHost = scan.xForwardedPort = scan.forwarded = scan.requestId = undefined;
+  scan.host =
+    scan.xForwardedFor =
+    scan.xForwardedProto =
+    scan.xForwardedHost =
+    scan.xForwardedPort =
+    scan.forwarded =
+    scan.requestId =
+      undefined;
   scan.chunked = scan.forwarding = false;
   return scanFields(req, limits, scan);
 }
@@ -220,7 +228,6 @@ let lastValidHost = 'localhost';
 
 // RFC 3986 host: IP-literal / IPv4address / reg-name, then an optional port.
 const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
-
 
 /** Request-target forms (RFC 9112 3.2) and whether this method may use them. */
 function targetStatus(method: string, url: string, host: string | undefined): number {

@@ -19,7 +19,9 @@ interface Frame {
 }
 
 interface PausedEvent {
-  params: { callFrames: { functionName: string; url?: string; location: { scriptId: string; lineNumber: number; columnNumber: number } }[] };
+  params: {
+    callFrames: { functionName: string; url?: string; location: { scriptId: string; lineNumber: number; columnNumber: number } }[];
+  };
 }
 
 /** Longest wait for the main thread to pause: it does not when blocked inside native code. */

@@ -94,12 +94,11 @@ process.on('message', (m: MasterMessage) => {
   if (m?.type === 'reopen-logs') {
     reopenLogFiles();
     log.debug('log files reopened');
-  }
-  else if (m?.type === 'boot-report') {
+  } else if (m?.type === 'boot-report') {
     void send({ type: 'boot-report', lines: bootOutput.lines() });
   } else if (m?.type === 'balance' && http) {
     const shed = http.acceptControl.order(m.target, m.limit);
-    if (shed) log.debug({ target: m.target, shed }, 'more than this worker\'s share of the connections: pausing accepts, closing some');
+    if (shed) log.debug({ target: m.target, shed }, "more than this worker's share of the connections: pausing accepts, closing some");
   } else if (m?.type === 'readiness') {
     poolReadiness = m; // may arrive before the app is loaded: applied to responders made later
     for (const h of healthResponders) h.setPoolReadiness(m.ready, m.reason);
@@ -136,7 +135,8 @@ function callHookSync(name: string, ...args: unknown[]): void {
   if (!fn) return;
   try {
     const r = fn(workerView, ...args) as Promise<unknown> | undefined;
-    if (r && typeof r.then === 'function') r.then(undefined, (err: unknown) => log.error({ hook: name, err: errorInfo(err) }, `hook ${name} threw; continuing`));
+    if (r && typeof r.then === 'function')
+      r.then(undefined, (err: unknown) => log.error({ hook: name, err: errorInfo(err) }, `hook ${name} threw; continuing`));
   } catch (err) {
     log.error({ hook: name, err: errorInfo(err) }, `hook ${name} threw; continuing`);
   }
@@ -148,7 +148,12 @@ function callHookSync(name: string, ...args: unknown[]): void {
 const watchdogStarted = boot.watchdogFd === null ? Promise.resolve() : startWatchdog(boot.watchdogFd);
 
 function startWatchdog(fd: number): Promise<void> {
-  const watchdog = new Worker(new URL('./watchdog.js', import.meta.url), { workerData: { fd }, execArgv: [], stdout: false, stderr: false });
+  const watchdog = new Worker(new URL('./watchdog.js', import.meta.url), {
+    workerData: { fd },
+    execArgv: [],
+    stdout: false,
+    stderr: false,
+  });
   watchdog.unref(); // it never keeps the worker alive
   return new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, 5000).unref();
@@ -172,7 +177,8 @@ try {
   if (boot.configPath) hooks = (await (await import('../config/load.js')).configFileLayer(boot.configPath)).hooks;
   await runHook(hooks, 'postFork', log, workerView);
   const app = await loadApp(settings.app!, process.cwd(), (err) => log.error({ err }, 'app error in fetch handler: answered 500'));
-  if (settings.accessLogfile) access = (await import('../log/access.js')).createAccessLog(settings.accessLogfile, boot.index, settings.accessLogformat);
+  if (settings.accessLogfile)
+    access = (await import('../log/access.js')).createAccessLog(settings.accessLogfile, boot.index, settings.accessLogformat);
   http = new HttpWorker(settings, app, log, access);
   if (settings.metricsBind) http.metrics = new (await import('../metrics/worker-metrics.js')).WorkerMetrics();
   if (hooks.preRequest) http.preRequest = (req) => callHookSync('preRequest', req);
@@ -208,7 +214,14 @@ function heartbeat(rss: number): WorkerMessage {
   const cpu = process.cpuUsage();
   const stats = http!.stats;
   const busy = settings.balanceConnections ? http!.acceptControl.busy() : undefined;
-  return { type: 'heartbeat', ...stats, busy, rss, cpuSeconds: (cpu.user + cpu.system) / 1e6, metrics: http!.metrics?.snapshot({ ...stats, moved: http!.acceptControl.shedTotal }) };
+  return {
+    type: 'heartbeat',
+    ...stats,
+    busy,
+    rss,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    metrics: http!.metrics?.snapshot({ ...stats, moved: http!.acceptControl.shedTotal }),
+  };
 }
 
 let atFdLimit = false;
@@ -221,7 +234,11 @@ function currentRss(): number {
   } catch (err) {
     // EMFILE (it reads /proc): a missed figure, not a crash. libuv then closes the connections
     // it cannot accept without telling node, so this is where the fd limit becomes visible.
-    if (!atFdLimit) log.warn({ code: (err as NodeJS.ErrnoException).code, connections: http?.stats.connections }, 'at the open-file limit: new connections are closed unserved; raise `ulimit -n` (LimitNOFILE=) or lower --worker-connections');
+    if (!atFdLimit)
+      log.warn(
+        { code: (err as NodeJS.ErrnoException).code, connections: http?.stats.connections },
+        'at the open-file limit: new connections are closed unserved; raise `ulimit -n` (LimitNOFILE=) or lower --worker-connections',
+      );
     atFdLimit = true;
     return 0;
   }

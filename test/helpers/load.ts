@@ -19,24 +19,31 @@ export function startLoad(target: Target, opts: { path?: string; concurrency?: n
   const one = () =>
     new Promise<void>((resolve) => {
       result.sent++;
-      const req = http.request({ ...(target.socketPath ? { socketPath: target.socketPath } : { host: target.host ?? '127.0.0.1', port: target.port }), path: opts.path ?? '/', agent }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (body += d));
-        res.on('end', () => {
-          result.statuses[res.statusCode!] = (result.statuses[res.statusCode!] ?? 0) + 1;
-          if (res.statusCode === 200) {
-            result.ok++;
-            const pid = body.trim().split(' ').pop()!;
-            result.pids[pid] = (result.pids[pid] ?? 0) + 1;
-          }
-          resolve();
-        });
-        res.on('error', (err: NodeJS.ErrnoException) => {
-          result.errors[err.code ?? err.message] = (result.errors[err.code ?? err.message] ?? 0) + 1;
-          resolve();
-        });
-      });
+      const req = http.request(
+        {
+          ...(target.socketPath ? { socketPath: target.socketPath } : { host: target.host ?? '127.0.0.1', port: target.port }),
+          path: opts.path ?? '/',
+          agent,
+        },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (body += d));
+          res.on('end', () => {
+            result.statuses[res.statusCode!] = (result.statuses[res.statusCode!] ?? 0) + 1;
+            if (res.statusCode === 200) {
+              result.ok++;
+              const pid = body.trim().split(' ').pop()!;
+              result.pids[pid] = (result.pids[pid] ?? 0) + 1;
+            }
+            resolve();
+          });
+          res.on('error', (err: NodeJS.ErrnoException) => {
+            result.errors[err.code ?? err.message] = (result.errors[err.code ?? err.message] ?? 0) + 1;
+            resolve();
+          });
+        },
+      );
       req.setTimeout(20_000, () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
       req.on('error', (err: NodeJS.ErrnoException) => {
         result.errors[err.code ?? err.message] = (result.errors[err.code ?? err.message] ?? 0) + 1;

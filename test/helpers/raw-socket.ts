@@ -56,8 +56,10 @@ export class RawConnection {
   async waitFor(re: RegExp, timeoutMs = 10_000): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     while (!re.test(this.text)) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; got ${JSON.stringify(this.text.slice(0, 500))} (closed: ${this.closed})`);
-      if (this.closed && !re.test(this.text)) throw new Error(`connection closed before ${re}; got ${JSON.stringify(this.text.slice(0, 500))}`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for ${re}; got ${JSON.stringify(this.text.slice(0, 500))} (closed: ${this.closed})`);
+      if (this.closed && !re.test(this.text))
+        throw new Error(`connection closed before ${re}; got ${JSON.stringify(this.text.slice(0, 500))}`);
       await new Promise((r) => setTimeout(r, 10));
     }
     return this.text;
@@ -74,7 +76,11 @@ export class RawConnection {
 }
 
 /** Sends one raw request on a new connection; resolves with the first status and whether the server closed it. */
-export async function sendRaw(target: Target, data: string | Buffer, timeoutMs = 5000): Promise<{ status: number; closed: boolean; text: string }> {
+export async function sendRaw(
+  target: Target,
+  data: string | Buffer,
+  timeoutMs = 5000,
+): Promise<{ status: number; closed: boolean; text: string }> {
   const c = await new RawConnection(target).ready();
   await c.write(data);
   try {

@@ -99,7 +99,9 @@ export class ServerProcess {
         if (this.waiters.includes(waiter)) {
           clearTimeout(timer);
           this.waiters = this.waiters.filter((w) => w !== waiter);
-          reject(new Error(`server exited (${JSON.stringify(this.exitInfo)}) while waiting for ${what}; log:\n${this.stderrText.slice(-4000)}`));
+          reject(
+            new Error(`server exited (${JSON.stringify(this.exitInfo)}) while waiting for ${what}; log:\n${this.stderrText.slice(-4000)}`),
+          );
         }
       });
     });
@@ -107,7 +109,11 @@ export class ServerProcess {
 
   /** Waits for a log line whose msg matches, counting only lines after `after` lines. */
   waitForMsg(re: RegExp, timeoutMs = 15_000, after = 0): Promise<LogLine> {
-    return this.waitForLog((l) => this.logs.indexOf(l) >= after && typeof l.msg === 'string' && re.test(l.msg), timeoutMs, `a log line matching ${re}`);
+    return this.waitForLog(
+      (l) => this.logs.indexOf(l) >= after && typeof l.msg === 'string' && re.test(l.msg),
+      timeoutMs,
+      `a log line matching ${re}`,
+    );
   }
 
   ready(timeoutMs = 15_000): Promise<LogLine> {
@@ -175,7 +181,10 @@ export function followProcess(child: ChildProcess): ServerProcess {
 }
 
 /** Runs the CLI to completion (for commands that exit: check, --print-config, errors). */
-export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const server = startServer(args, opts);
   const timer = setTimeout(() => server.killGroup(), opts.timeoutMs ?? 20_000);
   return server.exited.then(({ code }) => {
@@ -208,7 +217,11 @@ export interface Reply {
   body: string;
 }
 
-export function request(target: Target, path = '/', opts: { method?: string; headers?: Record<string, string>; body?: string | Buffer; timeoutMs?: number } = {}): Promise<Reply> {
+export function request(
+  target: Target,
+  path = '/',
+  opts: { method?: string; headers?: Record<string, string>; body?: string | Buffer; timeoutMs?: number } = {},
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = http.request(
       {
@@ -237,12 +250,20 @@ export function request(target: Target, path = '/', opts: { method?: string; hea
  * Sends raw bytes (one buffer, or chunks written one after another) and collects everything
  * the server writes until it closes (or the timeout).
  */
-export function rawRequest(target: Target, data: string | Buffer | (string | Buffer)[], timeoutMs = 5000): Promise<{ text: string; closed: boolean }> {
+export function rawRequest(
+  target: Target,
+  data: string | Buffer | (string | Buffer)[],
+  timeoutMs = 5000,
+): Promise<{ text: string; closed: boolean }> {
   const chunks = Array.isArray(data) ? data : [data];
   return new Promise((resolve) => {
     const sock = target.socketPath
       ? net.connect(target.socketPath)
-      : net.connect({ port: target.port!, host: target.host ?? '127.0.0.1', ...(target.localAddress ? { localAddress: target.localAddress } : {}) });
+      : net.connect({
+          port: target.port!,
+          host: target.host ?? '127.0.0.1',
+          ...(target.localAddress ? { localAddress: target.localAddress } : {}),
+        });
     let text = '';
     const timer = setTimeout(() => {
       sock.destroy();
