@@ -1,4 +1,4 @@
-// The side-by-side benchmark (issue 10): the same hello app on raw node:http, node:cluster
+// The side-by-side benchmark: the same hello app on raw node:http, node:cluster
 // (both policies), PM2, ws-proxy-kit and Gunicorn, loaded on the UNIX socket and through
 // nginx, in interleaved rounds. Usage: npm run bench -- [--duration 2] [--rounds 3] [--json]
 import { parseArgs } from 'node:util';

@@ -1,6 +1,6 @@
 // THE settings table. Each setting is declared once here; the CLI flags, the config
 // file keys, the environment variables, `--print-config` and the README's settings
-// reference are all derived from it (see load.ts, cli/main.ts, scripts/gen-settings-doc.ts).
+// reference are all derived from it (see load.ts, cli/main.ts, scripts/settings-doc.ts).
 import { parseBind, type BindSpec } from '../listeners/bind-spec.js';
 import { passedSockets } from '../listeners/systemd.js';
 import { allowListEntries, compileAllowList, ALLOW_LIST_ACCEPTED } from '../proxy/trust.js';
