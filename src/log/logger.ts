@@ -57,15 +57,33 @@ export function createLogger(opts: LogOptions, base: Record<string, unknown>): L
   if (format === 'pretty') {
     const destination = openDestination(opts.errorLogfile, 2, true);
     const stream = loadPretty()({
-      colorize: opts.errorLogfile === '-' && Boolean(process.stderr.isTTY),
+      // https://no-color.org: any non-empty NO_COLOR turns colour off.
+      colorize: opts.errorLogfile === '-' && Boolean(process.stderr.isTTY) && !process.env.NO_COLOR,
       destination,
       sync: true,
       translateTime: 'SYS:HH:MM:ss.l',
       ignore: 'hostname',
+      // One line per event; an error's stack only for the unexpected ones.
+      singleLine: true,
+      errorLikeObjectKeys: [],
+      // A prettifier that returns undefined drops the field from the line.
+      customPrettifiers: { err: prettyError as (value: unknown) => string },
     });
     return pino(options, stream);
   }
   return pino(options, openDestination(opts.errorLogfile, 2, true));
+}
+
+/**
+ * An error in a human-readable log: a mistake we expected (its code starts with EWSPK_: a
+ * missing socket directory, an app module that is not there...) is said by the line's
+ * message, which tells what to do, so its stack is left out; the JSON log keeps it. Anything
+ * else gets its stack, indented under the line.
+ */
+function prettyError(err: unknown): string | undefined {
+  const e = err as { code?: unknown; stack?: unknown; message?: unknown } | null;
+  if (typeof e?.code === 'string' && e.code.startsWith('EWSPK_')) return undefined;
+  return String(e?.stack ?? e?.message ?? err);
 }
 
 /** Message and stack of anything thrown, for logging and IPC. */
