@@ -68,7 +68,7 @@ try {
   for (const name of opts.engines.split(',')) {
     const engine = ENGINES.find((x) => x.name === name);
     if (!engine) throw new Error(`unknown engine ${name}`);
-    running.push(await engine.start({ dir, workers: Number(opts.workers) }));
+    running.push(await engine.start({ dir, workers: Number(opts.workers), countInApp: true }));
   }
   console.log(
     `| engine | workers idle: connections per worker (busiest/least, median of ${opts.trials}) | workers busy: same (includes the 64 load connections) |`,

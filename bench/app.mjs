@@ -1,8 +1,11 @@
 // The hello app every engine serves (the same module, loaded by each server).
 // GET / answers at once; GET /slow waits 20 ms on a timer first (the "slow app" shape).
-// When BENCH_STATS_DIR is set, each process counts its requests, its connections and those
-// still open, and writes them to BENCH_STATS_DIR/<pid>.json (at most every 100 ms, off the request path),
-// so the bench can tell how evenly the workers shared the load.
+// Without BENCH_STATS_DIR (the bench's default, --app minimal) it is the smallest listener
+// there is, so that a server's own overhead shows undiluted. With BENCH_STATS_DIR (--app
+// counting) each process counts its requests, its connections and those still open, and
+// writes them to BENCH_STATS_DIR/<pid>.json (at most every 100 ms, off the request path), so
+// the bench can tell how evenly the workers shared the requests; that bookkeeping costs every
+// engine the same and shrinks the ratios between them.
 import { rename, writeFile, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PerformanceObserver } from 'node:perf_hooks';
@@ -66,8 +69,16 @@ function hello(res) {
   res.end('Hello, world!\n');
 }
 
-export default function app(req, res) {
-  if (statsDir) count(req);
+function counting(req, res) {
+  count(req);
   if (req.url === '/slow') setTimeout(hello, 20, res);
   else hello(res);
 }
+
+function minimal(req, res) {
+  if (req.url === '/slow') return void setTimeout(hello, 20, res);
+  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '12' });
+  res.end('hello world\n');
+}
+
+export default statsDir ? counting : minimal;

@@ -14,6 +14,8 @@ const CLI = join(ROOT, 'dist/cli/main.js');
 export interface EngineContext {
   dir: string;
   workers: number;
+  /** --app counting: the app counts requests and connections into the stats directory. */
+  countInApp: boolean;
 }
 
 export interface RunningEngine {
@@ -82,7 +84,7 @@ function processEngine(
   return async (ctx) => {
     const { socket, statsDir } = prepare(ctx, name);
     const t0 = performance.now();
-    const proc = launch(socket, ctx, cleanEnv({ BENCH_STATS_DIR: statsDir }));
+    const proc = launch(socket, ctx, cleanEnv(ctx.countInApp ? { BENCH_STATS_DIR: statsDir } : {}));
     try {
       if (opts.isReady) await opts.isReady(proc, socket, ctx);
       else await proc.waitFor((l) => typeof l.msg === 'string' && /^ready/.test(l.msg), 30_000);
@@ -253,7 +255,7 @@ const pm2: Engine = {
     const home = join(ctx.dir, 'pm2-home');
     mkdirSync(home, { recursive: true });
     const bin = join(ROOT, 'node_modules/.bin/pm2');
-    const env = cleanEnv({ PM2_HOME: home, BENCH_STATS_DIR: statsDir, BENCH_SOCKET: socket });
+    const env = cleanEnv({ PM2_HOME: home, BENCH_SOCKET: socket, ...(ctx.countInApp ? { BENCH_STATS_DIR: statsDir } : {}) });
     const pm2Cmd = async (args: string[], timeoutMs = 60_000): Promise<string> => {
       const p = start('pm2-cli', bin, args, { env, cwd: ROOT });
       const timer = setTimeout(() => void p.stop('SIGKILL'), timeoutMs);

@@ -21,9 +21,9 @@ AutocannonClient.prototype._connect = function (this: typeof AutocannonClient.pr
   connect.call(this);
 };
 
-export type Shape = 'keepalive' | 'churn' | 'slow' | 'spare';
+export type Shape = 'keepalive' | 'keepalive50' | 'churn' | 'slow' | 'spare';
 /** The shapes a run measures unless --shapes names others. */
-export const SHAPES: Shape[] = ['keepalive', 'churn', 'slow'];
+export const SHAPES: Shape[] = ['keepalive', 'keepalive50', 'churn', 'slow'];
 /** Run only when named: `spare`, keep-alive with a proxy pool larger than the load needs. */
 export const EXTRA_SHAPES: Shape[] = ['spare'];
 
@@ -35,6 +35,9 @@ export const EXTRA_SHAPES: Shape[] = ['spare'];
  */
 export const SHAPE_LOAD: Record<Shape, { connections: number; path: string; closeEach: boolean; pool?: number }> = {
   keepalive: { connections: 64, path: '/', closeEach: false },
+  // A client pool that does not divide evenly among 2 workers' accept races: where
+  // connection balancing has to decide whether to act.
+  keepalive50: { connections: 50, path: '/', closeEach: false },
   churn: { connections: 32, path: '/', closeEach: true },
   slow: { connections: 256, path: '/slow', closeEach: false },
   spare: { connections: 16, path: '/', closeEach: false, pool: 64 },

@@ -18,7 +18,7 @@ export interface Cell {
   workerCpuMs: number[];
   workerGcMs: number[];
   steal: number;
-  /** busiest / least busy worker (requests); null with one process. */
+  /** busiest / least busy worker (by requests with --app counting, else by CPU time); null with one process. */
   fairness: number | null;
   /** Master CPU as a share of all the server's CPU (master + workers), and of the machine. */
   masterCpuShare: number | null;
@@ -152,7 +152,11 @@ export function markdown(
   // Medians hide how much a ratio swings from round to round, and why (a lopsided worker split).
   const pooled = rows.filter((r) => r.fairness !== null);
   if (cells.length && pooled.length) {
-    out.push('', 'Each round: ×best (busiest/least worker by requests; – when only one worker served requests).', '');
+    out.push(
+      '',
+      `Each round: ×best (busiest/least worker, by ${String(meta.app ?? '').startsWith('counting') ? 'requests' : 'CPU time'}; – when only one worker served).`,
+      '',
+    );
     out.push('| path | shape | engine | rounds |', '|---|---|---|---|');
     for (const r of pooled) {
       const own = cells.filter((c) => c.path === r.path && c.shape === r.shape && c.engine === r.engine).sort((a, b) => a.round - b.round);

@@ -23,6 +23,7 @@ const { values: opts } = parseArgs({
     reloads: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '1' },
     'pool-warmup': { type: 'string', default: '1' },
+    app: { type: 'string', default: 'minimal' },
     cli: { type: 'string', multiple: true, default: [] },
     json: { type: 'boolean', default: false },
     tmpdir: { type: 'string', default: tmpdir() },
@@ -43,6 +44,9 @@ if (opts.help) {
   --warmup S       seconds of keep-alive load per engine before the rounds (default 1; 0 skips)
   --pool-warmup S  through nginx, with upstream keepalive: seconds of the same load right before
                    each measured one, so nginx's upstream connections are open (default 1; 0 skips)
+  --app MODE       minimal (default): the smallest listener, per-worker figures from /proc
+                   (fairness is the CPU each worker got); counting: the app also counts requests
+                   and connections per worker (fairness by requests), at a cost to every engine
   --cli NAME=PATH  one more engine: the ws-proxy-kit build at PATH (dist/cli/main.js of a copy),
                    to compare a change side by side (repeatable)
   --json           print JSON (with the markdown table in "markdown") instead of markdown
@@ -50,6 +54,8 @@ if (opts.help) {
   process.exit(0);
 }
 
+const countInApp = opts.app === 'counting';
+if (opts.app !== 'minimal' && !countInApp) throw new Error(`--app ${opts.app}: use minimal or counting`);
 const durationS = Number(opts.duration);
 const rounds = Number(opts.rounds);
 const workers = Number(opts.workers);
@@ -123,6 +129,20 @@ function workerCounts(e: RunningEngine): Map<number, WorkerCounts> {
 }
 
 /**
+ * Connections the engine's workers hold now: from the app's counts (--app counting), else
+ * the accepted sockets bound to its listening path (/proc/net/unix lists them with the path).
+ */
+function openConnections(e: RunningEngine): number {
+  if (countInApp) return [...workerCounts(e).values()].reduce((a, c) => a + (c.open ?? 0), 0);
+  let open = 0;
+  for (const line of readFileSync('/proc/net/unix', 'latin1').split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f[5] === '03' && f[7] === e.socket) open++; // 03: connected
+  }
+  return open;
+}
+
+/**
  * Until the engine's workers hold no connection: nginx keeps its upstream connections 1 s
  * after a cell, and closing them in the middle of the next engine's cell would charge that
  * engine with the work. Each cell starts from no connections, as the first one did.
@@ -130,7 +150,7 @@ function workerCounts(e: RunningEngine): Map<number, WorkerCounts> {
 async function waitIdle(e: RunningEngine): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const open = [...workerCounts(e).values()].reduce((a, c) => a + (c.open ?? 0), 0);
+    const open = openConnections(e);
     if (open <= 0) return;
     if (Date.now() > deadline) {
       progress(`${e.name}: ${open} connections still open 10 s after the load; going on`);
@@ -141,19 +161,21 @@ async function waitIdle(e: RunningEngine): Promise<void> {
 }
 
 /**
- * Until the workers' request counts stop moving (10 s at most): the warm-up's requests must
- * be in `before`, and an engine slower than the load (Gunicorn's sync workers on the slow
- * shape: 256 requests queued at ~100 req/s) would otherwise finish the warm-up's queue inside
- * the measured cell and show 0 req/s.
+ * Until the workers stop working (their request counts, or without them their CPU time, hold
+ * still; 10 s at most): the warm-up's requests must be done before the measured cell, and an
+ * engine slower than the load (Gunicorn's sync workers on the slow shape: 256 requests queued
+ * at ~100 req/s) would otherwise finish the warm-up's queue inside it and show 0 req/s.
  */
 async function waitServed(e: RunningEngine): Promise<void> {
   const deadline = Date.now() + 10_000;
+  const progressMade = () =>
+    countInApp ? [...workerCounts(e).values()].reduce((a, c) => a + c.requests, 0) : e.workers().reduce((a, p) => a + cpuTicks(p), 0);
   let last = -1;
   for (;;) {
     await sleep(250); // the app writes its counts every 100 ms
-    const served = [...workerCounts(e).values()].reduce((a, c) => a + c.requests, 0);
-    if (served === last || Date.now() > deadline) return;
-    last = served;
+    const now = progressMade();
+    if (now === last || Date.now() > deadline) return;
+    last = now;
   }
 }
 
@@ -168,7 +190,7 @@ async function measureCell(round: number, path: Path, shape: Shape, e: RunningEn
     await waitServed(e);
   }
   const workerPids = e.workers();
-  const before = workerCounts(e);
+  const before = countInApp ? workerCounts(e) : new Map<number, WorkerCounts>();
   const ticks0 = new Map([...workerPids, ...(e.master ? [e.master] : [])].map((p) => [p, cpuTicks(p)]));
   const machine0 = machineTicks();
   const t0 = performance.now();
@@ -180,16 +202,20 @@ async function measureCell(round: number, path: Path, shape: Shape, e: RunningEn
   const delta = (pid: number) => cpuTicks(pid) - (ticks0.get(pid) ?? 0);
   const masterTicks = e.master ? delta(e.master) : null;
   const workerTicks = workerPids.reduce((a, p) => a + delta(p), 0);
-  await sleep(300); // the app writes its counts every 100 ms
-  const after = workerCounts(e);
+  if (countInApp) await sleep(300); // the app writes its counts every 100 ms
+  const after = countInApp ? workerCounts(e) : new Map<number, WorkerCounts>();
   const per = workerPids.map((pid) => ({
     requests: (after.get(pid)?.requests ?? 0) - (before.get(pid)?.requests ?? 0),
     connections: (after.get(pid)?.connections ?? 0) - (before.get(pid)?.connections ?? 0),
     cpuMs: (delta(pid) / CLOCK_TICKS) * 1000,
     gcMs: (after.get(pid)?.gcMs ?? 0) - (before.get(pid)?.gcMs ?? 0),
   }));
-  per.sort((a, b) => b.requests - a.requests);
-  const served = per.map((p) => p.requests);
+  // Fairness: the requests each worker served, or without the app's counts the CPU it spent
+  // (the same work per request: the hello app's answers cost the same).
+  const share = (p: (typeof per)[number]) => (countInApp ? p.requests : p.cpuMs);
+  per.sort((a, b) => share(b) - share(a));
+  const served = countInApp ? per.map((p) => p.requests) : [];
+  const shares = per.map(share);
   return {
     round,
     path,
@@ -204,7 +230,7 @@ async function measureCell(round: number, path: Path, shape: Shape, e: RunningEn
     // Share of the machine's CPU time its host gave to others (VM steal): a noisy cell.
     steal: (machine1.steal - machine0.steal) / Math.max(1, machine1.total - machine0.total),
     // null when the engine reported no counts (or one process): nothing to compare.
-    fairness: served.length > 1 && served[0]! > 0 ? served[0]! / served[served.length - 1]! : null,
+    fairness: shares.length > 1 && shares[0]! > 0 ? shares[0]! / Math.max(1e-9, shares[shares.length - 1]!) : null,
     masterCpuShare: masterTicks === null ? null : masterTicks / Math.max(1, masterTicks + workerTicks),
     masterCpuMachine: masterTicks === null ? null : masterTicks / CLOCK_TICKS / (wallS * availableParallelism()),
     // CPU the server spent per request: unlike req/s, barely moved by other load on the machine.
@@ -241,7 +267,7 @@ async function main(): Promise<void> {
     }
     try {
       progress(`starting ${engine.name}`);
-      const r = await engine.start({ dir, workers });
+      const r = await engine.start({ dir, workers, countInApp });
       running.push(r);
       infos.push({
         engine: r.name,
@@ -283,7 +309,7 @@ async function main(): Promise<void> {
           const cell = await measureCell(round, path, shape, e);
           await waitIdle(e);
           progress(
-            `round ${round} ${path} ${shape} ${e.name}: ${Math.round(cell.rps)} req/s, p99 ${cell.p99.toFixed(2)} ms, errors ${cell.errors}, workers ${cell.workerRequests.join('/')}, steal ${(cell.steal * 100).toFixed(0)}%`,
+            `round ${round} ${path} ${shape} ${e.name}: ${Math.round(cell.rps)} req/s, p99 ${cell.p99.toFixed(2)} ms, errors ${cell.errors}, workers ${(countInApp ? cell.workerRequests : cell.workerCpuMs.map((ms) => `${ms} ms`)).join('/')}, steal ${(cell.steal * 100).toFixed(0)}%`,
           );
           cells.push(cell);
         }
@@ -319,6 +345,7 @@ async function main(): Promise<void> {
     cpus: availableParallelism(),
     node: process.version,
     connections: shapes.map((s) => `${s}:${SHAPE_LOAD[s].connections}`).join(' '),
+    app: countInApp ? 'counting (fairness: requests per worker)' : 'minimal (fairness: CPU per worker)',
   };
   for (const e of running) {
     const info = infos.find((i) => i.engine === e.name)!;

@@ -27,6 +27,6 @@ def app(environ, start_response):
         count(environ)
     if environ.get("PATH_INFO") == "/slow":
         time.sleep(0.02)
-    body = b"Hello, world!\n"
+    body = b"hello world\n"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
