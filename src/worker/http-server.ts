@@ -17,7 +17,8 @@ import { provideClientInfo } from '../proxy/client-info.js';
 import { removeFields } from '../http-fields.js';
 // The PROXY protocol parsers (~3.5 MB) load only when --proxy-protocol is on.
 import type { ProxyProtocolAcceptor } from '../proxy/proxy-protocol.js';
-import { HeadScan, clientErrorStatus, guardBody, rawErrorResponse, refuse, scanHead } from './request-checks.js';
+import { HeadScan, clientErrorStatus, guardBody, scanHead } from './request-checks.js';
+import { answerError, rawErrorResponse, refuse } from './error-answers.js';
 import { AcceptControl, closeGently } from './accept-control.js';
 
 export interface ServeStats {
@@ -76,7 +77,7 @@ function nextRequestId(): string {
  * The request (its response) or upgraded socket whose app code runs now, also in the timers
  * and promises that code starts: an uncaught exception or unhandled rejection can then name
  * the request it came from, and that request gets its 500 at once instead of hanging until
- * the graceful timeout (failRequest). On Node 24 (and 22 with --experimental-async-context-frame,
+ * the graceful timeout (worker.ts). On Node 24 (and 22 with --experimental-async-context-frame,
  * which the arbiter passes) this is an async context frame, no async hook. enterWith, not
  * run: node:http calls the request handler inside a callback scope that restores the
  * previous frame when it returns, so one frame per request is enough (run() makes two:
@@ -88,8 +89,6 @@ const requestContext = new AsyncLocalStorage<ServerResponse | Duplex>();
 export function currentRequest(): ServerResponse | Duplex | undefined {
   return requestContext.getStore();
 }
-
-const STATUS_TEXT: Record<number, string> = { 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error' };
 
 /** Header bytes node:http must accept so that our own, finer limits decide (see docs/hardening.md). */
 export function maxHeaderSizeFor(s: Pick<Settings, 'limitRequestLine' | 'limitRequestFields' | 'limitRequestFieldSize'>): number {
@@ -336,12 +335,6 @@ export class HttpWorker {
     sock.end(rawErrorResponse(clientErrorStatus(err)));
   }
 
-  private reject(res: ServerResponse, status: number): void {
-    res.shouldKeepAlive = false;
-    res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' });
-    res.end(`${STATUS_TEXT[status] ?? 'Error'}\n`);
-  }
-
   private onRequest(req: IncomingMessage, res: ServerResponse, listener: ListenerInfo): void {
     if (this.health !== undefined && this.health.answer(req, res)) return;
     this.requests++;
@@ -359,7 +352,7 @@ export class HttpWorker {
     if (status !== 0) {
       if (status === 414 || status === 431) {
         this.log.debug({ status, url: req.url?.slice(0, 200), requestId }, 'request over a limit');
-        this.reject(res, status);
+        answerError(res, status);
       } else {
         // Requests node:http lets through that RFC 9110/9112 forbid or a proxy could read differently.
         this.log.debug({ status, method: req.method, url: req.url?.slice(0, 200), requestId }, 'request refused: malformed or ambiguous');
@@ -376,8 +369,7 @@ export class HttpWorker {
     if (this.acceptControl.closeNext !== 0 && !this.draining) this.acceptControl.shed(req, res);
     const handler = this.app.request;
     if (!handler) {
-      res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
-      res.end('Upgrade Required\n');
+      answerError(res, 426);
       return;
     }
     try {
@@ -401,34 +393,9 @@ export class HttpWorker {
     });
   }
 
-  appError(err: unknown, req: IncomingMessage, res: ServerResponse, requestId: string): void {
+  private appError(err: unknown, req: IncomingMessage, res: ServerResponse, requestId: string): void {
     this.log.error({ err, requestId, method: req.method, url: req.url }, 'app error: answered 500');
-    if (!res.headersSent) {
-      res.shouldKeepAlive = false;
-      res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' });
-      res.end('Internal Server Error\n');
-    } else {
-      // Part of the response is out: the only honest signal left is cutting the connection.
-      res.destroy();
-    }
-  }
-
-  /**
-   * The app's code threw where nothing caught it, in `target`'s request (or upgraded
-   * connection): a 500 when its answer has not started, else the connection is cut.
-   */
-  failRequest(target: ServerResponse | Duplex): void {
-    if (!(target instanceof http.ServerResponse)) {
-      target.destroy();
-      return;
-    }
-    if (target.headersSent || target.writableEnded) {
-      target.destroy();
-      return;
-    }
-    target.shouldKeepAlive = false;
-    target.writeHead(500, { 'content-type': 'text/plain', connection: 'close' });
-    target.end(`${STATUS_TEXT[500]}\n`);
+    answerError(res, 500);
   }
 
   /**

@@ -7,6 +7,7 @@ import { loadApp } from './app.js';
 import { ServerResponse } from 'node:http';
 import { Worker } from 'node:worker_threads';
 import { HttpWorker, currentRequest } from './http-server.js';
+import { answerError } from './error-answers.js';
 import { HealthResponder, serveHealthBind } from './health.js';
 import { runHook, type Hooks } from '../config/hooks.js';
 // The config loader, the access log and metrics load only when used: a worker's boot time
@@ -120,7 +121,8 @@ for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
         ? `uncaught error in a request's code: that request is answered 500; the worker takes no more work and exits once its other requests finish`
         : 'uncaught error outside a request: the worker takes no more work and exits once its requests finish',
     );
-    if (target && http) http.failRequest(target);
+    if (target instanceof ServerResponse) answerError(target, 500);
+    else target?.destroy(); // an upgraded connection
     void send({ type: 'fatal', reason: event, error: errorInfo(err) });
     drain(event, 1, true);
   });
