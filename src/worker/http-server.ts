@@ -51,6 +51,24 @@ function maxHeaderSizeFor(s: Pick<Settings, 'limitRequestLine' | 'limitRequestFi
   return line + 2 + s.limitRequestFields * (field + 2) + 2;
 }
 
+/** What an HttpWorker serves with: the optional parts are left out (undefined) when off. */
+export interface HttpWorkerOptions {
+  settings: Settings;
+  app: LoadedApp;
+  log: Logger;
+  /** --access-logfile. */
+  access?: AccessLog;
+  /** Request metrics (--metrics-bind). */
+  metrics?: WorkerMetrics;
+  /** --health-path / --ready-path on the app binds (src/worker/health.ts). */
+  health?: HealthResponder;
+  /** The preRequest / postRequest server hooks, when the config defines them. */
+  preRequest?: (req: IncomingMessage) => void;
+  postRequest?: (req: IncomingMessage, res: ServerResponse) => void;
+  /** --balance-connections: sends the busy-connection count to the master (AcceptControl). */
+  reportLoad?: (busy: number) => void;
+}
+
 export class HttpWorker {
   readonly servers: http.Server[] = [];
   private draining = false;
@@ -65,25 +83,32 @@ export class HttpWorker {
   /** When to accept: the --worker-connections cap and the master's balancing (accept-control.ts). */
   readonly acceptControl: AcceptControl;
 
-  /** preRequest / postRequest server hooks; undefined (free) unless the config defines them. */
-  preRequest?: (req: IncomingMessage) => void;
-  postRequest?: (req: IncomingMessage, res: ServerResponse) => void;
-  /** Request metrics (--metrics-bind); undefined, and so free, when metrics are off. */
-  metrics?: WorkerMetrics;
-  /** --health-path / --ready-path (src/worker/health.ts); undefined, and so free, when off. */
-  health?: HealthResponder;
+  private readonly settings: Settings;
+  private readonly app: LoadedApp;
+  private readonly log: Logger;
+  // The optional features (HttpWorkerOptions): undefined, and so free, when off.
+  private readonly access: AccessLog | undefined;
+  private readonly metrics: WorkerMetrics | undefined;
+  private readonly health: HealthResponder | undefined;
+  private readonly preRequest: ((req: IncomingMessage) => void) | undefined;
+  private readonly postRequest: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
 
-  constructor(
-    private readonly settings: Settings,
-    private readonly app: LoadedApp,
-    private readonly log: Logger,
-    private readonly access: AccessLog | null,
-  ) {
-    this.headersTimeoutMs = settings.headersTimeout * 1000;
-    this.forwarding = new ForwardingGate(settings, log);
-    this.acceptControl = new AcceptControl(settings.workerConnections);
-    this.acceptControl.connections = { http: () => openConnections(this.servers), upgraded: () => this.upgraded.size };
-    this.acceptControl.evictStaleHeads = () => this.evictStaleHeads();
+  constructor(opts: HttpWorkerOptions) {
+    this.settings = opts.settings;
+    this.app = opts.app;
+    this.log = opts.log;
+    this.access = opts.access;
+    this.metrics = opts.metrics;
+    this.health = opts.health;
+    this.preRequest = opts.preRequest;
+    this.postRequest = opts.postRequest;
+    this.headersTimeoutMs = opts.settings.headersTimeout * 1000;
+    this.forwarding = new ForwardingGate(opts.settings, opts.log);
+    this.acceptControl = new AcceptControl(opts.settings.workerConnections, {
+      connections: { http: () => openConnections(this.servers), upgraded: () => this.upgraded.size },
+      evictStaleHeads: () => this.evictStaleHeads(),
+      reportTo: opts.reportLoad,
+    });
   }
 
   /**
@@ -240,7 +265,7 @@ export class HttpWorker {
     }
     if (this.draining) res.shouldKeepAlive = false;
     // Only what is switched on watches the response end (no listener per request otherwise).
-    if (this.access !== null || this.metrics !== undefined || this.postRequest !== undefined) this.watchResponse(req, res, requestId);
+    if (this.access !== undefined || this.metrics !== undefined || this.postRequest !== undefined) this.watchResponse(req, res, requestId);
 
     if (status !== 0) {
       if (status === 414 || status === 431) {

@@ -3,6 +3,7 @@
 import { BOOT_ENV, EXIT_BOOT_ERROR, type MasterMessage, type WorkerBoot, type WorkerMessage } from '../protocol.js';
 import { createLogger, errorInfo, flushLogs, reopenLogFiles, type Logger } from '../log/logger.js';
 import type { AccessLog } from '../log/access.js';
+import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { loadApp } from './app.js';
 import { ServerResponse } from 'node:http';
 import { Worker } from 'node:worker_threads';
@@ -24,8 +25,9 @@ delete process.env[BOOT_ENV];
 
 const settings = boot.settings;
 const log: Logger = createLogger({ ...settings, logFormat: boot.logFormat }, { worker: boot.index });
-let access: AccessLog | null = null;
+let access: AccessLog | undefined;
 let http: HttpWorker | null = null;
+let metrics: WorkerMetrics | undefined;
 let exiting = false;
 /** --health-path/--ready-path on the app binds, and the --health-bind server: told the pool's readiness. */
 const healthResponders: HealthResponder[] = [];
@@ -182,15 +184,22 @@ try {
   const app = await loadApp(settings.app!, process.cwd(), (err) => log.error({ err }, 'app error in fetch handler: answered 500'));
   if (settings.accessLogfile)
     access = (await import('../log/access.js')).createAccessLog(settings.accessLogfile, boot.index, settings.accessLogformat);
-  http = new HttpWorker(settings, app, log, access);
-  if (settings.metricsBind) http.metrics = new (await import('../metrics/worker-metrics.js')).WorkerMetrics();
-  if (hooks.preRequest) http.preRequest = (req) => callHookSync('preRequest', req);
-  if (hooks.postRequest) http.postRequest = (req, res) => callHookSync('postRequest', req, res);
-  if (settings.balanceConnections) http.acceptControl.reportTo = (busy) => void send({ type: 'load', busy });
-  await runHook(hooks, 'postWorkerInit', log, workerView);
+  if (settings.metricsBind) metrics = new (await import('../metrics/worker-metrics.js')).WorkerMetrics();
   const draining = () => exiting;
   const health = HealthResponder.fromSettings(settings, draining);
-  if (health) healthResponders.push((http.health = health));
+  if (health) healthResponders.push(health);
+  http = new HttpWorker({
+    settings,
+    app,
+    log,
+    access,
+    metrics,
+    health,
+    preRequest: hooks.preRequest ? (req) => callHookSync('preRequest', req) : undefined,
+    postRequest: hooks.postRequest ? (req, res) => callHookSync('postRequest', req, res) : undefined,
+    reportLoad: settings.balanceConnections ? (busy) => void send({ type: 'load', busy }) : undefined,
+  });
+  await runHook(hooks, 'postWorkerInit', log, workerView);
   // --health-bind: the master appends that socket after the app binds (src/arbiter/arbiter.ts).
   const appListeners = settings.healthBind ? boot.listeners.slice(0, -1) : boot.listeners;
   if (settings.healthBind) healthResponders.push(await serveHealthBind(settings, boot.listeners.at(-1)!.fd, draining, log));
@@ -223,7 +232,7 @@ function heartbeat(rss: number): WorkerMessage {
     busy,
     rss,
     cpuSeconds: (cpu.user + cpu.system) / 1e6,
-    metrics: http!.metrics?.snapshot({ ...stats, moved: http!.acceptControl.shedTotal }),
+    metrics: metrics?.snapshot({ ...stats, moved: http!.acceptControl.shedTotal }),
   };
 }
 
