@@ -70,7 +70,7 @@ export interface HttpWorkerOptions {
 }
 
 export class HttpWorker {
-  readonly servers: http.Server[] = [];
+  private readonly servers: http.Server[] = [];
   private draining = false;
   private requests = 0;
   private readonly upgraded = new Set<Duplex>();
