@@ -2,7 +2,7 @@
 // ask for a graceful reload on change. node_modules and dot-directories are ignored.
 import { watch } from 'chokidar';
 import { dirname, resolve, sep } from 'node:path';
-import { parseAppSpec } from '../worker/app.js';
+import { parseAppSpec } from '../app-spec.js';
 import type { Logger } from '../log/logger.js';
 
 export function watchForReload(opts: {

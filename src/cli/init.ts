@@ -7,7 +7,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { basename, join, relative, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
-import { parseAppSpec } from '../worker/app.js';
+import { parseAppSpec } from '../app-spec.js';
 import { ConfigError } from '../config/load.js';
 import { settingsByName } from '../config/settings.js';
 import type { ExtraFlags } from './args.js';

@@ -55,6 +55,20 @@ export interface ConnectionSource {
   upgraded(): number;
 }
 
+/** What an AcceptControl works with besides its cap; each one is optional. */
+export interface AcceptControlOptions {
+  /** Where the busy count looks; without it, every open connection counts as busy. */
+  connections?: ConnectionSource;
+  /**
+   * At the cap: closes the connections whose request head has stayed unfinished too long
+   * (HttpWorker), marking each with evicting(); returns how many. A client that has not
+   * finished its head must not keep out the ones that would (slowloris).
+   */
+  evictStaleHeads?: () => number;
+  /** Sends the busy-connection count to the master; unset when balancing is off. */
+  reportTo?: (busy: number) => void;
+}
+
 export class AcceptControl {
   private readonly servers: net.Server[] = [];
   private readonly handles: ListenHandle[] = [];
@@ -91,19 +105,19 @@ export class AcceptControl {
   closeNext = 0;
   /** Connections closed so far to move them to another worker (a metric). */
   shedTotal = 0;
-  /**
-   * At the cap: closes the connections whose request head has stayed unfinished too long
-   * (HttpWorker), marking each with evicting(); returns how many. A client that has not
-   * finished its head must not keep out the ones that would (slowloris).
-   */
-  evictStaleHeads?: () => number;
-  /** Sends the busy-connection count to the master; unset when balancing is off. */
-  reportTo?: (busy: number) => void;
-  /** Where the busy count looks; without it, every open connection counts as busy. */
-  connections?: ConnectionSource;
+  private readonly evictStaleHeads: (() => number) | undefined;
+  private readonly reportTo: ((busy: number) => void) | undefined;
+  private readonly connections: ConnectionSource | undefined;
 
   /** @param cap --worker-connections; 0 = no cap. */
-  constructor(private readonly cap: number) {}
+  constructor(
+    private readonly cap: number,
+    opts: AcceptControlOptions = {},
+  ) {
+    this.evictStaleHeads = opts.evictStaleHeads;
+    this.reportTo = opts.reportTo;
+    this.connections = opts.connections;
+  }
 
   /**
    * Takes charge of a server listening on an inherited fd. libuv starts a listening stream

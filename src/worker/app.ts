@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 // @hono/node-server is imported only for fetch handlers: it weighs ~4 MB and ~90 ms per worker.
 import type { getRequestListener as GetRequestListener } from '@hono/node-server';
 import { trustedUrl, type ClientInfo, type RequestWithClientInfo } from '../proxy/trust.js';
+import { parseAppSpec } from '../app-spec.js';
 
 export type RequestListener = (req: IncomingMessage, res: ServerResponse) => unknown;
 export type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => unknown;
@@ -23,12 +24,6 @@ export interface LoadedApp {
 
 export class AppLoadError extends Error {
   readonly code = 'EWSPK_APP';
-}
-
-/** "path/to/module[:export]" or "module:factory()" */
-export function parseAppSpec(spec: string): { module: string; exportName: string; call: boolean } {
-  const m = /^(.*?)(?::([A-Za-z_$][\w$]*)(\(\))?)?$/.exec(spec)!;
-  return { module: m[1]!, exportName: m[2] ?? 'default', call: Boolean(m[3]) };
 }
 
 function resolveModule(module: string, cwd: string): string {

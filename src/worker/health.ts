@@ -24,9 +24,9 @@ export class HealthResponder {
     private readonly workerDraining: () => boolean,
   ) {}
 
-  /** Responders for a worker, or null when no health setting is on (then nothing is checked per request). */
-  static fromSettings(s: Pick<Settings, 'healthPath' | 'readyPath'>, workerDraining: () => boolean): HealthResponder | null {
-    if (!s.healthPath && !s.readyPath) return null;
+  /** Responders for a worker, or undefined when no health setting is on (then nothing is checked per request). */
+  static fromSettings(s: Pick<Settings, 'healthPath' | 'readyPath'>, workerDraining: () => boolean): HealthResponder | undefined {
+    if (!s.healthPath && !s.readyPath) return undefined;
     return new HealthResponder(s.healthPath, s.readyPath, workerDraining);
   }
 

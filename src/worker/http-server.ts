@@ -1,59 +1,31 @@
 // node:http servers on the inherited fds, with our limits, error handling, request ids,
 // access log and the bookkeeping that graceful draining needs.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import net, { type Socket } from 'node:net';
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from '../log/logger.js';
 import type { Settings } from '../config/settings.js';
 import type { LoadedApp } from './app.js';
 import type { AccessLog } from '../log/access.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import type { HealthResponder } from './health.js';
-import { ForwardedTrust, compileAllowList, stripForwardingHeaders, type ClientInfo } from '../proxy/trust.js';
-import { isUnixListener, peerOf } from '../proxy/peer.js';
-import { provideClientInfo } from '../proxy/client-info.js';
-import { removeFields } from '../http-fields.js';
+import { compileAllowList } from '../proxy/trust.js';
+import { isUnixListener } from '../proxy/peer.js';
 // The PROXY protocol parsers (~3.5 MB) load only when --proxy-protocol is on.
 import type { ProxyProtocolAcceptor } from '../proxy/proxy-protocol.js';
-import { HeadScan, clientErrorStatus, guardBody, rawErrorResponse, refuse, scanHead } from './request-checks.js';
+import { HeadScan, clientErrorStatus, guardBody, scanHead } from './request-checks.js';
+import { answerError, rawErrorResponse, refuse } from './error-answers.js';
 import { AcceptControl, closeGently } from './accept-control.js';
+import { expiredHeads, openConnections, type TrackedSocket } from './connections.js';
+import { ForwardingGate, type ListenerInfo } from './forwarding-gate.js';
+import { requestContext } from './request-context.js';
 
 export interface ServeStats {
   requests: number;
   inflight: number;
   connections: number;
 }
-
-/** Which kind of listener a server accepts on: known once it listens. */
-interface ListenerInfo {
-  unix: boolean;
-  /**
-   * Whether every peer of this listener is trusted, when that is the same for all of them: a
-   * UNIX socket without the PROXY protocol (forwardedAllowUnix). Otherwise undefined, and
-   * each connection's peer is judged once.
-   */
-  trustsAll?: boolean;
-}
-
-/** node:http tracks each server's connections (for its timeouts) in a list under a private symbol. */
-interface ConnectionList {
-  all(): { socket?: Socket | null }[];
-  /**
-   * The connections whose current head started more than headersMs ago and is unfinished
-   * (or whose request started more than requestMs ago; 0 = not that), removed from the list
-   * node's own timeout check walks: the caller closes them.
-   */
-  expired(headersMs: number, requestMs: number): { socket?: Socket | null }[];
-}
-let connectionListKey: symbol | undefined;
-function connectionList(server: http.Server): ConnectionList | null {
-  connectionListKey ??= Object.getOwnPropertySymbols(server).find((sym) => sym.description === 'http.server.connections');
-  const list = connectionListKey ? (server as unknown as Record<symbol, ConnectionList | undefined>)[connectionListKey] : undefined;
-  return list && typeof list.all === 'function' ? list : null;
-}
-type TrackedSocket = Socket & { _httpMessage?: ServerResponse | null; server?: net.Server };
 
 /**
  * At --worker-connections, a connection whose request head is still unfinished this long
@@ -72,34 +44,33 @@ function nextRequestId(): string {
   return ID_PREFIX + ++idCounter;
 }
 
-/**
- * The request (its response) or upgraded socket whose app code runs now, also in the timers
- * and promises that code starts: an uncaught exception or unhandled rejection can then name
- * the request it came from, and that request gets its 500 at once instead of hanging until
- * the graceful timeout (failRequest). On Node 24 (and 22 with --experimental-async-context-frame,
- * which the arbiter passes) this is an async context frame, no async hook. enterWith, not
- * run: node:http calls the request handler inside a callback scope that restores the
- * previous frame when it returns, so one frame per request is enough (run() makes two:
- * about 1.7 k instructions more per request, measured with bench/worker-instructions.ts).
- */
-const requestContext = new AsyncLocalStorage<ServerResponse | Duplex>();
-
-/** The response or upgraded socket whose code is running now, if any (see requestContext). */
-export function currentRequest(): ServerResponse | Duplex | undefined {
-  return requestContext.getStore();
-}
-
-const STATUS_TEXT: Record<number, string> = { 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error' };
-
 /** Header bytes node:http must accept so that our own, finer limits decide (see docs/hardening.md). */
-export function maxHeaderSizeFor(s: Pick<Settings, 'limitRequestLine' | 'limitRequestFields' | 'limitRequestFieldSize'>): number {
+function maxHeaderSizeFor(s: Pick<Settings, 'limitRequestLine' | 'limitRequestFields' | 'limitRequestFieldSize'>): number {
   const line = s.limitRequestLine || 8190;
   const field = s.limitRequestFieldSize || 65536;
   return line + 2 + s.limitRequestFields * (field + 2) + 2;
 }
 
+/** What an HttpWorker serves with: the optional parts are left out (undefined) when off. */
+export interface HttpWorkerOptions {
+  settings: Settings;
+  app: LoadedApp;
+  log: Logger;
+  /** --access-logfile. */
+  access?: AccessLog;
+  /** Request metrics (--metrics-bind). */
+  metrics?: WorkerMetrics;
+  /** --health-path / --ready-path on the app binds (src/worker/health.ts). */
+  health?: HealthResponder;
+  /** The preRequest / postRequest server hooks, when the config defines them. */
+  preRequest?: (req: IncomingMessage) => void;
+  postRequest?: (req: IncomingMessage, res: ServerResponse) => void;
+  /** --balance-connections: sends the busy-connection count to the master (AcceptControl). */
+  reportLoad?: (busy: number) => void;
+}
+
 export class HttpWorker {
-  readonly servers: http.Server[] = [];
+  private readonly servers: http.Server[] = [];
   private draining = false;
   private requests = 0;
   private readonly upgraded = new Set<Duplex>();
@@ -107,39 +78,37 @@ export class HttpWorker {
   /** Refilled by every request's head scan (requests are handled one at a time). */
   private readonly scan = new HeadScan();
   /** Trusted proxies (docs/proxies.md). */
-  private readonly trust: ForwardedTrust;
-  /** The listener each accepting server serves (node sets `socket.server`): for `req.clientInfo`. */
-  private readonly listenerOf = new WeakMap<net.Server, ListenerInfo>();
-  /**
-   * Per TCP connection (or PROXY protocol one), whether its peer is trusted: judged on its
-   * first request that has forwarding fields. A WeakMap, not a property on the socket: a
-   * property added after node:http's code first saw the socket changes its hidden class.
-   */
-  private readonly trustedPeer = new WeakMap<Socket, boolean>();
+  private readonly forwarding: ForwardingGate;
   private readonly proxyAcceptors: ProxyProtocolAcceptor[] = [];
   /** When to accept: the --worker-connections cap and the master's balancing (accept-control.ts). */
   readonly acceptControl: AcceptControl;
 
-  /** preRequest / postRequest server hooks; undefined (free) unless the config defines them. */
-  preRequest?: (req: IncomingMessage) => void;
-  postRequest?: (req: IncomingMessage, res: ServerResponse) => void;
-  /** Request metrics (--metrics-bind); undefined, and so free, when metrics are off. */
-  metrics?: WorkerMetrics;
-  /** --health-path / --ready-path (src/worker/health.ts); undefined, and so free, when off. */
-  health?: HealthResponder;
+  private readonly settings: Settings;
+  private readonly app: LoadedApp;
+  private readonly log: Logger;
+  // The optional features (HttpWorkerOptions): undefined, and so free, when off.
+  private readonly access: AccessLog | undefined;
+  private readonly metrics: WorkerMetrics | undefined;
+  private readonly health: HealthResponder | undefined;
+  private readonly preRequest: ((req: IncomingMessage) => void) | undefined;
+  private readonly postRequest: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
 
-  constructor(
-    private readonly settings: Settings,
-    private readonly app: LoadedApp,
-    private readonly log: Logger,
-    private readonly access: AccessLog | null,
-  ) {
-    this.headersTimeoutMs = settings.headersTimeout * 1000;
-    this.trust = new ForwardedTrust(settings);
-    this.acceptControl = new AcceptControl(settings.workerConnections);
-    this.acceptControl.connections = { http: () => this.openConnections(), upgraded: () => this.upgraded.size };
-    this.acceptControl.evictStaleHeads = () => this.evictStaleHeads();
-    provideClientInfo((req) => this.clientInfoOf(req));
+  constructor(opts: HttpWorkerOptions) {
+    this.settings = opts.settings;
+    this.app = opts.app;
+    this.log = opts.log;
+    this.access = opts.access;
+    this.metrics = opts.metrics;
+    this.health = opts.health;
+    this.preRequest = opts.preRequest;
+    this.postRequest = opts.postRequest;
+    this.headersTimeoutMs = opts.settings.headersTimeout * 1000;
+    this.forwarding = new ForwardingGate(opts.settings, opts.log);
+    this.acceptControl = new AcceptControl(opts.settings.workerConnections, {
+      connections: { http: () => openConnections(this.servers), upgraded: () => this.upgraded.size },
+      evictStaleHeads: () => this.evictStaleHeads(),
+      reportTo: opts.reportLoad,
+    });
   }
 
   /**
@@ -150,35 +119,22 @@ export class HttpWorker {
   get stats(): ServeStats {
     let inflight = 0;
     let connections = this.upgraded.size;
-    for (const sock of this.openConnections()) {
+    for (const sock of openConnections(this.servers)) {
       connections++;
       if (sock._httpMessage) inflight++;
     }
     return { requests: this.requests, inflight, connections };
   }
 
-  /** The HTTP connections of every server, from node:http's private per-server list (node ≥ 18.2). */
-  private *openConnections(): Generator<TrackedSocket> {
-    for (const server of this.servers) {
-      const list = connectionList(server);
-      if (list) for (const parser of list.all()) if (parser.socket) yield parser.socket as TrackedSocket;
-    }
-  }
-
   /** At the cap: 408 for every connection whose head stayed unfinished for STALE_HEAD_MS; how many. */
   private evictStaleHeads(): number {
     let evicted = 0;
-    for (const server of this.servers) {
-      const list = connectionList(server);
-      if (!list || typeof list.expired !== 'function') continue;
-      for (const parser of list.expired(Math.min(STALE_HEAD_MS, this.headersTimeoutMs), 0)) {
-        const sock = parser.socket;
-        if (!sock || sock.destroyed) continue;
-        this.acceptControl.evicting(sock);
-        if (sock.writable) sock.write(rawErrorResponse(408));
-        closeGently(sock);
-        evicted++;
-      }
+    for (const sock of expiredHeads(this.servers, Math.min(STALE_HEAD_MS, this.headersTimeoutMs))) {
+      if (sock.destroyed) continue;
+      this.acceptControl.evicting(sock);
+      if (sock.writable) sock.write(rawErrorResponse(408));
+      closeGently(sock);
+      evicted++;
     }
     if (evicted)
       this.log.debug(
@@ -211,7 +167,7 @@ export class HttpWorker {
       if (s.keepAlive === 0) server.keepAliveTimeout = 1; // closes right after the response
       // Trusted proxies: connections over a UNIX socket have no address.
       const listener: ListenerInfo = { unix: Boolean(l.unix) };
-      this.listenerOf.set(server, listener);
+      this.forwarding.serves(server, listener);
       server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, listener));
       server.on('clientError', (err: NodeJS.ErrnoException, sock: Duplex) => this.onClientError(err, sock));
       if (this.app.upgrade) {
@@ -225,7 +181,7 @@ export class HttpWorker {
           this.upgraded.add(sock);
           sock.once('close', () => this.upgraded.delete(sock));
           try {
-            this.identify(req, listener);
+            if (this.scan.forwarding) this.forwarding.identify(req, listener, this.scan);
             requestContext.enterWith(sock);
             upgrade(req, sock, head);
           } catch (err) {
@@ -276,7 +232,7 @@ export class HttpWorker {
     });
     if (s.workerConnections) acceptor.server.maxConnections = s.workerConnections;
     await acceptor.listen(l.fd, s.backlog);
-    this.listenerOf.set(acceptor.server, listener); // its sockets' `server`
+    this.forwarding.serves(acceptor.server, listener); // its sockets' `server`
     if (!this.acceptControl.add(acceptor.server))
       this.log.debug({ address: l.address }, 'this listener cannot pause accepting: no cap or balancing on it');
     // node:http starts tracking connections (header/request timeouts, closing idle ones) on
@@ -286,60 +242,15 @@ export class HttpWorker {
     return isUnixListener(acceptor.server) || Boolean(l.unix);
   }
 
-  /**
-   * Trusted proxies (docs/proxies.md), decided before the app reads anything: forwarding
-   * fields from a peer we do not trust are removed. Reads the head scan of this request;
-   * returns the request id a trusted proxy sent, if any. Who the client is (`req.clientInfo`)
-   * is worked out from what is left only when something reads it (clientInfoOf).
-   */
-  private identify(req: IncomingMessage, listener: ListenerInfo): string | undefined {
-    const scan = this.scan;
-    if (!scan.forwarding) return undefined;
-    const sock = req.socket;
-    if (this.peerTrusted(sock, listener)) return scan.requestId;
-    if (this.settings.stripUntrustedForwarded) {
-      const removed = stripForwardingHeaders(req);
-      this.log.debug({ removed, peer: peerOf(sock, listener.unix).address ?? 'unix' }, 'forwarding headers from an untrusted peer removed');
-    } else if (scan.requestId !== undefined) {
-      removeFields(req, (name) => name === 'x-request-id'); // only a trusted proxy names the request
-    }
-    return undefined;
-  }
-
-  /** May this connection's peer tell us who the client is (forwardedAllowIps / forwardedAllowUnix)? */
-  private peerTrusted(sock: Socket, listener: ListenerInfo): boolean {
-    if (listener.trustsAll !== undefined) return listener.trustsAll;
-    let trusted = this.trustedPeer.get(sock);
-    if (trusted === undefined) {
-      trusted = this.trust.trusts(peerOf(sock, listener.unix));
-      this.trustedPeer.set(sock, trusted);
-    }
-    return trusted;
-  }
-
-  /** `req.clientInfo` (src/proxy/client-info.ts): undefined for a message this worker did not accept. */
-  private clientInfoOf(req: IncomingMessage): ClientInfo | undefined {
-    const sock = req.socket as TrackedSocket | null | undefined;
-    const listener = sock?.server ? this.listenerOf.get(sock.server) : undefined;
-    if (!sock || !listener) return undefined;
-    return this.trust.clientOfRequest(req, peerOf(sock, listener.unix), this.peerTrusted(sock, listener));
-  }
-
   private onClientError(err: NodeJS.ErrnoException, sock: Duplex): void {
     // Malformed requests and timeouts: answer when we still can, then close. The app never sees them.
     this.log.debug({ code: err.code, reason: err.message }, 'bad request from client');
     // Mid-body errors (bad chunk): the app has the request; if its response has not started, answer like node does.
-    if (!sock.writable || (sock as Socket & { _httpMessage?: ServerResponse })._httpMessage?.headersSent) {
+    if (!sock.writable || (sock as TrackedSocket)._httpMessage?.headersSent) {
       sock.destroy();
       return;
     }
     sock.end(rawErrorResponse(clientErrorStatus(err)));
-  }
-
-  private reject(res: ServerResponse, status: number): void {
-    res.shouldKeepAlive = false;
-    res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' });
-    res.end(`${STATUS_TEXT[status] ?? 'Error'}\n`);
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse, listener: ListenerInfo): void {
@@ -347,19 +258,19 @@ export class HttpWorker {
     this.requests++;
     // Limits, the RFC checks node:http does not make, and the fields used below: one pass.
     const status = scanHead(req, this.settings, this.scan);
-    let requestId = this.identify(req, listener);
+    let requestId = this.scan.forwarding ? this.forwarding.identify(req, listener, this.scan) : undefined;
     if (requestId === undefined || requestId === '' || requestId.length > 200) {
       requestId = nextRequestId();
       req.headers['x-request-id'] = requestId;
     }
     if (this.draining) res.shouldKeepAlive = false;
     // Only what is switched on watches the response end (no listener per request otherwise).
-    if (this.access !== null || this.metrics !== undefined || this.postRequest !== undefined) this.watchResponse(req, res, requestId);
+    if (this.access !== undefined || this.metrics !== undefined || this.postRequest !== undefined) this.watchResponse(req, res, requestId);
 
     if (status !== 0) {
       if (status === 414 || status === 431) {
         this.log.debug({ status, url: req.url?.slice(0, 200), requestId }, 'request over a limit');
-        this.reject(res, status);
+        answerError(res, status);
       } else {
         // Requests node:http lets through that RFC 9110/9112 forbid or a proxy could read differently.
         this.log.debug({ status, method: req.method, url: req.url?.slice(0, 200), requestId }, 'request refused: malformed or ambiguous');
@@ -376,8 +287,7 @@ export class HttpWorker {
     if (this.acceptControl.closeNext !== 0 && !this.draining) this.acceptControl.shed(req, res);
     const handler = this.app.request;
     if (!handler) {
-      res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
-      res.end('Upgrade Required\n');
+      answerError(res, 426);
       return;
     }
     try {
@@ -401,34 +311,9 @@ export class HttpWorker {
     });
   }
 
-  appError(err: unknown, req: IncomingMessage, res: ServerResponse, requestId: string): void {
+  private appError(err: unknown, req: IncomingMessage, res: ServerResponse, requestId: string): void {
     this.log.error({ err, requestId, method: req.method, url: req.url }, 'app error: answered 500');
-    if (!res.headersSent) {
-      res.shouldKeepAlive = false;
-      res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' });
-      res.end('Internal Server Error\n');
-    } else {
-      // Part of the response is out: the only honest signal left is cutting the connection.
-      res.destroy();
-    }
-  }
-
-  /**
-   * The app's code threw where nothing caught it, in `target`'s request (or upgraded
-   * connection): a 500 when its answer has not started, else the connection is cut.
-   */
-  failRequest(target: ServerResponse | Duplex): void {
-    if (!(target instanceof http.ServerResponse)) {
-      target.destroy();
-      return;
-    }
-    if (target.headersSent || target.writableEnded) {
-      target.destroy();
-      return;
-    }
-    target.shouldKeepAlive = false;
-    target.writeHead(500, { 'content-type': 'text/plain', connection: 'close' });
-    target.end(`${STATUS_TEXT[500]}\n`);
+    answerError(res, 500);
   }
 
   /**
@@ -447,7 +332,7 @@ export class HttpWorker {
   drain(onListenersClosed?: () => void, opts: { abandon?: boolean } = {}): Promise<void> {
     this.draining = true;
     this.acceptControl.stop();
-    for (const sock of this.openConnections()) {
+    for (const sock of openConnections(this.servers)) {
       const res = sock._httpMessage;
       if (res) {
         if (!res.headersSent) res.shouldKeepAlive = false;

@@ -4,6 +4,7 @@
 // host confusion). What node already rejects itself is listed in docs/hardening.md.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { removeFields } from '../http-fields.js';
+import { refuse, type ErrorStatus } from './error-answers.js';
 
 /** The parts of a request the checks read (an IncomingMessage has them all). */
 export interface RequestHead {
@@ -148,7 +149,7 @@ function joined(previous: string | undefined, value: string): string {
  * 400 malformed or ambiguous, 413 body over the limit, 501 a transfer coding we do not
  * implement, 505 a protocol version we do not serve.
  */
-export function scanHead(req: RequestHead, limits: HeadLimits, scan: HeadScan): number {
+export function scanHead(req: RequestHead, limits: HeadLimits, scan: HeadScan): 0 | ErrorStatus {
   scan.host =
     scan.xForwardedFor =
     scan.xForwardedProto =
@@ -161,7 +162,7 @@ export function scanHead(req: RequestHead, limits: HeadLimits, scan: HeadScan): 
   return scanFields(req, limits, scan);
 }
 
-function scanFields(req: RequestHead, limits: HeadLimits, scan: HeadScan): number {
+function scanFields(req: RequestHead, limits: HeadLimits, scan: HeadScan): 0 | ErrorStatus {
   // request line = METHOD SP target SP HTTP/x.y
   if (limits.limitRequestLine && (req.method?.length ?? 0) + (req.url?.length ?? 0) + 10 > limits.limitRequestLine) return 414;
   const raw = req.rawHeaders;
@@ -230,7 +231,7 @@ let lastValidHost = 'localhost';
 const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
 
 /** Request-target forms (RFC 9112 3.2) and whether this method may use them. */
-function targetStatus(method: string, url: string, host: string | undefined): number {
+function targetStatus(method: string, url: string, host: string | undefined): 0 | 400 {
   if (url === '*') return method === 'OPTIONS' ? 0 : 400;
   // A fragment is never part of a request-target.
   if (url.includes('#')) return 400;
@@ -320,43 +321,8 @@ function stripTrailers(req: IncomingMessage, res: ServerResponse, onViolation: (
   onViolation(`forbidden trailer fields dropped: ${dropped.join(', ')}`);
 }
 
-const REASON: Record<number, string> = {
-  400: 'Bad Request',
-  408: 'Request Timeout',
-  413: 'Content Too Large',
-  414: 'URI Too Long',
-  431: 'Request Header Fields Too Large',
-  501: 'Not Implemented',
-  505: 'HTTP Version Not Supported',
-};
-
-/** Milliseconds a refused connection stays open after our answer, so the client can read it. */
-const LINGER_MS = 2000;
-
-/**
- * Answers `status` and closes the connection without reading the rest of the request
- * (a body nobody will use). If the response has started, only closing is left.
- */
-export function refuse(res: ServerResponse, status: number): void {
-  const sock = res.socket;
-  if (res.headersSent || !sock) {
-    sock?.destroy();
-    return;
-  }
-  res.shouldKeepAlive = false;
-  res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' });
-  res.end(`${REASON[status] ?? 'Error'}\n`, () => {
-    // Stop reading what is left of the request; give the client a moment to read our
-    // answer (closing with unread data sends a reset that can destroy it), then close.
-    sock.pause();
-    const timer = setTimeout(() => sock.destroy(), LINGER_MS);
-    timer.unref();
-    sock.once('close', () => clearTimeout(timer));
-  });
-}
-
 /** Status for a node:http clientError code (a request node refused before the app). */
-export function clientErrorStatus(err: NodeJS.ErrnoException & { reason?: string; rawPacket?: Buffer; bytesParsed?: number }): number {
+export function clientErrorStatus(err: NodeJS.ErrnoException & { reason?: string; rawPacket?: Buffer; bytesParsed?: number }): ErrorStatus {
   switch (err.code) {
     case 'HPE_HEADER_OVERFLOW':
       // No line break before the point of overflow: still in the request line, so the target
@@ -381,10 +347,4 @@ export function clientErrorStatus(err: NodeJS.ErrnoException & { reason?: string
     default:
       return 400;
   }
-}
-
-/** The bytes of a whole error response for a raw socket (node:http gave us no response object). */
-export function rawErrorResponse(status: number): string {
-  const text = REASON[status] ?? 'Bad Request';
-  return `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length + 1}\r\nConnection: close\r\n\r\n${text}\n`;
 }
