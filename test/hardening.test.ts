@@ -213,6 +213,15 @@ test('valid edge cases: pipelining, Expect: 100-continue, OPTIONS *, absolute-fo
   await assertStillServing(server, target);
 });
 
+test('a refused request pipelined behind a good one is answered too, then the connection closes', async () => {
+  const { server, target } = await serve([]);
+  const c = await new RawConnection(target).ready();
+  await c.write(h(['GET /first HTTP/1.1', 'Host: a']) + h(['GET /second HTTP/1.1', 'Host: a', 'Host: b']));
+  assert.ok(await c.waitClosed(5000), 'closed after the refusal');
+  assert.equal(c.statuses(), [200, 400]);
+  assert.ok(isAlive(server.pid));
+});
+
 test('limits match their settings exactly: one under passes, one over is refused', async () => {
   const { server, target } = await serve([
     '--limit-request-line',

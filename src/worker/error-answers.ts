@@ -46,8 +46,9 @@ export function answerError(res: ServerResponse, status: ErrorStatus, onSent?: (
  * (a body nobody will use). If the response has started, only closing is left.
  */
 export function refuse(res: ServerResponse, status: ErrorStatus): void {
-  const sock = res.socket;
-  if (!sock) return; // a response queued behind a pipelined one has no socket yet
+  // A response queued behind a pipelined one has no socket yet: node:http sends it once the
+  // one before is done, on the request's socket.
+  const sock = res.socket ?? res.req.socket;
   answerError(res, status, () => {
     // Stop reading what is left of the request; give the client a moment to read our
     // answer (closing with unread data sends a reset that can destroy it), then close.
