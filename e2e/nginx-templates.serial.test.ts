@@ -16,6 +16,7 @@ import { fillTemplate } from '../src/deploy/template.js';
 import { lookupGid } from '../src/deploy/proxy-access.js';
 import { nginxMainConf } from '../src/deploy/nginx-site.js';
 import { PROXY_USER } from './nginx-cases.js';
+import { shopTemplateValues } from '../test/helpers/init.js';
 
 test.after(cleanup);
 
@@ -32,22 +33,13 @@ const template = (file: string) => readFileSync(join(ROOT, 'nginx', file), 'utf8
 /** What someone filling the templates by hand gives: no TLS, no static files, one listen address. */
 function values(name: string, socket: string, listen: string) {
   return {
+    ...shopTemplateValues,
     name,
     socket,
-    pool: true,
     keepalive_connections: 8,
-    keepalive_timeout: 4,
-    app_keep_alive: 5,
-    app_timeout: 30,
-    connect_timeout: 5,
-    read_timeout: 60,
-    server_name: '_',
     client_max_body_size: '1m',
     listen_http: [{ address: listen }],
     listen_https: [],
-    tls: false,
-    static: false,
-    failover: false,
     generated: false,
   };
 }

@@ -6,10 +6,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { cleanup, ROOT, runCli, tempDir } from './helpers/server.js';
+import { cleanup, ROOT } from './helpers/server.js';
+import { initAppDir, initDryRun, shopTemplateValues } from './helpers/init.js';
 import { hasCommand, testWithTool } from './helpers/tools.js';
 import { fillTemplate, templateNames, type TemplateScope } from '../src/deploy/template.js';
 
@@ -17,23 +18,6 @@ test.after.each(cleanup);
 
 const TEMPLATES = ['site.conf', 'websocket-map.conf', 'upstream.conf', 'proxy-params.conf'];
 const template = (file: string) => readFileSync(join(ROOT, 'nginx', file), 'utf8');
-
-function appDir(): string {
-  const dir = tempDir('wspk-tpl-');
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'shop', main: 'server.mjs' }));
-  writeFileSync(join(dir, 'server.mjs'), 'export default (req, res) => res.end("hi");\n');
-  return dir;
-}
-
-/** The files of an `init --dry-run`, by path below the output directory. */
-async function dryRun(args: string[], cwd = appDir()): Promise<Record<string, string>> {
-  const r = await runCli(['init', '--dry-run', ...args], { cwd });
-  assert.is(r.code, 0, r.stderr);
-  const files: Record<string, string> = {};
-  for (const part of r.stdout.split(/^# ---- /m).filter(Boolean))
-    files[part.slice(0, part.indexOf('\n')).split('/deploy/')[1]!] = part.slice(part.indexOf('\n') + 1).replace(/\n$/, '');
-  return files;
-}
 
 /** site.conf filled, each `include ws-proxy-kit/NAME/FILE;` replaced by that file filled (indented like the include). */
 function fromTemplates(values: TemplateScope, replace: Record<string, string> = {}): string {
@@ -43,37 +27,16 @@ function fromTemplates(values: TemplateScope, replace: Record<string, string> = 
   );
 }
 
-/** What a one-host site with init's defaults fills in: 3 workers, --keep-alive 5, --timeout 30. */
-const defaults = {
-  name: 'shop',
-  socket: '/run/shop/app.sock',
-  pool: true,
-  keepalive_connections: 12,
-  keepalive_timeout: 4,
-  app_keep_alive: 5,
-  app_timeout: 30,
-  connect_timeout: 5,
-  read_timeout: 60,
-  server_name: '_',
-  client_max_body_size: '10m',
-  listen_http: [{ address: '80' }, { address: '[::]:80' }],
-  listen_https: [{ address: '443' }, { address: '[::]:443' }],
-  tls: false,
-  static: false,
-  failover: false,
-  generated: true,
-  command: 'ws-proxy-kit init',
-  generated_with: 'the units and the config file generated with it',
-};
+const defaults = shopTemplateValues;
 
 test("init's site is nginx/site.conf with its includes, filled with the flags' values", async () => {
-  const files = await dryRun(['--workers', '3']);
+  const files = await initDryRun(['--workers', '3']);
   assert.fixture(files['shop.nginx.conf']!, fromTemplates(defaults));
 });
 
 test("init's site from the templates: TLS, static files, no keepalive pool, longer timeouts", async () => {
-  const dir = appDir();
-  const files = await dryRun(
+  const dir = initAppDir();
+  const files = await initDryRun(
     [
       ...['--workers', '2', '--tls', '--server-name', 'shop.example.com www.shop.example.com', '--static', 'public/'],
       ...['--keep-alive', '1', '--timeout', '100', '--client-max-body-size', '64m', '--socket', '/srv/shop/app.sock'],
@@ -103,7 +66,7 @@ test("init's site from the templates: TLS, static files, no keepalive pool, long
 });
 
 test("kubernetes: the ConfigMap's site is the same templates, listening on the pod's port", async () => {
-  const files = await dryRun(['--target', 'kubernetes']);
+  const files = await initDryRun(['--target', 'kubernetes']);
   const configMap = parseAllDocuments(files['shop.k8s.yaml']!)[0]!.toJS() as { data: Record<string, string> };
   assert.fixture(
     configMap.data['default.conf']!,
@@ -118,7 +81,7 @@ test("kubernetes: the ConfigMap's site is the same templates, listening on the p
 });
 
 test('hosts: the same templates around its own upstream, with failover and a 2 s connect timeout', async () => {
-  const files = await dryRun(['--target', 'hosts', '--hosts', '10.0.0.2:8000,10.0.0.3:8000', '--proxy-address', '10.0.0.1']);
+  const files = await initDryRun(['--target', 'hosts', '--hosts', '10.0.0.2:8000,10.0.0.3:8000', '--proxy-address', '10.0.0.1']);
   const site = files['shop.nginx.conf']!;
   const upstream = /^# The app hosts:[^]*?\n}\n/m.exec(site)?.[0];
   assert.ok(upstream, site);
