@@ -5,9 +5,9 @@
 import { ConfigError } from '../config/load.js';
 import { settingsByName, type SettingName } from '../config/settings.js';
 
-export type ConfigValue = string | number | boolean | readonly string[];
+type ConfigValue = string | number | boolean | readonly string[];
 
-export interface ConfigEntry {
+interface ConfigEntry {
   setting: SettingName;
   value: ConfigValue;
   /** Why init chose this value, when it follows from the rest of the deployment. */

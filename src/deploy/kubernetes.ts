@@ -85,7 +85,7 @@ export function appArgs(o: KubernetesOptions): string[] {
 }
 
 /** The pod's nginx site (nginx/site.conf, as for one host), listening on NGINX_PORT. */
-export function renderPodSite(o: KubernetesOptions): string {
+function renderPodSite(o: KubernetesOptions): string {
   return renderNginxSite(
     { ...o, serverName: '_', tls: false, listenHttp: [String(NGINX_PORT)] },
     { command: 'ws-proxy-kit init --target kubernetes', generatedWith: "the app container's command line in the same Deployment" },

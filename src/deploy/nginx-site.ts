@@ -31,7 +31,7 @@ export interface SiteVariant {
 }
 
 /** The files site.conf includes, in the order it includes them. */
-export const SITE_INCLUDES = ['websocket-map.conf', 'upstream.conf', 'proxy-params.conf'] as const;
+const SITE_INCLUDES = ['websocket-map.conf', 'upstream.conf', 'proxy-params.conf'] as const;
 
 /** nginx's upstream keepalive_timeout: below the app's keep-alive so nginx closes idle connections first. */
 export function upstreamKeepaliveTimeout(keepAlive: number): number {
@@ -44,7 +44,7 @@ export function proxyReadTimeout(timeout: number): number {
 }
 
 /** The value of every placeholder in nginx/*.conf for these options. */
-export function siteTemplateValues(o: NginxSiteOptions, v: SiteVariant = {}): TemplateScope {
+function siteTemplateValues(o: NginxSiteOptions, v: SiteVariant = {}): TemplateScope {
   const listen = (addresses: readonly string[]) => addresses.map((address) => ({ address }));
   const firstName = o.serverName.split(/\s+/)[0] ?? o.serverName;
   return {
@@ -74,7 +74,7 @@ export function siteTemplateValues(o: NginxSiteOptions, v: SiteVariant = {}): Te
 }
 
 /** nginx/FILE filled with `values`. */
-export function renderNginxTemplate(file: string, values: TemplateScope): string {
+function renderNginxTemplate(file: string, values: TemplateScope): string {
   return fillTemplate(nginxTemplate(file), values, `nginx/${file}`);
 }
 
@@ -82,7 +82,7 @@ export function renderNginxTemplate(file: string, values: TemplateScope): string
  * `site` with each `include ws-proxy-kit/NAME/FILE;` line replaced by `files[FILE]`, indented
  * like the line. An include of anything else is left alone; one of a file not given is an error.
  */
-export function inlineIncludes(site: string, name: string, files: Readonly<Record<string, string>>): string {
+function inlineIncludes(site: string, name: string, files: Readonly<Record<string, string>>): string {
   const include = new RegExp(`^([ \\t]*)include ws-proxy-kit/${name}/([\\w.-]+);[ \\t]*$`);
   return site
     .split('\n')

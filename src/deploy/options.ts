@@ -111,7 +111,7 @@ export function outputDir(flags: Pick<InitFlags, 'out'>, cwd: string): string {
 }
 
 /** A setting init's files must agree on: as given to init, else the table's default. */
-export function settingValue(name: (typeof ALIGNED_SETTINGS)[number], given: AlignedSettings): number {
+function settingValue(name: (typeof ALIGNED_SETTINGS)[number], given: AlignedSettings): number {
   return given[name] ?? (settingsByName.get(name)!.default as number);
 }
 

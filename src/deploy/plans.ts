@@ -9,5 +9,3 @@ export const deployPlans = {
   kubernetes: kubernetesPlan,
   hosts: hostsPlan,
 } as const satisfies Record<string, DeployPlan>;
-
-export type DeployTarget = keyof typeof deployPlans;

@@ -9,11 +9,11 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-export type TemplateValue = string | number | boolean | readonly TemplateScope[];
+type TemplateValue = string | number | boolean | readonly TemplateScope[];
 export type TemplateScope = { readonly [name: string]: TemplateValue };
 
 /** The templates' folder: nginx/ at the package root, from src/deploy/ and dist/deploy/ alike. */
-export const NGINX_TEMPLATE_DIR = fileURLToPath(new URL('../../nginx/', import.meta.url));
+const NGINX_TEMPLATE_DIR = fileURLToPath(new URL('../../nginx/', import.meta.url));
 
 const cache = new Map<string, string>();
 
