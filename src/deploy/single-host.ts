@@ -27,7 +27,7 @@ function renderSingleHostConfig(o: DeployOptions): string {
         value: [`unix:${o.socketPath}`],
         why: `The socket nginx's upstream points at. Under systemd, ${o.name}.socket creates it and the service passes --bind systemd (socket activation); run by hand, ws-proxy-kit binds it.`,
       },
-      { setting: 'socketMode', value: '0660', why: "0660 and nginx's group: nginx's workers can connect, other local users cannot." },
+      { setting: 'socketMode', value: '0660' },
       { setting: 'socketGroup', value: o.proxyGroup },
       ...(controlDir
         ? [
