@@ -20,7 +20,7 @@ import { startLoad, failures } from '../test/helpers/load.js';
 import { testWithTool } from '../test/helpers/tools.js';
 import { nginxMainConf } from '../src/deploy/nginx-site.js';
 import { kubernetesManifests, appArgs, SOCKET_GID, APP_UID, type KubernetesOptions } from '../src/deploy/kubernetes.js';
-import { containersMissing, NGINX_IMAGE, type BindMount, projectMount } from './helpers/containers.js';
+import { containersMissing, NGINX_IMAGE, type BindMount, projectMount, linkedNodeModulesMounts } from './helpers/containers.js';
 
 test.after.each(cleanup);
 
@@ -74,6 +74,7 @@ function appCommand(slot: number): string[] {
 function startApp(socketDir: string, slot: number): Promise<StartedTestContainer> {
   const binds: BindMount[] = [
     projectMount(),
+    ...linkedNodeModulesMounts(),
     { source: process.execPath, target: '/usr/bin/node', mode: 'ro' },
     { source: socketDir, target: '/run/shop', mode: 'rw' },
   ];

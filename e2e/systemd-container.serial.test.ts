@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type { StartedTestContainer } from 'testcontainers';
 import { cleanup, request, tempDir, until } from '../test/helpers/server.js';
 import { testWithTool } from '../test/helpers/tools.js';
-import { generateFiles } from '../src/cli/init.js';
+import { singleHostPlan } from '../src/deploy/single-host.js';
 import {
   containersMissing,
   sh,
@@ -45,7 +45,7 @@ const missing = process.getuid?.() !== 0 ? 'needs root (the Docker engine)' : co
 let container: StartedTestContainer;
 let hostShared = '';
 let nginx: { socketPath: string };
-const files = new Map(generateFiles(deploy).map((f) => [f.name, f.content]));
+const files = new Map(singleHostPlan.files(deploy).map((f) => [f.name, f.content]));
 
 /** Last Key=value of a rendered unit. */
 function unitValue(unit: string, key: string): string | undefined {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { StartedTestContainer } from 'testcontainers';
 import { cleanup, tempDir, until } from '../test/helpers/server.js';
 import { testWithTool } from '../test/helpers/tools.js';
-import { generateFiles } from '../src/cli/init.js';
+import { singleHostPlan } from '../src/deploy/single-host.js';
 import {
   containersMissing,
   sh,
@@ -54,7 +54,7 @@ test.before(async () => {
   const shared = tempDir('wspk-e2e-notify-reload-');
   chmodSync(shared, 0o755);
   mkdirSync(join(shared, 'deploy'));
-  for (const f of generateFiles(deploy))
+  for (const f of singleHostPlan.files(deploy))
     writeFileSync(join(shared, 'deploy', f.name), f.name === SERVICE ? notifyReloadUnit(f.content) : f.content);
   container = await startSystemdContainer({
     image: SYSTEMD_BPO_IMAGE,

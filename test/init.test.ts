@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { cleanup, runCli, startServer, tempDir } from './helpers/server.js';
 import { hasCommand, testWithTool } from './helpers/tools.js';
 import { renderNginxSite } from '../src/deploy/nginx-site.js';
-import { inferApp, serviceName } from '../src/cli/init.js';
+import { inferApp, serviceName } from '../src/deploy/options.js';
 
 test.after.each(cleanup);
 

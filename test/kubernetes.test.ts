@@ -12,31 +12,13 @@ import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
-import { cleanup, runCli, tempDir } from './helpers/server.js';
+import { cleanup, runCli } from './helpers/server.js';
+import { initAppDir, initDryRun } from './helpers/init.js';
 import { hasCommand, testWithTool } from './helpers/tools.js';
 import { nginxMainConf } from '../src/deploy/nginx-site.js';
 import { ENDPOINTS_PROPAGATION, HEALTH_PORT, SOCKET_GID } from '../src/deploy/kubernetes.js';
 
 test.after.each(cleanup);
-
-function appDir(): string {
-  const dir = tempDir('wspk-k8s-');
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'shop', main: 'server.mjs' }));
-  writeFileSync(join(dir, 'server.mjs'), 'export default (req, res) => res.end("hi");\n');
-  return dir;
-}
-
-/** The files of an `init --dry-run` run, by base name. */
-async function dryRun(args: string[], cwd = appDir()): Promise<Record<string, string>> {
-  const r = await runCli(['init', '--dry-run', ...args], { cwd });
-  assert.is(r.code, 0, r.stderr);
-  const files: Record<string, string> = {};
-  for (const part of r.stdout.split(/^# ---- /m).filter(Boolean)) {
-    const name = part.slice(0, part.indexOf('\n')).split('/deploy/')[1]!;
-    files[name] = part.slice(part.indexOf('\n') + 1);
-  }
-  return files;
-}
 
 function nginxTest(site: string): { ok: boolean; output: string } {
   const dir = mkdtempSync(join(tmpdir(), 'wspk-k8s-nginx-'));
@@ -55,7 +37,7 @@ function nginxTest(site: string): { ok: boolean; output: string } {
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 async function manifests(args: string[] = []): Promise<Obj[]> {
-  const files = await dryRun(['--target', 'kubernetes', '--image', 'registry.example/shop:1', ...args]);
+  const files = await initDryRun(['--target', 'kubernetes', '--image', 'registry.example/shop:1', ...args]);
   assert.equal(Object.keys(files), ['shop.k8s.yaml']);
   const docs = parseAllDocuments(files['shop.k8s.yaml']!);
   for (const d of docs) assert.equal(d.errors, [], 'valid YAML');
@@ -155,14 +137,14 @@ test("kubernetes: the app's command line is accepted by the real CLI", async () 
   const app = deployment!.spec.template.spec.containers[0];
   const args = [...(app.args as string[])];
   // --print-config validates every flag and exits without starting.
-  const r = await runCli([...args.slice(1), '--print-config'], { cwd: appDir() });
+  const r = await runCli([...args.slice(1), '--print-config'], { cwd: initAppDir('wspk-k8s-') });
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, /^drain-seconds\s+10\s+command line/m);
   assert.match(r.stdout, /^health-bind\s+0\.0\.0\.0:9000\s+command line/m);
 });
 
 test('kubernetes: a drain window shorter than Kubernetes needs is refused with a sentence', async () => {
-  const r = await runCli(['init', '--dry-run', '--target', 'kubernetes', '--drain-seconds', '3'], { cwd: appDir() });
+  const r = await runCli(['init', '--dry-run', '--target', 'kubernetes', '--drain-seconds', '3'], { cwd: initAppDir('wspk-k8s-') });
   assert.is.not(r.code, 0);
   assert.match(r.stderr, /--drain-seconds 3 is shorter than Kubernetes needs/);
 });
@@ -179,7 +161,7 @@ testWithTool(
 );
 
 test('hosts: upstream over every host with failover and keepalive; each host trusts only the nginx host', async () => {
-  const files = await dryRun([
+  const files = await initDryRun([
     '--target',
     'hosts',
     '--hosts',
@@ -213,7 +195,9 @@ test('hosts: upstream over every host with failover and keepalive; each host tru
   assert.match(config, /forwardedAllowIps: \["10\.231\.0\.1"\]/);
   assert.match(config, /drainSeconds: 3,/);
   if (hasCommand('nginx', ['-v'])) assert.ok(nginxTest(site).ok, nginxTest(site).output);
-  const bad = await runCli(['init', '--dry-run', '--target', 'hosts', '--hosts', 'nope', '--proxy-address', '10.0.0.1'], { cwd: appDir() });
+  const bad = await runCli(['init', '--dry-run', '--target', 'hosts', '--hosts', 'nope', '--proxy-address', '10.0.0.1'], {
+    cwd: initAppDir('wspk-k8s-'),
+  });
   assert.match(bad.stderr, /HOST:PORT/);
 });
 

@@ -3,7 +3,8 @@
 // (built from debootstrap), never pulled. Every container is removed by the test that
 // started it: the start functions register its removal with onCleanup.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { GenericContainer, Wait, type StartedTestContainer } from 'testcontainers';
 import { onCleanup, ROOT } from '../../test/helpers/server.js';
 import type { NginxSiteOptions } from '../../src/deploy/nginx-site.js';
@@ -37,6 +38,19 @@ export function projectMount(target = ROOT): BindMount {
     onCleanup(() => chmodSync(ROOT, mode));
   }
   return { source: ROOT, target, mode: 'ro' };
+}
+
+/**
+ * node_modules when it is a symlink out of the project (a git worktree that shares another
+ * checkout's): the project mount carries only the link, so mount what it points to at the
+ * path the link names inside the container (`projectTarget`: where the project is mounted).
+ */
+export function linkedNodeModulesMounts(projectTarget = ROOT): BindMount[] {
+  const link = join(ROOT, 'node_modules');
+  if (!lstatSync(link, { throwIfNoEntry: false })?.isSymbolicLink()) return [];
+  const source = realpathSync(link);
+  if (source.startsWith(ROOT + '/')) return [];
+  return [{ source, target: resolve(projectTarget, readlinkSync(link)), mode: 'ro' }];
 }
 
 const SETUP_HINT = 'run `sudo e2e/containers/setup.sh` (starts the engine, builds the images)';
@@ -157,6 +171,7 @@ export function systemdSuiteBinds(hostShared: string): BindMount[] {
   return [
     { source: process.execPath, target: '/usr/bin/node', mode: 'ro' },
     projectMount(CONTAINER_PROJECT),
+    ...linkedNodeModulesMounts(CONTAINER_PROJECT),
     { source: hostShared, target: CONTAINER_SHARED, mode: 'rw' },
   ];
 }

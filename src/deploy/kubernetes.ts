@@ -8,11 +8,15 @@
 //   up through the drain window, then quits gracefully (it waits for in-flight requests).
 //
 // Tested by test/kubernetes.test.ts (schema validation) and e2e/k8s-pod.serial.test.ts.
+import { join } from 'node:path';
 import { Document } from 'yaml';
-import type { DeployOptions } from './options.js';
-import { renderNginxSite } from './nginx-site.js';
+import { ConfigError } from '../config/load.js';
+import { renderNginxSite, type NginxSiteOptions } from './nginx-site.js';
+import { deployOptionsFrom, type DeployOptions } from './options.js';
+import type { DeployPlan } from './plan.js';
+import { nginxCheck } from './validate.js';
 
-export interface KubernetesOptions extends DeployOptions {
+export interface KubernetesOptions extends NginxSiteOptions {
   /** The app's container image (it holds the app and node_modules/ws-proxy-kit under /app). */
   image: string;
   /** nginx image running as a non-root user, so fsGroup reaches its workers (see below). */
@@ -80,6 +84,14 @@ export function appArgs(o: KubernetesOptions): string[] {
   ];
 }
 
+/** The pod's nginx site (nginx/site.conf, as for one host), listening on NGINX_PORT. */
+function renderPodSite(o: KubernetesOptions): string {
+  return renderNginxSite(
+    { ...o, serverName: '_', tls: false, listenHttp: [String(NGINX_PORT)] },
+    { command: 'ws-proxy-kit init --target kubernetes', generatedWith: "the app container's command line in the same Deployment" },
+  );
+}
+
 type Manifest = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string> }; [k: string]: unknown };
 
 /** The manifests, as plain objects in apply order. */
@@ -88,14 +100,13 @@ export function kubernetesManifests(o: KubernetesOptions): Manifest[] {
   const selector = { 'app.kubernetes.io/name': o.name };
   const dir = socketDir(o);
   const socketVolume = { name: 'app-socket', mountPath: dir };
-  const nginxSite = renderNginxSite({ ...o, serverName: '_', tls: false, listenHttp: [String(NGINX_PORT)] });
   const mb = (n: number) => `${n}Mi`;
 
   const configMap: Manifest = {
     apiVersion: 'v1',
     kind: 'ConfigMap',
     metadata: { name: `${o.name}-nginx`, labels },
-    data: { 'default.conf': nginxSite },
+    data: { 'default.conf': renderPodSite(o) },
   };
 
   const deployment: Manifest = {
@@ -194,7 +205,7 @@ export function kubernetesManifests(o: KubernetesOptions): Manifest[] {
 /** The manifests as one multi-document YAML file, each with a comment saying what it is for. */
 export function renderKubernetes(o: KubernetesOptions): string {
   const notes: Record<string, string> = {
-    ConfigMap: ` The nginx site (the same renderer as the systemd recipe), mounted as nginx's conf.d.`,
+    ConfigMap: ` The nginx site (nginx/site.conf, as for one host), mounted as nginx's conf.d.`,
     Deployment: [
       ` ${o.name}: nginx and ws-proxy-kit in one pod, sharing ${o.socketPath} through an emptyDir.`,
       ` Stop timeline: SIGTERM -> /ready answers 503 (pod leaves the endpoints within`,
@@ -213,3 +224,39 @@ export function renderKubernetes(o: KubernetesOptions): string {
     })
     .join('---\n');
 }
+
+export const kubernetesPlan: DeployPlan<KubernetesOptions> = {
+  target: 'kubernetes',
+
+  options(flags, cwd, settings) {
+    const drainSeconds = settings.drainSeconds ?? 10;
+    if (drainSeconds < minimumDrainSeconds()) {
+      throw new ConfigError(
+        `--drain-seconds ${drainSeconds} is shorter than Kubernetes needs to stop routing to a stopping pod (${minimumDrainSeconds()} s: readiness probes, then endpoint updates). Use at least ${minimumDrainSeconds()}.`,
+      );
+    }
+    const replicas = flags.replicas === undefined ? 2 : Number(flags.replicas);
+    if (!Number.isInteger(replicas) || replicas < 1 || replicas > 1000)
+      throw new ConfigError(`--replicas ${flags.replicas}: give an integer from 1 to 1000.`);
+    const o = deployOptionsFrom(flags, cwd, settings);
+    return {
+      ...o,
+      workers: flags.workers === undefined ? 2 : o.workers,
+      // Paths inside the app image, not on this machine.
+      workingDirectory: '/app',
+      cliPath: '/app/node_modules/ws-proxy-kit/dist/cli/main.js',
+      nodePath: 'node',
+      image: flags.image ?? `${o.name}:latest`,
+      nginxImage: flags.nginxImage ?? 'nginxinc/nginx-unprivileged:1.27-alpine',
+      replicas,
+      drainSeconds,
+    };
+  },
+
+  files: (o) => [{ name: `${o.name}.k8s.yaml`, content: renderKubernetes(o) }],
+
+  validate: (_files, o) => [nginxCheck({ ...o, tls: false }, renderPodSite)],
+
+  nextSteps: (_o, files, outDir) =>
+    `Next: build an image with the app and node_modules/ws-proxy-kit in /app, then\n  kubectl apply -f ${join(outDir, files[0]!.name)}\n`,
+};

@@ -1,7 +1,9 @@
-// Renders the nginx site for a deployment: the file goes in /etc/nginx/sites-available
-// (it is included inside nginx's `http {}` block). Every directive says why it is there,
-// so the generated file doubles as documentation. See nginx/README.md.
+// The nginx site of a deployment, rendered from the templates in nginx/: site.conf, with
+// the three files it includes (websocket-map.conf, upstream.conf, proxy-params.conf)
+// filled with the same values and written inline, so the site is one file. Every value
+// below is a placeholder of those files (nginx/README.md lists them).
 import type { DeployOptions } from './options.js';
+import { fillTemplate, nginxTemplate, type TemplateScope } from './template.js';
 
 export interface NginxSiteOptions extends DeployOptions {
   /** Directory served by nginx itself at /static/ (absolute path), if any. */
@@ -14,6 +16,23 @@ export interface NginxSiteOptions extends DeployOptions {
   tlsCertificateKey?: string;
 }
 
+/** What a target changes in the site beyond the options: its upstream, failover, provenance. */
+export interface SiteVariant {
+  /** The upstream block in place of nginx/upstream.conf (the hosts target's, over TCP). */
+  upstream?: string;
+  /** proxy_connect_timeout in seconds (default 5: a local socket). */
+  connectTimeout?: number;
+  /** proxy_next_upstream to the next server for requests that were not sent (several hosts). */
+  failover?: boolean;
+  /** The command line that generated the site, for its header. */
+  command?: string;
+  /** What the site agrees with, for its header. */
+  generatedWith?: string;
+}
+
+/** The files site.conf includes, in the order it includes them. */
+const SITE_INCLUDES = ['websocket-map.conf', 'upstream.conf', 'proxy-params.conf'] as const;
+
 /** nginx's upstream keepalive_timeout: below the app's keep-alive so nginx closes idle connections first. */
 export function upstreamKeepaliveTimeout(keepAlive: number): number {
   return Math.max(1, Math.ceil(keepAlive) - 1);
@@ -24,167 +43,70 @@ export function proxyReadTimeout(timeout: number): number {
   return Math.max(60, Math.ceil(timeout) + 5);
 }
 
-const indent = (text: string, n: number): string =>
-  text
+/** The value of every placeholder in nginx/*.conf for these options. */
+function siteTemplateValues(o: NginxSiteOptions, v: SiteVariant = {}): TemplateScope {
+  const listen = (addresses: readonly string[]) => addresses.map((address) => ({ address }));
+  const firstName = o.serverName.split(/\s+/)[0] ?? o.serverName;
+  return {
+    name: o.name,
+    socket: o.socketPath,
+    pool: o.keepAlive > 1,
+    keepalive_connections: Math.max(8, o.workers * 4),
+    keepalive_timeout: upstreamKeepaliveTimeout(o.keepAlive),
+    app_keep_alive: o.keepAlive,
+    app_timeout: o.timeout,
+    connect_timeout: v.connectTimeout ?? 5,
+    read_timeout: proxyReadTimeout(o.timeout),
+    server_name: o.serverName,
+    client_max_body_size: o.clientMaxBodySize,
+    listen_http: listen(o.listenHttp ?? ['80', '[::]:80']),
+    listen_https: listen(o.listenHttps ?? ['443', '[::]:443']),
+    tls: o.tls,
+    ssl_certificate: o.tlsCertificate ?? `/etc/letsencrypt/live/${firstName}/fullchain.pem`,
+    ssl_certificate_key: o.tlsCertificateKey ?? `/etc/letsencrypt/live/${firstName}/privkey.pem`,
+    static: o.staticDir !== undefined,
+    ...(o.staticDir !== undefined ? { static_dir: o.staticDir.replace(/\/+$/, '') } : {}),
+    failover: v.failover ?? false,
+    generated: true,
+    command: v.command ?? 'ws-proxy-kit init',
+    generated_with: v.generatedWith ?? 'the units and the config file generated with it',
+  };
+}
+
+/** nginx/FILE filled with `values`. */
+function renderNginxTemplate(file: string, values: TemplateScope): string {
+  return fillTemplate(nginxTemplate(file), values, `nginx/${file}`);
+}
+
+/**
+ * `site` with each `include ws-proxy-kit/NAME/FILE;` line replaced by `files[FILE]`, indented
+ * like the line. An include of anything else is left alone; one of a file not given is an error.
+ */
+function inlineIncludes(site: string, name: string, files: Readonly<Record<string, string>>): string {
+  const include = new RegExp(`^([ \\t]*)include ws-proxy-kit/${name}/([\\w.-]+);[ \\t]*$`);
+  return site
     .split('\n')
-    .map((l) => (l ? ' '.repeat(n) + l : l))
+    .map((line) => {
+      const m = include.exec(line);
+      if (!m) return line;
+      const text = files[m[2]!];
+      if (text === undefined) throw new Error(`nginx/site.conf includes ${m[2]}, which is not one of ${Object.keys(files).join(', ')}`);
+      return text
+        .replace(/\n$/, '')
+        .split('\n')
+        .map((l) => (l ? m[1]! + l : l))
+        .join('\n');
+    })
     .join('\n');
-
-function upstreamBlock(o: NginxSiteOptions): string {
-  const pooled = o.keepAlive > 1;
-  const lines = [
-    `# The app: ws-proxy-kit workers all accept on this one UNIX socket (no TCP port to protect).`,
-    `upstream ${o.name} {`,
-    `    # One server; max_fails=0: never mark it down. During a restart connections wait in the`,
-    `    # socket's listen backlog instead of failing.`,
-    `    server unix:${o.socketPath} max_fails=0;`,
-  ];
-  if (pooled) {
-    lines.push(
-      `    # Reuse connections to the app instead of one connect per request (needs`,
-      `    # proxy_http_version 1.1 and an empty Connection header, set below).`,
-      `    # Idle connections kept per nginx worker process:`,
-      `    keepalive ${Math.max(8, o.workers * 4)};`,
-      `    # Below the app's --keep-alive (${o.keepAlive} s): the side that closes an idle connection`,
-      `    # must be nginx, or a request sent just as the app closes it would fail (docs/decisions.md).`,
-      `    keepalive_timeout ${upstreamKeepaliveTimeout(o.keepAlive)}s;`,
-    );
-  } else {
-    lines.push(`    # No keepalive pool: the app's --keep-alive (${o.keepAlive} s) is too short to reuse connections safely.`);
-  }
-  lines.push('}');
-  return lines.join('\n');
-}
-
-function proxyDirectives(o: NginxSiteOptions): string {
-  return [
-    `# HTTP/1.1 to the app: required for upstream keepalive and for WebSocket upgrades.`,
-    `proxy_http_version 1.1;`,
-    `# "upgrade" for WebSocket handshakes, empty otherwise so the connection stays in the`,
-    `# keepalive pool (nginx would send "Connection: close" by default).`,
-    `proxy_set_header Upgrade $http_upgrade;`,
-    `proxy_set_header Connection $connection_upgrade;`,
-    `# The host the client asked for (proxy_pass would send the upstream's name).`,
-    `proxy_set_header Host $host;`,
-    `# nginx is the edge: the client address is the peer nginx sees. Overwriting (rather than`,
-    `# appending to) X-Forwarded-For means a client cannot forge it. Behind another proxy, use`,
-    `# $proxy_add_x_forwarded_for and set_real_ip_from instead.`,
-    `proxy_set_header X-Forwarded-For $remote_addr;`,
-    `proxy_set_header X-Real-IP $remote_addr;`,
-    `# Scheme, host and port the client used, so the app builds correct absolute URLs and`,
-    `# knows a request came over TLS.`,
-    `proxy_set_header X-Forwarded-Proto $scheme;`,
-    `proxy_set_header X-Forwarded-Host $host;`,
-    `proxy_set_header X-Forwarded-Port $server_port;`,
-    `# One id per request, in nginx's and the app's access logs alike.`,
-    `proxy_set_header X-Request-Id $request_id;`,
-    ``,
-    `# Connecting to a local socket is instant; a slow connect means the backlog is full.`,
-    `proxy_connect_timeout 5s;`,
-    `# Longer than the app's --timeout (${o.timeout} s): a stuck worker is killed and logged by`,
-    `# ws-proxy-kit before nginx gives up. WebSocket connections idle longer than this are`,
-    `# closed: have the app ping more often.`,
-    `proxy_read_timeout ${proxyReadTimeout(o.timeout)}s;`,
-    `proxy_send_timeout 60s;`,
-    ``,
-    `# Buffering on (nginx's default, stated on purpose): nginx reads the whole request body`,
-    `# and absorbs the response, so a slow client never holds an app worker. Responses that`,
-    `# must stream (server-sent events, long polls) send "X-Accel-Buffering: no".`,
-    `proxy_buffering on;`,
-    `proxy_request_buffering on;`,
-    `# Only nginx's own errors (app down) get the error page; the app's 5xx pass through.`,
-    `proxy_intercept_errors off;`,
-    `proxy_pass http://${o.name};`,
-  ].join('\n');
-}
-
-function serverBody(o: NginxSiteOptions): string {
-  const parts = [
-    `server_name ${o.serverName};`,
-    ``,
-    `# Largest request body; bigger gets 413 from nginx before the app sees it.`,
-    `client_max_body_size ${o.clientMaxBodySize};`,
-    ``,
-    `# While the app is down or restarting past the backlog, answer a short 503 page with`,
-    `# Retry-After rather than nginx's bare 502.`,
-    `# ("=503": the status nginx sends; without it the original 502 would stay.)`,
-    `error_page 502 503 =503 @${o.name}_unavailable;`,
-    `location @${o.name}_unavailable {`,
-    `    default_type text/html;`,
-    `    add_header Retry-After 5 always;`,
-    `    return 503 '<!doctype html><title>Service unavailable</title><h1>Service unavailable</h1><p>${o.name} is restarting; please retry in a few seconds.</p>\\n';`,
-    `}`,
-  ];
-  if (o.staticDir) {
-    parts.push(
-      ``,
-      `# Static files served by nginx directly: no app worker involved. nginx's worker user`,
-      `# needs read access to ${o.staticDir} (and search access to its parents).`,
-      `location /static/ {`,
-      `    alias ${o.staticDir.replace(/\/+$/, '')}/;`,
-      `    expires 1h;`,
-      `    access_log off;`,
-      `}`,
-    );
-  }
-  parts.push(``, `location / {`, indent(proxyDirectives(o), 4), `}`);
-  return parts.join('\n');
 }
 
 /** The nginx site (a file for sites-available) for this deployment. */
-export function renderNginxSite(o: NginxSiteOptions): string {
-  const listenHttp = o.listenHttp ?? ['80', '[::]:80'];
-  const listenHttps = o.listenHttps ?? ['443', '[::]:443'];
-  const firstName = o.serverName.split(/\s+/)[0] ?? o.serverName;
-  const out = [
-    `# nginx site for ${o.name}, generated by \`ws-proxy-kit init\`. Regenerate rather than edit:`,
-    `# the socket path, user/group and timeouts here match the systemd units and`,
-    `# ws-proxy-kit.config.mjs generated with it. Goes in /etc/nginx/sites-available/.`,
-    ``,
-    `# $connection_upgrade: "upgrade" when the client asks for a WebSocket, else empty (which`,
-    `# keeps the upstream connection reusable). Identical maps in other sites are harmless.`,
-    `map $http_upgrade $connection_upgrade {`,
-    `    default upgrade;`,
-    `    ''      '';`,
-    `}`,
-    ``,
-    upstreamBlock(o),
-    ``,
-  ];
-  if (!o.tls) {
-    out.push(`server {`, ...listenHttp.map((l) => `    listen ${l};`), indent(serverBody(o), 4), `}`);
-  } else {
-    const cert = o.tlsCertificate ?? `/etc/letsencrypt/live/${firstName}/fullchain.pem`;
-    const key = o.tlsCertificateKey ?? `/etc/letsencrypt/live/${firstName}/privkey.pem`;
-    out.push(
-      `# Plain HTTP only redirects to HTTPS (ACME http-01 challenges excepted, so certbot renews).`,
-      `server {`,
-      ...listenHttp.map((l) => `    listen ${l};`),
-      `    server_name ${o.serverName};`,
-      `    location /.well-known/acme-challenge/ {`,
-      `        root /var/www/html;`,
-      `    }`,
-      `    location / {`,
-      `        return 301 https://$host$request_uri;`,
-      `    }`,
-      `}`,
-      ``,
-      `server {`,
-      `    # "listen ... ssl http2" works on Debian 12's nginx 1.22; nginx >= 1.25.1 prefers "http2 on;".`,
-      ...listenHttps.map((l) => `    listen ${l} ssl http2;`),
-      `    ssl_certificate ${cert};`,
-      `    ssl_certificate_key ${key};`,
-      `    # Modern protocols only; nginx's default ciphers are fine for these.`,
-      `    ssl_protocols TLSv1.2 TLSv1.3;`,
-      `    ssl_session_cache shared:ws_proxy_kit_tls:10m;`,
-      `    ssl_session_timeout 1d;`,
-      `    # Turn on HSTS once HTTPS works everywhere on this name (browsers remember it):`,
-      `    # add_header Strict-Transport-Security "max-age=63072000" always;`,
-      indent(serverBody(o), 4),
-      `}`,
-    );
-  }
-  return out.join('\n') + '\n';
+export function renderNginxSite(o: NginxSiteOptions, variant: SiteVariant = {}): string {
+  const values = siteTemplateValues(o, variant);
+  const pieces: Record<string, string> = {};
+  for (const file of SITE_INCLUDES) pieces[file] = renderNginxTemplate(file, values);
+  if (variant.upstream !== undefined) pieces['upstream.conf'] = variant.upstream;
+  return inlineIncludes(renderNginxTemplate('site.conf', values), o.name, pieces);
 }
 
 /**

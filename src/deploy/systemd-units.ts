@@ -17,6 +17,10 @@ export interface SystemdUnits {
 
 /** Seconds systemd gives a stop beyond our graceful timeout (the arbiter itself waits +1 s). */
 const STOP_MARGIN_SEC = 10;
+/** systemd's TimeoutStopSec for a graceful timeout: above it, so a graceful stop is never cut short. */
+export function timeoutStopSec(gracefulTimeout: number): number {
+  return Math.ceil(gracefulTimeout) + STOP_MARGIN_SEC;
+}
 /** Watchdog slack beyond --timeout: a hung worker is detected after `timeout`, then replaced (one boot). */
 const WATCHDOG_SLACK_SEC = 30;
 
@@ -44,10 +48,40 @@ function runtimeDirectoryOf(socketPath: string): string | null {
   return dir === null ? null : posix.relative('/run', dir);
 }
 
-function render(o: DeployOptions, names: RenderNames): { socketUnit: string; serviceUnit: string } {
+/** Where the .socket listens: the app's UNIX socket (default), or TCP on an app host that nginx reaches over the network. */
+export interface TcpListen {
+  /** HOST:PORT. */
+  bind: string;
+  /** The nginx host's address: the only peer the app trusts for X-Forwarded-*. */
+  proxyAddress: string;
+}
+
+/** The [Socket] lines up to Backlog=: the listening address, its name and, for a UNIX socket, its owner and mode. */
+function socketListen(o: DeployOptions, t: boolean, tcp: TcpListen | undefined): string {
+  const named = `# The app finds it with --bind systemd (or --bind systemd:app).
+FileDescriptorName=app
+`;
+  if (tcp)
+    return `# TCP, reached by nginx on the proxy host (${tcp.proxyAddress}). Firewall it to that host:
+# the app trusts X-Forwarded-For from ${tcp.proxyAddress} only.
+ListenStream=${plain(tcp.bind, t)}
+${named}`;
+  return `ListenStream=${plain(o.socketPath, t)}
+${named}# Owned by the app's user and nginx's group, mode 0660: nginx's workers can connect,
+# other local users cannot.
+SocketUser=${plain(o.user, t)}
+SocketGroup=${plain(o.proxyGroup, t)}
+SocketMode=0660
+# Missing parent directories are created root-owned with this mode; nginx needs to
+# traverse them (x), nothing else does.
+DirectoryMode=0755
+`;
+}
+
+function render(o: DeployOptions, names: RenderNames, listen?: TcpListen): { socketUnit: string; serviceUnit: string } {
   const t = names.template;
   const runtimeDir = runtimeDirectoryOf(o.socketPath);
-  const stopSec = Math.ceil(o.gracefulTimeout) + STOP_MARGIN_SEC;
+  const stopSec = timeoutStopSec(o.gracefulTimeout);
   const watchdogSec = (o.timeout > 0 ? Math.ceil(o.timeout) : 0) + WATCHDOG_SLACK_SEC;
   const underHome = /^\/(home|root|run\/user)(\/|$)/.test(o.workingDirectory);
   const what = t ? 'ws-proxy-kit app %i' : `ws-proxy-kit app ${o.name}`;
@@ -62,18 +96,7 @@ Description=Socket of the ${what}
 # connections would be refused during the restart.
 
 [Socket]
-ListenStream=${plain(o.socketPath, t)}
-# The app finds it with --bind systemd (or --bind systemd:app).
-FileDescriptorName=app
-# Owned by the app's user and nginx's group, mode 0660: nginx's workers can connect,
-# other local users cannot.
-SocketUser=${plain(o.user, t)}
-SocketGroup=${plain(o.proxyGroup, t)}
-SocketMode=0660
-# Missing parent directories are created root-owned with this mode; nginx needs to
-# traverse them (x), nothing else does.
-DirectoryMode=0755
-# Connections wait here while the app (re)starts.
+${socketListen(o, t, listen)}# Connections wait here while the app (re)starts.
 Backlog=2048
 
 [Install]
@@ -173,11 +196,11 @@ Also=${names.socketFile}
   return { socketUnit, serviceUnit };
 }
 
-/** The per-app pair `init` installs as NAME.socket and NAME.service. */
-export function renderSystemdUnits(o: DeployOptions): SystemdUnits {
+/** The per-app pair `init` installs as NAME.socket and NAME.service; `tcp` for an app host of the hosts target. */
+export function renderSystemdUnits(o: DeployOptions, tcp?: TcpListen): SystemdUnits {
   const socketFile = `${o.name}.socket`;
   const serviceFile = `${o.name}.service`;
-  const { socketUnit, serviceUnit } = render(o, { socketFile, serviceFile, template: false });
+  const { socketUnit, serviceUnit } = render(o, { socketFile, serviceFile, template: false }, tcp);
   return { socketUnit, serviceUnit, socketFile, serviceFile, socket: socketUnit, service: serviceUnit };
 }
 
