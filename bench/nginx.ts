@@ -24,7 +24,7 @@ function freePort(): Promise<number> {
 }
 
 /**
- * The fields the site of `ws-proxy-kit init` sets (src/deploy/nginx-site.ts), so that the nginx
+ * The fields the site of `ws-proxy-kit init` sets (nginx/proxy-params.conf), so that the nginx
  * path costs what a deployment pays: ws-proxy-kit trusts them and takes the request id; the
  * other servers receive them too and ignore them.
  */

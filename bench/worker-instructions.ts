@@ -93,7 +93,7 @@ for (const build of buildsFromArgs(values.cli, values.flags, ['--timeout', '600'
   });
 }
 
-/** What src/deploy/nginx-site.ts sets on every proxied request (values as nginx would fill them in). */
+/** What nginx/proxy-params.conf (the site of `ws-proxy-kit init`) sets on every proxied request (values as nginx would fill them in). */
 const PROXY_HEADERS: Record<string, string> = {
   'x-forwarded-for': '203.0.113.7',
   'x-real-ip': '203.0.113.7',
