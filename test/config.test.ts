@@ -4,9 +4,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfig, ConfigError, type LoadedConfig } from '../src/config/load.js';
+import { loadConfig, ConfigError, envLayer, type LoadedConfig } from '../src/config/load.js';
 import { parseArgs, splitCommandLine } from '../src/cli/args.js';
-import { settingsByName } from '../src/config/settings.js';
+import { settingsByName, settingsTable, envNamesOf, isConfigKey, type SettingDef } from '../src/config/settings.js';
 import { printConfig } from '../src/cli/print-config.js';
 import { formatBind } from '../src/listeners/bind-spec.js';
 import { tempDir, cleanup } from './helpers/server.js';
@@ -492,6 +492,59 @@ test('every setting reports its source; --print-config shows value and source', 
   assert.match(lines.timeout!, /^timeout\s+30\s+default$/);
   assert.match(lines.config!, /ws-proxy-kit\.config\.mjs/);
   assert.not.ok('print-config' in lines, '--print-config itself is not listed');
+});
+
+// ---- the table is the single source ----------------------------------------------
+
+test('each row says how it is given: its flag, variables, config key, positional and --no- form', async () => {
+  const rows = settingsTable as readonly SettingDef[];
+  for (const s of rows) {
+    for (const name of envNamesOf(s)) {
+      // Every variable a row names is read (a bad value would be its error, not "unknown variable").
+      const layer = envLayer({ [name]: 'x' });
+      assert.is(layer.get(s.name)?.source.where, name, `${name} sets ${s.name}`);
+    }
+  }
+  assert.equal(envNamesOf(settingsByName.get('workers')!), ['WS_PROXY_KIT_WORKERS', 'WEB_CONCURRENCY']);
+  assert.equal(envNamesOf(settingsByName.get('config')!), ['WS_PROXY_KIT_CONFIG']);
+  assert.equal(envNamesOf(settingsByName.get('printConfig')!), [], 'an action has no variable');
+  assert.equal(
+    rows.filter((s) => !isConfigKey(s)).map((s) => s.name),
+    ['config', 'printConfig'],
+  );
+  // The positional setting has no flag.
+  assert.match(
+    (() => {
+      try {
+        parseArgs(['--app', 'x.mjs'], { command: 'serve' });
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return 'accepted';
+    })(),
+    /^Unknown flag --app\./,
+  );
+  // offValue: --no-control-socket is --control-socket off; it takes no value itself.
+  const off = await load(['--no-control-socket']);
+  assert.is(off.settings.controlSocket, 'off');
+  assert.equal(off.sources.controlSocket, { origin: 'command line', where: '--control-socket' });
+  // display(): bind and socket mode read as written.
+  const shown = printConfig(await load(['-b', 'unix:/tmp/s.sock', '--socket-mode', '0o640']));
+  assert.match(shown, /^bind\s+unix:\/tmp\/s\.sock\s+command line: --bind$/m);
+  assert.match(shown, /^socket-mode\s+0640\s+command line: --socket-mode$/m);
+});
+
+test("a platform's variable counts only when not empty; ours count when empty (and WS_PROXY_KIT_* wins)", async () => {
+  let c = await load([], { FORWARDED_ALLOW_IPS: '10.0.0.0/8', WS_PROXY_KIT_FORWARDED_ALLOW_IPS: '192.168.0.1' });
+  assert.equal(c.settings.forwardedAllowIps, ['192.168.0.1']);
+  c = await load([], { FORWARDED_ALLOW_IPS: '10.0.0.0/8' });
+  assert.equal(c.settings.forwardedAllowIps, ['10.0.0.0/8']);
+  assert.equal(c.sources.forwardedAllowIps, { origin: 'environment', where: 'FORWARDED_ALLOW_IPS' });
+  c = await load([], { FORWARDED_ALLOW_IPS: '' });
+  assert.equal(c.settings.forwardedAllowIps, ['127.0.0.1', '::1']);
+  c = await load([], { WS_PROXY_KIT_ACCESS_LOGFILE: '' });
+  assert.is(c.settings.accessLogfile, null);
+  assert.is(c.sources.accessLogfile.where, 'WS_PROXY_KIT_ACCESS_LOGFILE');
 });
 
 test.run();

@@ -19,7 +19,7 @@ export interface ParsedArgs {
 function settingFlags(): Record<string, FlagSpec> {
   const flags: Record<string, FlagSpec> = {};
   for (const s of settingsTable as readonly SettingDef[]) {
-    if (s.name === 'app') continue; // positional
+    if (s.positional) continue;
     flags[s.name] = {
       type: s.kind === 'boolean' ? 'boolean' : 'string',
       ...(s.kind === 'list' ? { isMultiple: true } : {}),
@@ -103,7 +103,7 @@ export function helpText(command: string, extra: ExtraFlags = {}): string {
   const lines: string[] = [];
   const sections = new Map<string, string[]>();
   for (const s of settingsTable as readonly SettingDef[]) {
-    if (s.name === 'app') continue;
+    if (s.positional) continue;
     const flag = `${s.short ? `-${s.short}, ` : '    '}--${kebab(s.name)}${s.kind === 'boolean' ? '' : ' VALUE'}`;
     const list = sections.get(s.section) ?? [];
     list.push(`    ${flag.padEnd(36)} ${s.doc}`);
@@ -182,8 +182,13 @@ export function parseArgs(
 ): ParsedArgs {
   const extra = opts.extra ?? {};
   const flags = { ...settingFlags(), ...extra };
-  // Negative forms of value settings that mean "off".
-  const aliased = argv.map((a) => (a === '--no-control-socket' ? '--control-socket=off' : a));
+  // --no-<flag> of a setting that takes a value: its offValue.
+  const offForms = new Map(
+    (settingsTable as readonly SettingDef[]).flatMap((s) =>
+      s.offValue === undefined ? [] : [[`--no-${kebab(s.name)}`, `--${kebab(s.name)}=${s.offValue}`]],
+    ),
+  );
+  const aliased = argv.map((a) => offForms.get(a) ?? a);
   const { values, positionals } = readFlags(normalizeArgv(aliased, flags), flags, { command: opts.command, extra, origin: opts.origin });
   const layer: RawLayer = new Map();
   for (const s of settingsTable as readonly SettingDef[]) {

@@ -3,12 +3,16 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, type LoadedConfig, type RawLayer } from '../config/load.js';
+import { settingsTable, type SettingDef } from '../config/settings.js';
 import { parseArgs, splitCommandLine, type ParsedArgs } from './args.js';
 import { createLogger, errorInfo, flushLogs } from '../log/logger.js';
 import { Arbiter } from '../arbiter/arbiter.js';
 
 const COMMANDS = ['serve', 'check', 'init', 'ctl'] as const;
 type Command = (typeof COMMANDS)[number];
+
+/** The setting that serve's and check's positional argument gives (the app). */
+const POSITIONAL = (settingsTable as readonly SettingDef[]).find((s) => s.positional)!;
 
 function fail(message: string, exitCode: number): never {
   process.stderr.write(`ws-proxy-kit: ${message}\n`);
@@ -24,10 +28,13 @@ function exitCodeOf(err: unknown): number {
 async function readConfig(parsed: ParsedArgs, env: NodeJS.ProcessEnv): Promise<LoadedConfig> {
   const cli: RawLayer = new Map(parsed.layer);
   if (parsed.positionals.length > 1) {
-    throw new ConfigError(`Expected one app, got ${parsed.positionals.length}: ${parsed.positionals.join(' ')}. Quote paths with spaces.`);
+    throw new ConfigError(
+      `Expected one ${POSITIONAL.name}, got ${parsed.positionals.length}: ${parsed.positionals.join(' ')}. Quote paths with spaces.`,
+    );
   }
-  const app = parsed.positionals[0];
-  if (app !== undefined) cli.set('app', { value: app, source: { origin: 'command line', where: 'the APP argument' } });
+  const value = parsed.positionals[0];
+  if (value !== undefined)
+    cli.set(POSITIONAL.name, { value, source: { origin: 'command line', where: `the ${POSITIONAL.positional!} argument` } });
   let cmdArgs: RawLayer | undefined;
   if (env.WS_PROXY_KIT_CMD_ARGS) {
     const extra = parseArgs(splitCommandLine(env.WS_PROXY_KIT_CMD_ARGS), {
