@@ -528,6 +528,8 @@ test('each row says how it is given: its flag, variables, config key, positional
   const off = await load(['--no-control-socket']);
   assert.is(off.settings.controlSocket, 'off');
   assert.equal(off.sources.controlSocket, { origin: 'command line', where: '--control-socket' });
+  assert.throws(() => parseArgs(['--no-control-socket=yes'], { command: 'serve' }), /--no-control-socket takes no value/);
+  assert.throws(() => parseArgs(['--no-reload=true'], { command: 'serve' }), /--no-reload takes no value/);
   // display(): bind and socket mode read as written.
   const shown = printConfig(await load(['-b', 'unix:/tmp/s.sock', '--socket-mode', '0o640']));
   assert.match(shown, /^bind\s+unix:\/tmp\/s\.sock\s+command line: --bind$/m);
@@ -545,6 +547,44 @@ test("a platform's variable counts only when not empty; ours count when empty (a
   c = await load([], { WS_PROXY_KIT_ACCESS_LOGFILE: '' });
   assert.is(c.settings.accessLogfile, null);
   assert.is(c.sources.accessLogfile.where, 'WS_PROXY_KIT_ACCESS_LOGFILE');
+});
+
+test('boolean flags read their value as the setting does; a command flag takes true or false', async () => {
+  for (const [value, expected] of [
+    ['yes', true],
+    ['on', true],
+    ['1', true],
+    ['no', false],
+    ['off', false],
+    ['0', false],
+  ] as const) {
+    assert.is((await load([`--reload=${value}`])).settings.reload, expected, `--reload=${value}`);
+  }
+  assert.is((await load(['--no-hang-stacks'])).settings.hangStacks, false);
+  assert.is((await load(['--hang-stacks', 'false'])).settings.hangStacks, false);
+  const extra = { tls: { type: 'boolean' as const }, out: { type: 'string' as const } };
+  assert.equal(parseArgs(['--tls=yes', '--out', '-'], { command: 'init', extra }).extra, { tls: true, out: '-' });
+  assert.equal(parseArgs(['--no-tls'], { command: 'init', extra }).extra, { tls: false, out: undefined });
+  assert.throws(
+    () => parseArgs(['--tls=maybe'], { command: 'init', extra }),
+    (err: Error) => err instanceof ConfigError && err.message === 'Invalid value for --tls: "maybe". Accepted: true or false.',
+  );
+  assert.match(await loadError(['--print-config', '--print-config']), /The flag --print-config can only be set once/);
+  assert.match(await loadError(['--log-level', 'info', '--log-level=warn']), /^The flag --log-level can only be set once\.$/);
+});
+
+test('a did-you-mean counts a swapped pair of letters as one typo', () => {
+  const unknown = (argv: string[]) => {
+    try {
+      parseArgs(argv, { command: 'serve' });
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return 'accepted';
+  };
+  assert.match(unknown(['--wrokers', '2']), /Did you mean --workers\?/);
+  assert.match(unknown(['--timeuot', '2']), /Did you mean --timeout\?/);
+  assert.match(unknown(['--relaod']), /Did you mean --reload\?/);
 });
 
 test.run();
