@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { loadConfig, ConfigError, envLayer, type LoadedConfig } from '../src/config/load.js';
 import { parseArgs, splitCommandLine } from '../src/cli/args.js';
 import { settingsByName, settingsTable, envNamesOf, isConfigKey, type SettingDef } from '../src/config/settings.js';
+import { defineConfig } from '../src/index.js';
 import { printConfig } from '../src/cli/print-config.js';
 import { formatBind } from '../src/listeners/bind-spec.js';
 import { tempDir, cleanup } from './helpers/server.js';
@@ -585,6 +586,13 @@ test('a did-you-mean counts a swapped pair of letters as one typo', () => {
   assert.match(unknown(['--wrokers', '2']), /Did you mean --workers\?/);
   assert.match(unknown(['--timeuot', '2']), /Did you mean --timeout\?/);
   assert.match(unknown(['--relaod']), /Did you mean --reload\?/);
+});
+
+test('defineConfig returns the config it is given', () => {
+  const config = { workers: 2, bind: ['unix:/run/app.sock'], onStarting() {} };
+  assert.is(defineConfig(config), config);
+  const factory = async () => ({ workers: 3 });
+  assert.is(defineConfig(factory), factory);
 });
 
 test.run();
