@@ -2,7 +2,7 @@
 // check, --help/--version, log formats and destinations, the access log, README reference.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import {
@@ -188,6 +188,28 @@ test('-v, -V and --version print the version; init, check and ctl --help list th
   const env = await runCli(['--print-config', APP], { env: { WS_PROXY_KIT_CMD_ARGS: '--help -v' } });
   assert.is(env.code, 0);
   assert.match(env.stdout, /^workers\s+1\s+default$/m);
+});
+
+test('a ws-proxy-kit.config.ts with defineConfig from the package is found and loaded by Node itself', async () => {
+  const dir = tempDir();
+  mkdirSync(join(dir, 'node_modules'));
+  symlinkSync(ROOT, join(dir, 'node_modules/ws-proxy-kit'));
+  writeFileSync(
+    join(dir, 'ws-proxy-kit.config.ts'),
+    [
+      "import { defineConfig, type UserConfig } from 'ws-proxy-kit';",
+      'const workers: number = 3;',
+      "const shared: UserConfig = { socketMode: '0600' };",
+      "export default defineConfig({ ...shared, workers, bind: ['unix:/tmp/wspk-config-ts.sock'] });",
+      '',
+    ].join('\n'),
+  );
+  const r = await runCli(['--print-config', APP], { cwd: dir });
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^workers\s+3\s+config file: workers in .*ws-proxy-kit\.config\.ts$/m);
+  assert.match(r.stdout, /^socket-mode\s+0600\s+config file/m);
+  assert.match(r.stdout, /^bind\s+unix:\/tmp\/wspk-config-ts\.sock\s+config file/m);
+  assert.is(r.stderr, '');
 });
 
 test("the master's command line stays what was run (ps, systemctl status)", async () => {

@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfig, ConfigError, envLayer, type LoadedConfig } from '../src/config/load.js';
+import { loadConfig, ConfigError, defaultConfigNames, envLayer, type LoadedConfig } from '../src/config/load.js';
 import { parseArgs, splitCommandLine } from '../src/cli/args.js';
 import { settingsByName, settingsTable, envNamesOf, isConfigKey, type SettingDef } from '../src/config/settings.js';
 import { defineConfig } from '../src/index.js';
@@ -586,6 +586,39 @@ test('a did-you-mean counts a swapped pair of letters as one typo', () => {
   assert.match(unknown(['--wrokers', '2']), /Did you mean --workers\?/);
   assert.match(unknown(['--timeuot', '2']), /Did you mean --timeout\?/);
   assert.match(unknown(['--relaod']), /Did you mean --reload\?/);
+});
+
+// ---- TypeScript config files -------------------------------------------------------
+
+test('ws-proxy-kit.config.ts and .mts are default names where Node strips types, after .mjs, .js, .cjs', async () => {
+  assert.equal(defaultConfigNames(false), [
+    'ws-proxy-kit.config.mjs',
+    'ws-proxy-kit.config.js',
+    'ws-proxy-kit.config.cjs',
+    'ws-proxy-kit.config.json',
+  ]);
+  assert.equal(defaultConfigNames(true), [
+    'ws-proxy-kit.config.mjs',
+    'ws-proxy-kit.config.js',
+    'ws-proxy-kit.config.cjs',
+    'ws-proxy-kit.config.ts',
+    'ws-proxy-kit.config.mts',
+    'ws-proxy-kit.config.json',
+  ]);
+  assert.is(defaultConfigNames().includes('ws-proxy-kit.config.ts'), Boolean(process.features.typescript));
+  const dir = tempDir();
+  writeConfig(dir, 'ws-proxy-kit.config.json', '{ "workers": 2 }');
+  writeConfig(
+    dir,
+    'ws-proxy-kit.config.ts',
+    `import type { UserConfig } from '${join(import.meta.dirname, '../src/index.js')}';\nconst workers: number = 3;\nexport default { workers, socketMode: '0600' } satisfies UserConfig;\n`,
+  );
+  const c = await load([], {}, dir);
+  assert.is(c.configPath, join(dir, 'ws-proxy-kit.config.ts'), '.ts before .json');
+  assert.is(c.settings.workers, 3);
+  assert.is(c.settings.socketMode, 0o600);
+  const mts = writeConfig(dir, 'prod.mts', 'export default async (): Promise<{ workers: number }> => ({ workers: 5 });\n');
+  assert.is((await load(['-c', mts], {}, dir)).settings.workers, 5);
 });
 
 test('defineConfig returns the config it is given', () => {

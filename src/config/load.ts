@@ -17,7 +17,7 @@ import {
   type Settings,
   type SettingName,
 } from './settings.js';
-import { CONFIG_FILE_EXTENSIONS } from './settings/process.js';
+import { CONFIG_FILE_EXTENSIONS, TYPESCRIPT_EXTENSIONS } from './settings/process.js';
 import { hookNames, type Hooks } from './hooks.js';
 import { closest } from './did-you-mean.js';
 
@@ -49,8 +49,21 @@ export type RawLayer = Map<string, RawValue>;
 
 let loads = 0;
 
+/**
+ * Can this Node import a .ts file? Node 23.6+ and 22.18+ strip types by default
+ * (process.features.typescript); 22.6+ does with --experimental-strip-types.
+ */
+function nodeStripsTypes(): boolean {
+  const feature = (process.features as { typescript?: string | false }).typescript;
+  if (feature !== undefined) return feature !== false;
+  const flags = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+  return flags.some((f) => f === '--experimental-strip-types' || f === '--experimental-transform-types');
+}
+
 /** ./ws-proxy-kit.config.* looked for when no config file is named, in this order. */
-const DEFAULT_CONFIG_NAMES = CONFIG_FILE_EXTENSIONS.map((ext) => `ws-proxy-kit.config.${ext}`);
+export function defaultConfigNames(stripsTypes = nodeStripsTypes()): string[] {
+  return CONFIG_FILE_EXTENSIONS.filter((ext) => stripsTypes || !TYPESCRIPT_EXTENSIONS.has(ext)).map((ext) => `ws-proxy-kit.config.${ext}`);
+}
 /** Variables with our prefix that are not settings. */
 const NON_SETTING_ENV = new Set(['WS_PROXY_KIT_CMD_ARGS']);
 const INTERNAL_ENV_PREFIX = 'WS_PROXY_KIT_INTERNAL_';
@@ -122,7 +135,10 @@ export async function configFileLayer(path: string): Promise<{ layer: RawLayer; 
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     const msg = err instanceof Error ? err.message : String(err);
-    throw new ConfigError(`Could not load the config file ${path}: ${msg}`);
+    const typescript = TYPESCRIPT_EXTENSIONS.has(extname(path).slice(1)) && !nodeStripsTypes();
+    throw new ConfigError(
+      `Could not load the config file ${path}: ${msg}${typescript ? ` (Node ${process.version} does not strip types: Node 22.18+ and 23.6+ do, 22.6+ with --experimental-strip-types; or write the config as .mjs)` : ''}`,
+    );
   }
   if (exported === null || typeof exported !== 'object' || Array.isArray(exported)) {
     throw new ConfigError(`The config file ${path} must export an object of settings (export default { workers: 2, ... }).`);
@@ -158,7 +174,7 @@ export function findConfigFile(explicit: RawValue | undefined, cwd: string): str
     if (!existsSync(path)) throw new ConfigError(`The config file ${explicit.value} (${explicit.source.where}) does not exist.`);
     return path;
   }
-  for (const name of DEFAULT_CONFIG_NAMES) {
+  for (const name of defaultConfigNames()) {
     const path = resolve(cwd, name);
     if (existsSync(path)) return path;
   }

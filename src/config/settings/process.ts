@@ -2,8 +2,9 @@
 import { def } from './definition.js';
 import { bool, controlSocketPath, endpointAddress, list, optionalText, text, urlPath } from './parsers.js';
 
-/** Config files looked for in the working directory, in this order, when none is named. */
-export const CONFIG_FILE_EXTENSIONS = ['mjs', 'js', 'cjs', 'json'] as const;
+/** Config files looked for in the working directory, in this order, when none is named; .ts and .mts only where Node strips types. */
+export const CONFIG_FILE_EXTENSIONS = ['mjs', 'js', 'cjs', 'ts', 'mts', 'json'] as const;
+export const TYPESCRIPT_EXTENSIONS: ReadonlySet<string> = new Set(['ts', 'mts']);
 
 export const processSettings = [
   def({
@@ -22,8 +23,8 @@ export const processSettings = [
     short: 'c',
     kind: 'value',
     default: null as string | null,
-    defaultDoc: `./ws-proxy-kit.config.{${CONFIG_FILE_EXTENSIONS.join(',')}} if present`,
-    accepted: 'a path to a .mjs, .js, .cjs or .json file',
+    defaultDoc: `./ws-proxy-kit.config.{${CONFIG_FILE_EXTENSIONS.join(',')}} if present (.ts and .mts where Node strips types: 22.18+, 23.6+)`,
+    accepted: 'a path to a .mjs, .js, .cjs or .json file, or .ts / .mts where Node strips types',
     parse: optionalText,
     doc: 'Configuration file. Its default export is an object whose keys are the setting names of this table.',
     cliOnly: true,
