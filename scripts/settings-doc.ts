@@ -2,8 +2,7 @@
 // `node --import tsx scripts/settings-doc.ts --write` updates README.md in place.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { settingsTable, kebab, envName, type SettingDef } from '../src/config/settings.js';
-import { displayValue } from '../src/config/display.js';
+import { settingsTable, kebab, envNamesOf, displayOf, type SettingDef } from '../src/config/settings.js';
 
 export const README = fileURLToPath(new URL('../README.md', import.meta.url));
 const START = '<!-- settings:start (generated from src/config/settings.ts by `npm run docs:settings`) -->';
@@ -11,7 +10,7 @@ const END = '<!-- settings:end -->';
 
 function defaultText(s: SettingDef): string {
   if (s.defaultDoc) return s.defaultDoc;
-  return typeof s.default === 'function' ? '(computed)' : displayValue(s.name, s.default);
+  return typeof s.default === 'function' ? '(computed)' : displayOf(s, s.default);
 }
 
 export function renderSettingsReference(): string {
@@ -20,9 +19,12 @@ export function renderSettingsReference(): string {
   for (const section of sections) {
     out.push(`### ${section}`, '', '| Setting | Flag | Environment | Default | Accepted | What it does |', '|---|---|---|---|---|---|');
     for (const s of (settingsTable as readonly SettingDef[]).filter((x) => x.section === section)) {
-      const flag = s.name === 'app' ? '`APP` (positional)' : `\`--${kebab(s.name)}\`${s.short ? ` / \`-${s.short}\`` : ''}`;
-      const env = s.cliOnly && s.name !== 'config' ? '—' : [envName(s.name), ...(s.envAliases ?? [])].map((e) => `\`${e}\``).join(', ');
-      const key = s.cliOnly ? `${s.name} (CLI only)` : `\`${s.name}\``;
+      const flag = s.positional ? `\`${s.positional}\` (positional)` : `\`--${kebab(s.name)}\`${s.short ? ` / \`-${s.short}\`` : ''}`;
+      const env =
+        envNamesOf(s)
+          .map((e) => `\`${e}\``)
+          .join(', ') || '—';
+      const key = s.action ? `${s.name} (CLI only)` : s.cliOnly ? `${s.name} (not a config key)` : `\`${s.name}\``;
       const cell = (t: string) => t.replace(/\|/g, '\\|');
       out.push(`| ${key} | ${flag} | ${env} | ${cell(defaultText(s))} | ${cell(s.accepted)} | ${cell(s.doc)} |`);
     }

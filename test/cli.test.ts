@@ -2,7 +2,7 @@
 // check, --help/--version, log formats and destinations, the access log, README reference.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import {
@@ -20,6 +20,10 @@ import {
   type LogLine,
 } from './helpers/server.js';
 import { README, readmeWithReference } from '../scripts/settings-doc.js';
+import { settingsTable, kebab, type SettingDef } from '../src/config/settings.js';
+import { initFlags } from '../src/cli/init.js';
+import { ctlFlags } from '../src/cli/ctl.js';
+import { helpText } from '../src/cli/help.js';
 
 test.after.each(cleanup);
 
@@ -122,6 +126,101 @@ test('--help and -h print usage and exit 0; --version prints the package version
   const v = await runCli(['--version']);
   assert.is(v.code, 0);
   assert.is(v.stdout.trim(), pkg.version);
+});
+
+test('--help: every command with a line, the settings by section with their defaults, wrapped to 80 columns off a terminal', async () => {
+  const r = await runCli(['--help']);
+  assert.is(r.code, 0);
+  const lines = r.stdout.split('\n');
+  for (const line of lines) assert.ok(line.length <= 80, `at most 80 columns: ${JSON.stringify(line)}`);
+  for (const [command, doc] of [
+    ['serve \\(default\\)', 'run the server'],
+    ['check', 'validate the configuration'],
+    ['init', 'generate the nginx site'],
+    ['ctl', 'steer a running server'],
+  ])
+    assert.match(r.stdout, new RegExp(`^    ${command}\\s+${doc}`, 'm'));
+  const sections = [...new Set((settingsTable as readonly SettingDef[]).map((s) => s.section))];
+  const at = sections.map((s) => lines.indexOf(`  ${s}`));
+  assert.ok(
+    at.every((i, n) => i > 0 && (n === 0 || i > at[n - 1]!)),
+    `sections in table order: ${sections.join(', ')}`,
+  );
+  for (const s of settingsTable as readonly SettingDef[]) {
+    if (s.positional) assert.not.match(r.stdout, new RegExp(`--${kebab(s.name)}\\b`), 'the positional setting has no flag');
+    else assert.ok(r.stdout.includes(`--${kebab(s.name)}`), `--${kebab(s.name)} listed`);
+  }
+  assert.match(r.stdout, /-w, --workers VALUE\s+Number of worker processes\. One or two per\s+core is a good start\. \[default: 1\]/);
+  assert.match(r.stdout, /--socket-mode VALUE\s+Permissions[^[]+\[default: 0660\]/);
+  assert.match(r.stdout, /--forwarded-allow-ips VALUE\n\s+Peers trusted/, 'a long flag has the description on the next line');
+
+  const wide = helpText({ command: 'serve', width: 120 });
+  assert.ok(Math.max(...wide.split('\n').map((l) => l.length)) <= 120);
+  assert.ok(
+    wide.split('\n').some((l) => l.length > 80),
+    'a wider terminal gets longer lines',
+  );
+});
+
+test('-v, -V and --version print the version; init, check and ctl --help list their own flags', async () => {
+  for (const flag of ['-v', '-V', '--version']) {
+    const r = await runCli([flag]);
+    assert.is(r.code, 0, flag);
+    assert.is(r.stdout, `${pkg.version}\n`, flag);
+  }
+  const init = await runCli(['init', '--help']);
+  assert.is(init.code, 0);
+  assert.match(init.stdout, /\$ ws-proxy-kit init/);
+  for (const name of Object.keys(initFlags)) assert.ok(init.stdout.includes(`--${kebab(name)}`), `init --help lists --${kebab(name)}`);
+  assert.match(init.stdout, /--keep-alive VALUE/, 'and the server settings its files follow');
+  assert.not.match(init.stdout, /--access-logfile/);
+
+  const check = await runCli(['check', '--help']);
+  assert.match(check.stdout, /Options\n\s+--proxy-user VALUE\s+tell whether this user/);
+  assert.match(check.stdout, /-w, --workers VALUE/);
+
+  const ctl = await runCli(['ctl', '--help']);
+  assert.is(ctl.code, 0);
+  assert.match(ctl.stdout, /\$ ws-proxy-kit ctl/);
+  for (const name of Object.keys(ctlFlags)) assert.match(ctl.stdout, new RegExp(`--${kebab(name)}\\b`));
+  assert.not.match(ctl.stdout, /--access-logfile/);
+  // In WS_PROXY_KIT_CMD_ARGS, --help and --version do nothing.
+  const env = await runCli(['--print-config', APP], { env: { WS_PROXY_KIT_CMD_ARGS: '--help -v' } });
+  assert.is(env.code, 0);
+  assert.match(env.stdout, /^workers\s+1\s+default$/m);
+});
+
+test('a ws-proxy-kit.config.ts with defineConfig from the package is found and loaded by Node itself', async () => {
+  const dir = tempDir();
+  mkdirSync(join(dir, 'node_modules'));
+  symlinkSync(ROOT, join(dir, 'node_modules/ws-proxy-kit'));
+  writeFileSync(
+    join(dir, 'ws-proxy-kit.config.ts'),
+    [
+      "import { defineConfig, type UserConfig } from 'ws-proxy-kit';",
+      'const workers: number = 3;',
+      "const shared: UserConfig = { socketMode: '0600' };",
+      "export default defineConfig({ ...shared, workers, bind: ['unix:/tmp/wspk-config-ts.sock'] });",
+      '',
+    ].join('\n'),
+  );
+  const r = await runCli(['--print-config', APP], { cwd: dir });
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^workers\s+3\s+config file: workers in .*ws-proxy-kit\.config\.ts$/m);
+  assert.match(r.stdout, /^socket-mode\s+0600\s+config file/m);
+  assert.match(r.stdout, /^bind\s+unix:\/tmp\/wspk-config-ts\.sock\s+config file/m);
+  assert.is(r.stderr, '');
+});
+
+test("the master's command line stays what was run (ps, systemctl status)", async () => {
+  if (!existsSync('/proc/self/cmdline')) return;
+  const dir = tempDir();
+  const sock = join(dir, 't.sock');
+  const server = startServer([APP, '-b', `unix:${sock}`, '--log-level', 'warn']);
+  await until(() => existsSync(sock), 15_000, 'the socket');
+  const cmdline = readFileSync(`/proc/${server.pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+  assert.is(cmdline, [process.execPath, CLI, APP, '-b', `unix:${sock}`, '--log-level', 'warn'].join(' '));
+  assert.is((await server.stop()).code, 0);
 });
 
 // ---- check -------------------------------------------------------------------------

@@ -4,9 +4,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfig, ConfigError, type LoadedConfig } from '../src/config/load.js';
+import { loadConfig, ConfigError, defaultConfigNames, envLayer, type LoadedConfig } from '../src/config/load.js';
 import { parseArgs, splitCommandLine } from '../src/cli/args.js';
-import { settingsByName } from '../src/config/settings.js';
+import { settingsByName, settingsTable, envNamesOf, isConfigKey, type SettingDef } from '../src/config/settings.js';
+import { defineConfig } from '../src/index.js';
 import { printConfig } from '../src/cli/print-config.js';
 import { formatBind } from '../src/listeners/bind-spec.js';
 import { tempDir, cleanup } from './helpers/server.js';
@@ -492,6 +493,139 @@ test('every setting reports its source; --print-config shows value and source', 
   assert.match(lines.timeout!, /^timeout\s+30\s+default$/);
   assert.match(lines.config!, /ws-proxy-kit\.config\.mjs/);
   assert.not.ok('print-config' in lines, '--print-config itself is not listed');
+});
+
+// ---- the table is the single source ----------------------------------------------
+
+test('each row says how it is given: its flag, variables, config key, positional and --no- form', async () => {
+  const rows = settingsTable as readonly SettingDef[];
+  for (const s of rows) {
+    for (const name of envNamesOf(s)) {
+      // Every variable a row names is read (a bad value would be its error, not "unknown variable").
+      const layer = envLayer({ [name]: 'x' });
+      assert.is(layer.get(s.name)?.source.where, name, `${name} sets ${s.name}`);
+    }
+  }
+  assert.equal(envNamesOf(settingsByName.get('workers')!), ['WS_PROXY_KIT_WORKERS', 'WEB_CONCURRENCY']);
+  assert.equal(envNamesOf(settingsByName.get('config')!), ['WS_PROXY_KIT_CONFIG']);
+  assert.equal(envNamesOf(settingsByName.get('printConfig')!), [], 'an action has no variable');
+  assert.equal(
+    rows.filter((s) => !isConfigKey(s)).map((s) => s.name),
+    ['config', 'printConfig'],
+  );
+  // The positional setting has no flag.
+  assert.match(
+    (() => {
+      try {
+        parseArgs(['--app', 'x.mjs'], { command: 'serve' });
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return 'accepted';
+    })(),
+    /^Unknown flag --app\./,
+  );
+  // offValue: --no-control-socket is --control-socket off; it takes no value itself.
+  const off = await load(['--no-control-socket']);
+  assert.is(off.settings.controlSocket, 'off');
+  assert.equal(off.sources.controlSocket, { origin: 'command line', where: '--control-socket' });
+  assert.throws(() => parseArgs(['--no-control-socket=yes'], { command: 'serve' }), /--no-control-socket takes no value/);
+  assert.throws(() => parseArgs(['--no-reload=true'], { command: 'serve' }), /--no-reload takes no value/);
+  // display(): bind and socket mode read as written.
+  const shown = printConfig(await load(['-b', 'unix:/tmp/s.sock', '--socket-mode', '0o640']));
+  assert.match(shown, /^bind\s+unix:\/tmp\/s\.sock\s+command line: --bind$/m);
+  assert.match(shown, /^socket-mode\s+0640\s+command line: --socket-mode$/m);
+});
+
+test("a platform's variable counts only when not empty; ours count when empty (and WS_PROXY_KIT_* wins)", async () => {
+  let c = await load([], { FORWARDED_ALLOW_IPS: '10.0.0.0/8', WS_PROXY_KIT_FORWARDED_ALLOW_IPS: '192.168.0.1' });
+  assert.equal(c.settings.forwardedAllowIps, ['192.168.0.1']);
+  c = await load([], { FORWARDED_ALLOW_IPS: '10.0.0.0/8' });
+  assert.equal(c.settings.forwardedAllowIps, ['10.0.0.0/8']);
+  assert.equal(c.sources.forwardedAllowIps, { origin: 'environment', where: 'FORWARDED_ALLOW_IPS' });
+  c = await load([], { FORWARDED_ALLOW_IPS: '' });
+  assert.equal(c.settings.forwardedAllowIps, ['127.0.0.1', '::1']);
+  c = await load([], { WS_PROXY_KIT_ACCESS_LOGFILE: '' });
+  assert.is(c.settings.accessLogfile, null);
+  assert.is(c.sources.accessLogfile.where, 'WS_PROXY_KIT_ACCESS_LOGFILE');
+});
+
+test('boolean flags read their value as the setting does; a command flag takes true or false', async () => {
+  for (const [value, expected] of [
+    ['yes', true],
+    ['on', true],
+    ['1', true],
+    ['no', false],
+    ['off', false],
+    ['0', false],
+  ] as const) {
+    assert.is((await load([`--reload=${value}`])).settings.reload, expected, `--reload=${value}`);
+  }
+  assert.is((await load(['--no-hang-stacks'])).settings.hangStacks, false);
+  assert.is((await load(['--hang-stacks', 'false'])).settings.hangStacks, false);
+  const extra = { tls: { type: 'boolean' as const }, out: { type: 'string' as const } };
+  assert.equal(parseArgs(['--tls=yes', '--out', '-'], { command: 'init', extra }).extra, { tls: true, out: '-' });
+  assert.equal(parseArgs(['--no-tls'], { command: 'init', extra }).extra, { tls: false, out: undefined });
+  assert.throws(
+    () => parseArgs(['--tls=maybe'], { command: 'init', extra }),
+    (err: Error) => err instanceof ConfigError && err.message === 'Invalid value for --tls: "maybe". Accepted: true or false.',
+  );
+  assert.match(await loadError(['--print-config', '--print-config']), /The flag --print-config can only be set once/);
+  assert.match(await loadError(['--log-level', 'info', '--log-level=warn']), /^The flag --log-level can only be set once\.$/);
+});
+
+test('a did-you-mean counts a swapped pair of letters as one typo', () => {
+  const unknown = (argv: string[]) => {
+    try {
+      parseArgs(argv, { command: 'serve' });
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return 'accepted';
+  };
+  assert.match(unknown(['--wrokers', '2']), /Did you mean --workers\?/);
+  assert.match(unknown(['--timeuot', '2']), /Did you mean --timeout\?/);
+  assert.match(unknown(['--relaod']), /Did you mean --reload\?/);
+});
+
+// ---- TypeScript config files -------------------------------------------------------
+
+test('ws-proxy-kit.config.ts and .mts are default names where Node strips types, after .mjs, .js, .cjs', async () => {
+  assert.equal(defaultConfigNames(false), [
+    'ws-proxy-kit.config.mjs',
+    'ws-proxy-kit.config.js',
+    'ws-proxy-kit.config.cjs',
+    'ws-proxy-kit.config.json',
+  ]);
+  assert.equal(defaultConfigNames(true), [
+    'ws-proxy-kit.config.mjs',
+    'ws-proxy-kit.config.js',
+    'ws-proxy-kit.config.cjs',
+    'ws-proxy-kit.config.ts',
+    'ws-proxy-kit.config.mts',
+    'ws-proxy-kit.config.json',
+  ]);
+  assert.is(defaultConfigNames().includes('ws-proxy-kit.config.ts'), Boolean(process.features.typescript));
+  const dir = tempDir();
+  writeConfig(dir, 'ws-proxy-kit.config.json', '{ "workers": 2 }');
+  writeConfig(
+    dir,
+    'ws-proxy-kit.config.ts',
+    `import type { UserConfig } from '${join(import.meta.dirname, '../src/index.js')}';\nconst workers: number = 3;\nexport default { workers, socketMode: '0600' } satisfies UserConfig;\n`,
+  );
+  const c = await load([], {}, dir);
+  assert.is(c.configPath, join(dir, 'ws-proxy-kit.config.ts'), '.ts before .json');
+  assert.is(c.settings.workers, 3);
+  assert.is(c.settings.socketMode, 0o600);
+  const mts = writeConfig(dir, 'prod.mts', 'export default async (): Promise<{ workers: number }> => ({ workers: 5 });\n');
+  assert.is((await load(['-c', mts], {}, dir)).settings.workers, 5);
+});
+
+test('defineConfig returns the config it is given', () => {
+  const config = { workers: 2, bind: ['unix:/run/app.sock'], onStarting() {} };
+  assert.is(defineConfig(config), config);
+  const factory = async () => ({ workers: 3 });
+  assert.is(defineConfig(factory), factory);
 });
 
 test.run();

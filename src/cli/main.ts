@@ -1,14 +1,46 @@
 #!/usr/bin/env node
-// The ws-proxy-kit command: serve (default), check, init, ctl.
+// The ws-proxy-kit command: serve (default), check, init, ctl. Each command imports what it
+// needs when it runs: the arbiter and the logger only for serve, so that ctl stays quick.
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, type LoadedConfig, type RawLayer } from '../config/load.js';
-import { parseArgs, splitCommandLine, type ParsedArgs } from './args.js';
-import { createLogger, errorInfo, flushLogs } from '../log/logger.js';
-import { Arbiter } from '../arbiter/arbiter.js';
+import { settingsTable, type SettingDef } from '../config/settings.js';
+import { parseArgs, splitCommandLine, type ExtraFlags, type ParsedArgs } from './args.js';
+import { COMMANDS, helpText, type Command } from './help.js';
 
-const COMMANDS = ['serve', 'check', 'init', 'ctl'] as const;
-type Command = (typeof COMMANDS)[number];
+const checkFlags: ExtraFlags = {
+  proxyUser: { type: 'string', doc: "tell whether this user (nginx's, e.g. www-data) can connect to the UNIX sockets" },
+};
+
+/** The setting that serve's and check's positional argument gives (the app). */
+const POSITIONAL = (settingsTable as readonly SettingDef[]).find((s) => s.positional)!;
+
+/** `init --help`: init's flags, and the server settings its files follow. */
+function initHelp(initFlags: ExtraFlags, settings: readonly string[]): string {
+  return helpText({
+    command: 'init',
+    extra: initFlags,
+    settings,
+    notes: ["Given to init, these server settings set the timeouts of nginx's and systemd's files too."],
+  });
+}
+
+/**
+ * `ctl --help`: ctl's own flags, then ctl's commands.
+ * CTL COMMANDS: the table of ctl's commands (src/arbiter/control.ts) goes into `sections`
+ * here, as `{ title: 'Commands', rows: [['status', 'what the server is doing'], ...] }`.
+ */
+function ctlHelp(ctlFlags: ExtraFlags): string {
+  return helpText({
+    command: 'ctl',
+    extra: ctlFlags,
+    settings: [],
+    sections: [],
+    notes: [
+      'Without --socket, ctl works out the control socket from the settings, as the server does: flags such as -c, -b, -p and --control-socket, the config file and the environment.',
+    ],
+  });
+}
 
 function fail(message: string, exitCode: number): never {
   process.stderr.write(`ws-proxy-kit: ${message}\n`);
@@ -24,10 +56,13 @@ function exitCodeOf(err: unknown): number {
 async function readConfig(parsed: ParsedArgs, env: NodeJS.ProcessEnv): Promise<LoadedConfig> {
   const cli: RawLayer = new Map(parsed.layer);
   if (parsed.positionals.length > 1) {
-    throw new ConfigError(`Expected one app, got ${parsed.positionals.length}: ${parsed.positionals.join(' ')}. Quote paths with spaces.`);
+    throw new ConfigError(
+      `Expected one ${POSITIONAL.name}, got ${parsed.positionals.length}: ${parsed.positionals.join(' ')}. Quote paths with spaces.`,
+    );
   }
-  const app = parsed.positionals[0];
-  if (app !== undefined) cli.set('app', { value: app, source: { origin: 'command line', where: 'the APP argument' } });
+  const value = parsed.positionals[0];
+  if (value !== undefined)
+    cli.set(POSITIONAL.name, { value, source: { origin: 'command line', where: `the ${POSITIONAL.positional!} argument` } });
   let cmdArgs: RawLayer | undefined;
   if (env.WS_PROXY_KIT_CMD_ARGS) {
     const extra = parseArgs(splitCommandLine(env.WS_PROXY_KIT_CMD_ARGS), {
@@ -42,28 +77,21 @@ async function readConfig(parsed: ParsedArgs, env: NodeJS.ProcessEnv): Promise<L
 }
 
 async function main(argv: string[]): Promise<number> {
-  const command: Command = (COMMANDS as readonly string[]).includes(argv[0] ?? '') ? (argv.shift() as Command) : 'serve';
+  const command: Command = Object.hasOwn(COMMANDS, argv[0] ?? '') ? (argv.shift() as Command) : 'serve';
   if (command === 'init') {
     // Loaded on demand: serving never needs the deploy renderers.
-    const { initFlags, runInit, alignedSettingsFrom } = await import('./init.js');
-    const init = parseArgs(argv, { command: 'init [options]', extra: initFlags });
+    const { initFlags, runInit, alignedSettingsFrom, ALIGNED_SETTINGS } = await import('./init.js');
+    const init = parseArgs(argv, { command, extra: initFlags, help: () => initHelp(initFlags, ALIGNED_SETTINGS) });
     if (init.positionals.length) throw new ConfigError(`init takes flags only (got ${init.positionals.join(' ')}); the app is --app PATH.`);
     return runInit(init.extra as Parameters<typeof runInit>[0], process.cwd(), alignedSettingsFrom(init.layer));
   }
   if (command === 'ctl') {
     const { ctlFlags, runCtl } = await import('./ctl.js');
-    const ctl = parseArgs(argv, { command: 'ctl [--socket PATH] [--json] COMMAND [ARGS]', extra: ctlFlags });
+    const ctl = parseArgs(argv, { command, extra: ctlFlags, help: () => ctlHelp(ctlFlags) });
     const config = await loadConfig({ cli: ctl.layer, env: process.env, cwd: process.cwd() });
     return runCtl(ctl.positionals, ctl.extra as { socket?: string; json?: boolean }, config);
   }
-  const checkFlags =
-    command === 'check'
-      ? { proxyUser: { type: 'string' as const, doc: "tell whether this user (nginx's, e.g. www-data) can connect to the UNIX sockets" } }
-      : undefined;
-  const parsed = parseArgs(argv, {
-    command: command === 'check' ? 'check [options] APP[:export]' : '[serve] [options] APP[:export]',
-    ...(checkFlags ? { extra: checkFlags } : {}),
-  });
+  const parsed = parseArgs(argv, { command, ...(command === 'check' ? { extra: checkFlags } : {}) });
   const config = await readConfig(parsed, process.env);
   const s = config.settings;
   if (s.printConfig) {
@@ -99,6 +127,10 @@ async function main(argv: string[]): Promise<number> {
     }
     return accessOk ? 0 : 1;
   }
+  const [{ createLogger, errorInfo, flushLogs }, { Arbiter }] = await Promise.all([
+    import('../log/logger.js'),
+    import('../arbiter/arbiter.js'),
+  ]);
   const log = createLogger(s, { role: 'master' });
   // Takes NOTIFY_SOCKET/WATCHDOG_* out of the environment so workers don't inherit them.
   const notifier = process.env.NOTIFY_SOCKET

@@ -1,16 +1,15 @@
 // --print-config: every setting, its effective value and where it came from.
-import { settingsTable, kebab, type SettingDef } from '../config/settings.js';
+import { settingsTable, kebab, displayOf, type SettingDef } from '../config/settings.js';
 import type { LoadedConfig } from '../config/load.js';
-import { displayValue } from '../config/display.js';
 
 export function printConfig(config: LoadedConfig): string {
   const rows = (settingsTable as readonly SettingDef[])
-    .filter((s) => s.name !== 'printConfig')
+    .filter((s) => !s.action)
     .map((s) => {
       const src = config.sources[s.name as keyof typeof config.sources];
       return [
         kebab(s.name),
-        displayValue(s.name, (config.settings as Record<string, unknown>)[s.name]),
+        displayOf(s, (config.settings as Record<string, unknown>)[s.name]),
         src.origin === 'default' ? src.where : `${src.origin}: ${src.where}`,
       ];
     });

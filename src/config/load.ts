@@ -7,17 +7,19 @@ import { createRequire } from 'node:module';
 import {
   settingsTable,
   settingsByName,
-  envName,
+  envNamesOf,
+  isConfigKey,
   kebab,
   defaultOf,
+  ENV_PREFIX,
   InvalidValue,
   type SettingDef,
   type Settings,
   type SettingName,
 } from './settings.js';
+import { CONFIG_FILE_EXTENSIONS, TYPESCRIPT_EXTENSIONS } from './settings/process.js';
 import { hookNames, type Hooks } from './hooks.js';
 import { closest } from './did-you-mean.js';
-import { passedSockets } from '../listeners/systemd.js';
 
 export class ConfigError extends Error {
   readonly exitCode = 2;
@@ -39,14 +41,29 @@ export interface LoadedConfig {
 }
 
 /** A raw value for one setting with where it was found. */
-interface RawValue {
+export interface RawValue {
   value: unknown;
   source: Source;
 }
 export type RawLayer = Map<string, RawValue>;
 
 let loads = 0;
-const DEFAULT_CONFIG_NAMES = ['ws-proxy-kit.config.mjs', 'ws-proxy-kit.config.js', 'ws-proxy-kit.config.cjs', 'ws-proxy-kit.config.json'];
+
+/**
+ * Can this Node import a .ts file? Node 23.6+ and 22.18+ strip types by default
+ * (process.features.typescript); 22.6+ does with --experimental-strip-types.
+ */
+function nodeStripsTypes(): boolean {
+  const feature = (process.features as { typescript?: string | false }).typescript;
+  if (feature !== undefined) return feature !== false;
+  const flags = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+  return flags.some((f) => f === '--experimental-strip-types' || f === '--experimental-transform-types');
+}
+
+/** ./ws-proxy-kit.config.* looked for when no config file is named, in this order. */
+export function defaultConfigNames(stripsTypes = nodeStripsTypes()): string[] {
+  return CONFIG_FILE_EXTENSIONS.filter((ext) => stripsTypes || !TYPESCRIPT_EXTENSIONS.has(ext)).map((ext) => `ws-proxy-kit.config.${ext}`);
+}
 /** Variables with our prefix that are not settings. */
 const NON_SETTING_ENV = new Set(['WS_PROXY_KIT_CMD_ARGS']);
 const INTERNAL_ENV_PREFIX = 'WS_PROXY_KIT_INTERNAL_';
@@ -55,7 +72,7 @@ export function describe(setting: SettingDef, source: Source): string {
   return `${setting.name} (${source.where})`;
 }
 
-function parseValue(setting: SettingDef, raw: RawValue): unknown {
+export function parseValue(setting: SettingDef, raw: RawValue): unknown {
   try {
     return setting.parse(raw.value);
   } catch (err) {
@@ -74,31 +91,28 @@ function safeJson(v: unknown): string {
   }
 }
 
-/** Environment layer: WS_PROXY_KIT_<NAME>, aliases like WEB_CONCURRENCY. */
+/**
+ * Environment layer: each setting's variables (WS_PROXY_KIT_<NAME>, aliases like
+ * WEB_CONCURRENCY), the first present one winning; ours count even when empty, a
+ * platform's only when not.
+ */
 export function envLayer(env: NodeJS.ProcessEnv): RawLayer {
   const layer: RawLayer = new Map();
-  const known = new Map<string, SettingDef>();
+  const known = new Set<string>();
   for (const s of settingsTable as readonly SettingDef[]) {
-    if (s.cliOnly && s.name !== 'config') continue;
-    known.set(envName(s.name), s);
-    for (const alias of s.envAliases ?? []) {
-      const v = env[alias];
-      if (v !== undefined && v !== '') layer.set(s.name, { value: v, source: { origin: 'environment', where: alias } });
-    }
+    const names = envNamesOf(s);
+    for (const name of names) if (name.startsWith(ENV_PREFIX)) known.add(name);
+    const found = names.find((name) => env[name] !== undefined && (name.startsWith(ENV_PREFIX) || env[name] !== ''));
+    if (found) layer.set(s.name, { value: env[found], source: { origin: 'environment', where: found } });
   }
-  for (const [key, value] of Object.entries(env)) {
-    if (!key.startsWith('WS_PROXY_KIT_') || NON_SETTING_ENV.has(key) || key.startsWith(INTERNAL_ENV_PREFIX)) continue;
-    const s = known.get(key);
-    if (!s) {
-      // Compare what follows the prefix, so that any short name is not "close" to every other.
-      const strip = (k: string) => k.slice('WS_PROXY_KIT_'.length);
-      const hint = closest(strip(key), [...known.keys(), ...NON_SETTING_ENV].map(strip));
-      throw new ConfigError(
-        `Unknown environment variable ${key}.${hint ? ` Did you mean WS_PROXY_KIT_${hint}?` : ''} Unset it, or see --help for the settings.`,
-      );
-    }
-    if (value === undefined) continue;
-    layer.set(s.name, { value, source: { origin: 'environment', where: key } });
+  for (const key of Object.keys(env)) {
+    if (!key.startsWith(ENV_PREFIX) || known.has(key) || NON_SETTING_ENV.has(key) || key.startsWith(INTERNAL_ENV_PREFIX)) continue;
+    // Compare what follows the prefix, so that any short name is not "close" to every other.
+    const strip = (k: string) => k.slice(ENV_PREFIX.length);
+    const hint = closest(strip(key), [...known, ...NON_SETTING_ENV].map(strip));
+    throw new ConfigError(
+      `Unknown environment variable ${key}.${hint ? ` Did you mean ${ENV_PREFIX}${hint}?` : ''} Unset it, or see --help for the settings.`,
+    );
   }
   return layer;
 }
@@ -121,14 +135,17 @@ export async function configFileLayer(path: string): Promise<{ layer: RawLayer; 
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     const msg = err instanceof Error ? err.message : String(err);
-    throw new ConfigError(`Could not load the config file ${path}: ${msg}`);
+    const typescript = TYPESCRIPT_EXTENSIONS.has(extname(path).slice(1)) && !nodeStripsTypes();
+    throw new ConfigError(
+      `Could not load the config file ${path}: ${msg}${typescript ? ` (Node ${process.version} does not strip types: Node 22.18+ and 23.6+ do, 22.6+ with --experimental-strip-types; or write the config as .mjs)` : ''}`,
+    );
   }
   if (exported === null || typeof exported !== 'object' || Array.isArray(exported)) {
     throw new ConfigError(`The config file ${path} must export an object of settings (export default { workers: 2, ... }).`);
   }
   const layer: RawLayer = new Map();
   const hooks: Hooks = {};
-  const allowedKeys = [...(settingsTable as readonly SettingDef[]).filter((s) => !s.cliOnly).map((s) => s.name), ...hookNames];
+  const allowedKeys = [...(settingsTable as readonly SettingDef[]).filter(isConfigKey).map((s) => s.name), ...hookNames];
   for (const [key, value] of Object.entries(exported)) {
     if (hookNames.has(key)) {
       if (typeof value !== 'function') throw new ConfigError(`Hook ${key} in ${path} must be a function.`);
@@ -136,7 +153,7 @@ export async function configFileLayer(path: string): Promise<{ layer: RawLayer; 
       continue;
     }
     const s = settingsByName.get(key);
-    if (s?.cliOnly) {
+    if (s && !isConfigKey(s)) {
       throw new ConfigError(`"${key}" in ${path} can only be given on the command line (--${kebab(key)}); remove it from the config file.`);
     }
     if (!s) {
@@ -157,7 +174,7 @@ export function findConfigFile(explicit: RawValue | undefined, cwd: string): str
     if (!existsSync(path)) throw new ConfigError(`The config file ${explicit.value} (${explicit.source.where}) does not exist.`);
     return path;
   }
-  for (const name of DEFAULT_CONFIG_NAMES) {
+  for (const name of defaultConfigNames()) {
     const path = resolve(cwd, name);
     if (existsSync(path)) return path;
   }
@@ -182,14 +199,14 @@ export async function loadConfig(opts: { cli: RawLayer; cmdArgs?: RawLayer; env:
       settings[s.name] = parseValue(s, raw);
       sources[s.name] = raw.source;
     } else {
+      let chosenBy: string | undefined;
       try {
-        settings[s.name] = defaultOf(s, opts.env);
+        settings[s.name] = defaultOf(s, opts.env, (what) => (chosenBy = what));
       } catch (err) {
         if (err instanceof InvalidValue) throw new ConfigError(`Invalid value for ${s.name}: ${err.message}`);
         throw err;
       }
-      const fromPort = s.name === 'bind' && opts.env.PORT?.trim() && passedSockets(opts.env).length === 0;
-      sources[s.name] = { origin: 'default', where: fromPort ? `default (PORT=${opts.env.PORT!.trim()})` : 'default' };
+      sources[s.name] = { origin: 'default', where: chosenBy ? `default (${chosenBy})` : 'default' };
     }
   }
   settings.config = configPath;
