@@ -7,6 +7,7 @@ import { ConfigError } from '../config/load.js';
 import { settingsByName } from '../config/settings.js';
 import { missingAppModule, outputDir, type DeployOptions } from '../deploy/options.js';
 import { ALIGNED_SETTINGS, type AlignedSettings, type DeployPlan, type ValidationResult } from '../deploy/plan.js';
+export { ALIGNED_SETTINGS };
 import { deployPlans } from '../deploy/plans.js';
 import type { ExtraFlags } from './args.js';
 
