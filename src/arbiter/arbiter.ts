@@ -1,8 +1,6 @@
 // The arbiter: owns the listening sockets and the worker pool. Signals and worker exits
 // are queued and handled one at a time by a single loop, so two reloads never interleave.
-import { readFileSync, writeFileSync, unlinkSync, renameSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
-import { resolve } from 'node:path';
 import type { Settings } from '../config/settings.js';
 import type { LoadedConfig } from '../config/load.js';
 import { openListeners, closeListeners, type Listener } from '../listeners/bind.js';
@@ -19,6 +17,7 @@ import { EXIT_BOOT_ERROR } from '../protocol.js';
 import { VERSION } from '../version.js';
 import { noopNotifier, type Notifier } from '../notify/notifier.js';
 import { runHook } from '../config/hooks.js';
+import { Pidfile } from './pidfile.js';
 // Loaded when used (hang capture, --reload, --metrics-bind): a master that doesn't use
 // them doesn't carry ws, chokidar or prom-client.
 import type { MasterMetrics } from '../metrics/master-metrics.js';
@@ -72,7 +71,7 @@ export class Arbiter {
   private degraded: { error: string; since: number } | null = null;
   private respawnAt = 0;
   private exitCode = 0;
-  private pidfile: string | null = null;
+  private pidfile: Pidfile | null = null;
   /** This master was started by USR2 on inherited sockets. */
   private upgraded = false;
   /** The master we started with USR2, while it runs. */
@@ -135,7 +134,7 @@ export class Arbiter {
         throw err;
       });
     }
-    this.writePidfile();
+    if (s.pid) this.pidfile = Pidfile.create(s.pid);
     this.queue.install();
     if (s.reload && s.app) {
       const { watchForReload } = await import('./reloader.js');
@@ -621,11 +620,7 @@ export class Arbiter {
       this.log.warn({ newMasterPid: this.newMaster.pid }, 'upgrade already in progress: USR2 ignored');
       return;
     }
-    const oldPidfile = this.pidfile ? `${this.pidfile}.oldbin` : null;
-    if (this.pidfile && oldPidfile) {
-      renameSync(this.pidfile, oldPidfile);
-      this.pidfile = oldPidfile;
-    }
+    this.pidfile?.moveAsideForUpgrade();
     await this.hook('preExec');
     const child = spawnNewMaster(this.listeners, { ...process.env, ...this.notifier.childEnv?.() });
     this.newMaster = child;
@@ -644,10 +639,7 @@ export class Arbiter {
       this.newMaster = null;
       if (!this.handedOver) {
         this.log.error({ code, signal }, 'upgrade failed: the new master exited before serving; this master keeps serving');
-        if (this.pidfile && oldPidfile && this.settings.pid) {
-          renameSync(oldPidfile, resolve(this.settings.pid));
-          this.pidfile = resolve(this.settings.pid);
-        }
+        this.pidfile?.restore();
       } else {
         this.log.info({ code, signal }, 'the new master exited');
       }
@@ -839,47 +831,11 @@ export class Arbiter {
     // After an upgrade the sockets (and their files) belong to the new master.
     if (!this.listenersClosed) closeListeners(this.listeners, { unlink: !this.handedOver });
     this.control?.close();
-    this.removePidfile();
+    this.pidfile?.remove();
     this.notifier.close();
     await this.hook('onExit');
     this.log.info({ code: this.exitCode }, 'stopped');
     flushLogs();
     return this.exitCode;
-  }
-
-  private writePidfile(): void {
-    const file = this.settings.pid;
-    if (!file) return;
-    const path = resolve(file);
-    try {
-      const other = Number(readFileSync(path, 'utf8').trim());
-      if (Number.isInteger(other) && other > 0 && other !== process.pid && isAlive(other)) {
-        throw Object.assign(new Error(`The pidfile ${path} names process ${other}, which is running. Is another server using it?`), {
-          exitCode: 1,
-        });
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as { exitCode?: number }).exitCode) throw err;
-    }
-    writeFileSync(path, `${process.pid}\n`);
-    this.pidfile = path;
-  }
-
-  private removePidfile(): void {
-    if (!this.pidfile) return;
-    try {
-      if (readFileSync(this.pidfile, 'utf8').trim() === String(process.pid)) unlinkSync(this.pidfile);
-    } catch {
-      // already gone
-    }
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
