@@ -9,7 +9,8 @@ import { parseBind } from '../listeners/bind-spec.js';
 import { errorInfo, flushLogs, reopenLogFiles, resolvedFormat, type Logger } from '../log/logger.js';
 import { Balancer } from './balance.js';
 import { WorkerProcess } from './workers.js';
-import { ControlServer, controlSocketPath } from './control.js';
+import { runControlCall, type ControlTarget, type StatusView, type WorkerRow } from './control.js';
+import { ControlServer, controlSocketPath } from './control-socket.js';
 import { displayValue } from '../config/display.js';
 import { spawnNewMaster, inheritedListeners, announceUpgradeReady } from './upgrade.js';
 import { SignalQueue, type ArbiterEvent } from './signals.js';
@@ -246,7 +247,7 @@ export class Arbiter {
         return;
       case 'command':
         try {
-          event.reply({ ok: true, result: await this.runCommand(event.request.command, event.request.args) });
+          event.reply({ ok: true, result: await runControlCall(this.commands, event.call) });
         } catch (err) {
           event.reply({ ok: false, error: (err as Error).message });
         }
@@ -494,14 +495,7 @@ export class Arbiter {
   private async openControlSocket(): Promise<void> {
     const path = controlSocketPath(this.settings);
     if (!path) return;
-    const control = new ControlServer(
-      path,
-      (request) =>
-        new Promise((resolve, reject) =>
-          this.queue.push({ type: 'command', request, reply: (r) => (r.ok ? resolve(r.result) : reject(new Error(r.error))) }),
-        ),
-      this.log,
-    );
+    const control = new ControlServer(path, (call) => new Promise((reply) => this.queue.push({ type: 'command', call, reply })), this.log);
     // After USR2 the old master holds the path until it exits: keep trying until then.
     for (let attempt = 0; !this.isStopping(); attempt++) {
       try {
@@ -522,57 +516,25 @@ export class Arbiter {
     }
   }
 
-  /** `ws-proxy-kit ctl` commands; same effects as the signals, run from the same queue. */
-  private async runCommand(command: string, args: string[]): Promise<unknown> {
-    const count = (i: number) => {
-      const n = args[i] === undefined ? 1 : Number(args[i]);
-      if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`expected a count from 1 to 1024, got "${args[i]}"`);
-      return n;
-    };
-    switch (`${command} ${args[0] ?? ''}`.trim()) {
-      case 'status':
-        return this.status();
-      case 'workers':
-        return this.workerTable();
-      case 'reload': {
-        const started = Date.now();
-        const reloaded = await this.reload();
-        if (!reloaded)
-          throw new Error('reload did not happen (the server is not running, or the new workers or configuration failed: see its log)');
-        return { reloaded, ms: Date.now() - started };
-      }
-      case 'workers add':
-        this.setDesired(this.desired + count(1));
-        return { workers: this.desired };
-      case 'workers remove':
-        this.setDesired(Math.max(1, this.desired - count(1)));
-        return { workers: this.desired };
-      case 'reopen-logs':
-        await this.handle({ type: 'signal', signal: 'SIGUSR1' });
-        return { reopened: true };
-      case 'shutdown':
-      case 'shutdown graceful':
-      case 'shutdown quick': {
-        const graceful = args[0] !== 'quick';
-        // Through the queue, as the signal would: the loop then ends and finishes the stop.
-        this.queue.push({ type: 'signal', signal: graceful ? 'SIGTERM' : 'SIGQUIT' });
-        return { stopping: graceful ? 'graceful' : 'quick' };
-      }
-      default:
-        if (command === 'worker' && args[0] === 'kill') {
-          const pid = Number(args[1]);
-          const w = [...this.workers].find((x) => x.pid === pid && x.alive);
-          if (!w) throw new Error(`no worker with pid ${args[1] ?? '(missing)'}; see "ws-proxy-kit ctl workers"`);
-          w.retire('stopped by ctl');
-          return { retiring: pid };
-        }
-        throw new Error(
-          `unknown command "${[command, ...args].join(' ')}". Commands: status, workers, reload, workers add [N], workers remove [N], worker kill PID, reopen-logs, shutdown [graceful|quick]`,
-        );
-    }
-  }
+  /** `ws-proxy-kit ctl` commands (the table in control.ts); same effects as the signals, run from the same queue. */
+  private readonly commands: ControlTarget = {
+    status: () => this.status(),
+    workerRows: () => this.workerTable(),
+    reload: () => this.reload(),
+    resize: (delta) => {
+      this.setDesired(delta >= 0 ? this.desired + delta : Math.max(Math.min(this.desired, 1), this.desired + delta));
+      return this.desired;
+    },
+    retireWorker: (pid) => {
+      const w = [...this.workers].find((x) => x.pid === pid && x.alive);
+      w?.retire('stopped by ctl');
+      return w !== undefined;
+    },
+    reopenLogs: () => void this.handle({ type: 'signal', signal: 'SIGUSR1' }),
+    enqueueSignal: (signal) => this.queue.push({ type: 'signal', signal }),
+  };
 
-  status(): Record<string, unknown> {
+  status(): StatusView {
     const changed: Record<string, string> = {};
     for (const [name, src] of Object.entries(this.config.sources)) {
       if (src.origin !== 'default')
@@ -595,7 +557,7 @@ export class Arbiter {
     };
   }
 
-  workerTable(): Record<string, unknown>[] {
+  workerTable(): WorkerRow[] {
     const now = Date.now();
     return [...this.workers]
       .filter((w) => w.alive)

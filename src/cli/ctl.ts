@@ -1,7 +1,7 @@
 // `ws-proxy-kit ctl [--socket PATH] [--json] COMMAND [ARGS]`: talks to a running server's
 // control socket. Without --socket, the path is worked out from the same settings the
 // server uses (flags, config file, environment), so running it where the server runs works.
-import { controlSocketPath, sendControl } from '../arbiter/control.js';
+import { controlSocketPath, sendControl } from '../arbiter/control-socket.js';
 import { ConfigError, type LoadedConfig } from '../config/load.js';
 import type { ExtraFlags } from './args.js';
 
