@@ -1,0 +1,49 @@
+// The arbiter's one event loop (src/arbiter/arbiter.ts) in its modes: health checks go on in
+// the drain window, and a reload whose new workers hang neither blocks the loop nor outlives
+// the boot timeout.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { join } from 'node:path';
+import { copyFileSync } from 'node:fs';
+import { startServer, request, tempDir, cleanup, FIXTURES } from './helpers/server.js';
+
+test.after.each(cleanup);
+const APP = join(FIXTURES, 'app.mjs');
+
+test('health checks go on in the drain window: a worker that hangs then is killed (with its stack) before the window ends', async () => {
+  const sock = join(tempDir(), 'app.sock');
+  const server = startServer([APP, '-b', `unix:${sock}`, '-w', '2', '--drain-seconds', '8', '--timeout', '1']);
+  await server.ready();
+  server.signal('SIGTERM');
+  await server.waitForMsg(/^draining: readiness fails/);
+  // Still served in the window: this request spins one worker's event loop forever.
+  request({ socketPath: sock }, '/spin', { timeoutMs: 30_000 }).catch(() => {});
+  const killed = await server.waitForMsg(/^worker timeout: its event loop is blocked; killing it/, 7_000);
+  const over = await server.waitForMsg(/^drain window over/, 15_000);
+  assert.ok(server.logs.indexOf(killed) < server.logs.indexOf(over), 'killed within the drain window');
+  assert.is((await server.exited).code, 0);
+});
+
+test('a reload whose new workers hang while loading is aborted at the boot timeout; a TERM during a reload stops at once', async () => {
+  const dir = tempDir();
+  const app = join(dir, 'app.mjs');
+  const sock = join(dir, 'app.sock');
+  copyFileSync(APP, app);
+  const server = startServer([app, '-b', `unix:${sock}`, '-w', '1', '--boot-timeout', '2']);
+  await server.ready();
+  copyFileSync(join(FIXTURES, 'slow-boot.mjs'), app);
+  server.signal('SIGHUP');
+  await server.waitForMsg(/^worker did not become ready within the boot timeout/, 10_000);
+  await server.waitForMsg(/^reload aborted: new workers failed to boot/, 5_000);
+  assert.is((await request({ socketPath: sock }, '/')).status, 200, 'the old worker serves');
+
+  const from = server.logs.length;
+  server.signal('SIGHUP');
+  await server.waitForMsg(/^worker spawned/, 5_000, from);
+  const termAt = Date.now();
+  server.signal('SIGTERM');
+  assert.is((await server.exited).code, 0);
+  assert.ok(Date.now() - termAt < 5_000, `stopped ${Date.now() - termAt} ms after the TERM`);
+});
+
+test.run();
