@@ -64,6 +64,10 @@ export type WorkerMessage =
   /** `metrics` only when --metrics-bind is set (src/metrics/). */
   | ({ type: 'heartbeat'; metrics?: MetricsSnapshot } & WorkerStats)
   | { type: 'fatal'; reason: 'uncaughtException' | 'unhandledRejection'; error: ErrorInfo }
+  /**
+   * It stops accepting and finishes its requests (SIGTERM, SIGHUP, an uncaught error). Unless
+   * the master asked for it, the master starts its replacement at once.
+   */
   | { type: 'draining'; reason: string }
   /** Asks the arbiter for a replacement; the worker keeps serving until it is retired. */
   | { type: 'retire-me'; reason: 'max-requests' }

@@ -1,6 +1,6 @@
 // The arbiter's one event loop (src/arbiter/arbiter.ts) in its modes: health checks go on in
-// the drain window, and a reload whose new workers hang neither blocks the loop nor outlives
-// the boot timeout.
+// the drain window, a worker that drains by itself is replaced at once, and a reload whose new
+// workers hang neither blocks the loop nor outlives the boot timeout.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
@@ -22,6 +22,26 @@ test('health checks go on in the drain window: a worker that hangs then is kille
   const over = await server.waitForMsg(/^drain window over/, 15_000);
   assert.ok(server.logs.indexOf(killed) < server.logs.indexOf(over), 'killed within the drain window');
   assert.is((await server.exited).code, 0);
+});
+
+test('a worker that starts draining by itself (SIGTERM from outside) leaves the pool: its replacement starts at once', async () => {
+  const sock = join(tempDir(), 'app.sock');
+  const server = startServer([APP, '-b', `unix:${sock}`, '-w', '1']);
+  await server.ready();
+  const [victim] = server.workerPids();
+  // The only worker holds a request for 4 s: it exits only once that is answered.
+  const held = request({ socketPath: sock }, '/slow?ms=4000');
+  await new Promise((r) => setTimeout(r, 300));
+  process.kill(victim!, 'SIGTERM');
+  await server.waitForMsg(/^worker draining without being asked/, 5_000);
+  const spawned = await server.waitForLog((l) => l.msg === 'worker spawned' && l.workerPid !== victim, 5_000, 'the replacement');
+  const served = await request({ socketPath: sock }, '/');
+  assert.is(served.status, 200);
+  assert.not.match(served.body, new RegExp(`\\b${victim}\\b`));
+  assert.is((await held).status, 200, 'the request in progress is answered');
+  const exited = await server.waitForLog((l) => l.msg?.startsWith('worker exited') === true && l.workerPid === victim, 10_000, 'its exit');
+  assert.ok(server.logs.indexOf(spawned) < server.logs.indexOf(exited), 'the replacement started before the drained worker exited');
+  await server.stop();
 });
 
 test('a reload whose new workers hang while loading is aborted at the boot timeout; a TERM during a reload stops at once', async () => {

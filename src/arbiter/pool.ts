@@ -170,10 +170,13 @@ export class WorkerPool {
         return;
       case 'fatal':
         return this.leftOnItsOwn(w, 'uncaught error', m.reason);
+      case 'draining':
+        // Asked to (retiring, stopping) or failing already: nothing new.
+        if (this.host.stopping() || !w.countsInPool) return;
+        return this.leftOnItsOwn(w, 'draining on its own', m.reason);
       case 'ready':
       case 'boot-report':
-      case 'draining':
-        return; // w.booted and w.bootReport carry them; a drain shows in the exit
+        return; // w.booted and w.bootReport carry them
       default:
         exhaustive(m);
     }
@@ -184,11 +187,14 @@ export class WorkerPool {
    * the requests in progress, src/worker/worker.ts). Its replacement starts now, not when it
    * exits, which may be --graceful-timeout later.
    */
-  private leftOnItsOwn(w: WorkerProcess, cause: 'uncaught error', reason: string): void {
-    this.host.log.error(
-      { worker: w.index, workerPid: w.pid, reason },
-      'worker hit an uncaught error: starting its replacement now; it exits once its requests in progress finish',
-    );
+  private leftOnItsOwn(w: WorkerProcess, cause: 'uncaught error' | 'draining on its own', reason: string): void {
+    const fields = { worker: w.index, workerPid: w.pid, reason };
+    if (cause === 'uncaught error')
+      this.host.log.error(
+        fields,
+        'worker hit an uncaught error: starting its replacement now; it exits once its requests in progress finish',
+      );
+    else this.host.log.warn(fields, 'worker draining without being asked (a signal from outside?): starting its replacement now');
     if (!w.markFailed(cause)) return;
     if (!this.host.stopping() && w.generation === this.generation) this.countCrash(w);
     this.host.push({ type: 'tick' });

@@ -46,8 +46,8 @@ type Ready = { is: 'ready' };
 type Replacing = { is: 'replacing'; reason: string };
 /** The master asked it to go (SIGTERM; SIGQUIT or SIGKILL when stopping): a planned exit. */
 type Retiring = { is: 'retiring'; reason: string };
-/** It left the pool by itself (an uncaught error); its crash is counted. */
-type Failing = { is: 'failing'; cause: 'uncaught error' };
+/** It left the pool by itself (an uncaught error, or a drain nobody asked for); its crash is counted. */
+type Failing = { is: 'failing'; cause: 'uncaught error' | 'draining on its own' };
 /** What a worker was doing when its heartbeat (or its boot) ran out of time. */
 type Settled = Booting | Ready | Replacing | Retiring | Failing;
 /** Out of time: the master reads where it is stuck, then SIGKILLs it. Otherwise as before. */
@@ -278,7 +278,7 @@ export class WorkerProcess {
     this.signal('SIGKILL');
   }
 
-  /** It reported an uncaught error: it no longer counts. True if that is news. */
+  /** It reported an uncaught error, or began draining by itself: it no longer counts. True if that is news. */
   markFailed(cause: Failing['cause']): boolean {
     const s = this.settled;
     if (!this.alive || (s.is !== 'booting' && s.is !== 'ready' && s.is !== 'replacing')) return false;
