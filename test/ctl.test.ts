@@ -168,4 +168,36 @@ test('ctl that reaches no server says each place it tried and why', async () => 
   );
 });
 
+test('ctl workers: a table in human units, CPU over the last heartbeat, restarts per slot', async () => {
+  const dir = tempDir();
+  const sock = join(dir, 'app.sock');
+  const ctlPath = join(dir, 'app.ctl');
+  const server = startServer([APP, '-b', `unix:${sock}`, '-w', '2']);
+  await server.ready();
+  await until(() => existsSync(ctlPath), 10_000, 'control socket');
+  type Row = { pid: number; index: number; state: string; cpuPercent: number | null; restarts: number };
+  const rows = async () => JSON.parse((await ctl(['--socket', ctlPath, '--json', 'workers'])).stdout) as Row[];
+  await until(async () => (await rows()).every((w) => typeof w.cpuPercent === 'number'), 10_000, 'CPU figures');
+  const human = await ctl(['--socket', ctlPath, 'workers']);
+  assert.equal(human.code, 0, human.stderr);
+  const [header, ...lines] = human.stdout.trimEnd().split('\n');
+  assert.match(header!, /^PID\s+INDEX\s+GENERATION\s+STATE\s+AGE\s+REQS\s+IN-FLIGHT\s+CONNS\s+RSS\s+CPU %\s+RESTARTS$/);
+  assert.is(lines.length, 2);
+  for (const line of lines) assert.match(line, /^\d+\s+[12]\s+1\s+ready\s+\d+s\s+\d+\s+0\s+\d+\s+\d+\.\d MB\s+\d+\.\d\s+0$/);
+
+  const victim = (await rows()).find((w) => w.index === 1)!;
+  assert.equal((await ctl(['--socket', ctlPath, 'worker', 'kill', String(victim.pid)])).code, 0);
+  await until(
+    async () => {
+      const now = await rows();
+      return now.length === 2 && now.every((w) => w.state === 'ready' && w.pid !== victim.pid);
+    },
+    20_000,
+    'the replacement',
+  );
+  const restarts = Object.fromEntries((await rows()).map((w) => [w.index, w.restarts]));
+  assert.equal(restarts, { 1: 1, 2: 0 });
+  await server.stop();
+});
+
 test.run();

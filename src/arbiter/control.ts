@@ -55,6 +55,10 @@ export interface WorkerRow {
   connections: number;
   rssMb: number;
   heartbeatMsAgo: number;
+  /** CPU over the last heartbeat interval, in % of one core; null before the second heartbeat. */
+  cpuPercent: number | null;
+  /** Workers started in this slot since the master started, after its first one. */
+  restarts: number;
 }
 
 /** What the commands act on: the arbiter implements it, so this module never imports it. */
@@ -116,7 +120,7 @@ export const CONTROL_COMMANDS: { readonly [N in ControlCommandName]: ControlComm
   },
   workers: {
     args: '',
-    help: 'one line per worker: pid, slot, generation, state, age, requests, in flight, connections, RSS, last heartbeat',
+    help: 'one line per worker: pid, slot, generation, state, age, requests, in flight, connections, RSS, CPU, restarts',
     parse: none,
     run: (server) => server.workerRows(),
   },

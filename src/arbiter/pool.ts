@@ -51,6 +51,7 @@ export class WorkerPool {
   private respawnAt = 0;
   /** Workers that died without being asked to, since start (logged with each such exit). */
   private unexpectedExits = 0;
+  private readonly spawnsBySlot = new Map<number, number>();
   /** --balance-connections: among the workers that accept now. */
   private readonly balancer = new Balancer(() => [...this.workers].filter((w) => w.accepting));
 
@@ -119,6 +120,11 @@ export class WorkerPool {
     return this.current().filter((w) => w.serving);
   }
 
+  /** Workers started in this slot after its first one. */
+  restarts(index: number): number {
+    return Math.max(0, (this.spawnsBySlot.get(index) ?? 0) - 1);
+  }
+
   private spawn(index: number, generation: number): WorkerProcess {
     const { host } = this;
     void host.hook('preFork', { index, generation });
@@ -131,6 +137,7 @@ export class WorkerPool {
       onMessage: (worker, m) => this.onMessage(worker, m),
     });
     this.workers.add(w);
+    this.spawnsBySlot.set(index, (this.spawnsBySlot.get(index) ?? 0) + 1);
     if (host.poolReady()) w.send({ type: 'readiness', ready: true, reason: 'serving' });
     host.log.info({ worker: index, workerPid: w.pid, generation }, 'worker spawned');
     void w.exited.then(() => host.push({ type: 'exit', worker: w }));

@@ -79,6 +79,8 @@ export function workerRows(pool: WorkerPool): WorkerRow[] {
       connections: w.stats.connections,
       rssMb: Math.round((w.stats.rss / 1048576) * 10) / 10,
       heartbeatMsAgo: now - w.lastHeartbeat,
+      cpuPercent: w.cpuPercent === null ? null : Math.round(w.cpuPercent * 10) / 10,
+      restarts: pool.restarts(w.index),
     }));
 }
 

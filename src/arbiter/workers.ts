@@ -72,6 +72,8 @@ export class WorkerProcess {
   readyAt: number | null = null;
   lastHeartbeat = Date.now();
   stats: WorkerStats = { requests: 0, inflight: 0, connections: 0, rss: 0 };
+  /** CPU used over the last heartbeat interval, in % of one core; null before the second heartbeat. */
+  cpuPercent: number | null = null;
   appKind = '';
   bootError: ErrorInfo | null = null;
   fatalError: ErrorInfo | null = null;
@@ -87,6 +89,7 @@ export class WorkerProcess {
   private onBooted!: (ok: boolean) => void;
   /** Heartbeats in a row with RSS over --max-worker-memory. */
   private overMemory = 0;
+  private lastCpu: { seconds: number; at: number } | null = null;
 
   constructor(
     readonly id: number,
@@ -165,6 +168,11 @@ export class WorkerProcess {
       case 'heartbeat': {
         const { type: _type, metrics: _metrics, ...stats } = m;
         this.stats = stats;
+        if (stats.cpuSeconds === undefined) return;
+        const now = Date.now();
+        if (this.lastCpu && now > this.lastCpu.at)
+          this.cpuPercent = ((stats.cpuSeconds - this.lastCpu.seconds) * 1e5) / (now - this.lastCpu.at);
+        this.lastCpu = { seconds: stats.cpuSeconds, at: now };
         return;
       }
       case 'load':

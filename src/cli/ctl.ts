@@ -5,7 +5,7 @@
 // master's pid, and the socket next to it). When nothing answers, it says what it tried.
 import { dirname, resolve } from 'node:path';
 import { formatBind } from '../listeners/bind-spec.js';
-import type { ControlReply } from '../arbiter/control.js';
+import type { ControlReply, WorkerRow } from '../arbiter/control.js';
 import { controlSocketPath, sendControl } from '../arbiter/control-socket.js';
 import { isRunning, readPid } from '../arbiter/pidfile.js';
 import { ConfigError, type LoadedConfig } from '../config/load.js';
@@ -62,7 +62,7 @@ export async function runCtl(positionals: string[], extra: { socket?: string; js
     process.stderr.write(`ws-proxy-kit ctl: ${reply.error}\n`);
     return EXIT_FAILED;
   }
-  process.stdout.write(extra.json ? JSON.stringify(reply.result, null, 2) + '\n' : human(command, reply.result));
+  process.stdout.write(extra.json ? JSON.stringify(reply.result, null, 2) + '\n' : human(command, args, reply.result));
   return 0;
 }
 
@@ -151,21 +151,8 @@ function derivation({ settings: s, sources }: LoadedConfig): string {
   return `the default for ${s.bind.map(formatBind).join(', ')} (no UNIX bind or pidfile in the settings)`;
 }
 
-function table(rows: Record<string, unknown>[]): string {
-  if (rows.length === 0) return '(no workers)\n';
-  const cols = Object.keys(rows[0]!);
-  const cells = rows.map((r) => cols.map((c) => String(r[c] ?? '')));
-  const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
-  const line = (vals: string[]) =>
-    vals
-      .map((v, i) => v.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
-  return [line(cols.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n') + '\n';
-}
-
-function human(command: string, result: unknown): string {
-  if (command === 'workers' && Array.isArray(result)) return table(result as Record<string, unknown>[]);
+function human(command: string, args: string[], result: unknown): string {
+  if (command === 'workers' && args.length === 0 && Array.isArray(result)) return workerTable(result as Partial<WorkerRow>[]);
   if (result && typeof result === 'object') {
     const lines: string[] = [];
     for (const [k, v] of Object.entries(result as Record<string, unknown>)) {
@@ -177,4 +164,40 @@ function human(command: string, result: unknown): string {
     return lines.join('\n') + '\n';
   }
   return String(result) + '\n';
+}
+
+const dash = (v: number | string | null | undefined, f: (x: number) => string = String): string =>
+  v === null || v === undefined ? '-' : typeof v === 'number' ? f(v) : v;
+
+/** `ctl workers`, as `pm2 ls` reads: one row per worker, human units. */
+const WORKER_COLUMNS: [string, (r: Partial<WorkerRow>) => string][] = [
+  ['PID', (r) => dash(r.pid)],
+  ['INDEX', (r) => dash(r.index)],
+  ['GENERATION', (r) => dash(r.generation)],
+  ['STATE', (r) => dash(r.state)],
+  ['AGE', (r) => dash(r.ageSec, duration)],
+  ['REQS', (r) => dash(r.requests)],
+  ['IN-FLIGHT', (r) => dash(r.inflight)],
+  ['CONNS', (r) => dash(r.connections)],
+  ['RSS', (r) => dash(r.rssMb, (mb) => `${mb.toFixed(1)} MB`)],
+  ['CPU %', (r) => dash(r.cpuPercent, (p) => p.toFixed(1))],
+  ['RESTARTS', (r) => dash(r.restarts)],
+];
+
+function workerTable(rows: Partial<WorkerRow>[]): string {
+  if (rows.length === 0) return '(no workers)\n';
+  const cells = [WORKER_COLUMNS.map(([title]) => title), ...rows.map((r) => WORKER_COLUMNS.map(([, cell]) => cell(r)))];
+  const widths = WORKER_COLUMNS.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));
+  const line = (row: string[]) => row.map((v, i) => v.padEnd(widths[i]!)).join('  ');
+  return cells.map((row) => line(row).trimEnd()).join('\n') + '\n';
+}
+
+/** 45s, 3m12s, 2h05m, 3d04h. */
+function duration(sec: number): string {
+  const s = Math.max(0, Math.round(sec));
+  const pad = (n: number) => String(n).padStart(2, '0');
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${pad(s % 60)}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h${pad(Math.floor(s / 60) % 60)}m`;
+  return `${Math.floor(s / 86_400)}d${pad(Math.floor(s / 3600) % 24)}h`;
 }
