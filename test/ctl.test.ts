@@ -200,4 +200,26 @@ test('ctl workers: a table in human units, CPU over the last heartbeat, restarts
   await server.stop();
 });
 
+test('ctl usage errors exit 2 before any server is asked; a typo gets a did-you-mean; no command lists them all', async () => {
+  const socket = join(tempDir(), 'none.ctl'); // nobody listens: the command line is checked first
+  for (const args of [
+    ['workers', 'add', 'many'],
+    ['workers', 'remove', '0'],
+    ['worker', 'kill'],
+    ['shutdown', 'sideways'],
+    ['status', 'now'],
+  ]) {
+    const r = await ctl(['--socket', socket, ...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`ws-proxy-kit ctl: ${args[0]}.*Usage: ${args[0]}`));
+  }
+  const typo = await ctl(['--socket', socket, 'stauts']);
+  assert.match(typo.stderr, /unknown command "stauts"\. Commands: status, workers, .* Did you mean "status"\?/);
+  const none = await ctl([]);
+  assert.equal(none.code, 2, none.stderr);
+  assert.match(none.stderr, /ctl needs a command/);
+  assert.match(none.stderr, /^ {2}workers add \[N\] +as TTIN/m);
+  assert.match(none.stderr, /^ {2}shutdown \[graceful\|quick\] +as TERM/m);
+});
+
 test.run();

@@ -3,9 +3,10 @@
 // from the settings the server uses (flags, the config file in this directory or --config,
 // environment), paths relative to its directory, and from the pidfile (--pid FILE: the
 // master's pid, and the socket next to it). When nothing answers, it says what it tried.
+// Exit codes: 0 done, 1 no server reachable or the server refused, 2 bad arguments.
 import { dirname, resolve } from 'node:path';
 import { formatBind } from '../listeners/bind-spec.js';
-import type { ControlReply, WorkerRow } from '../arbiter/control.js';
+import { ControlUsageError, ctlCommandsHelp, parseControlRequest, type ControlReply, type WorkerRow } from '../arbiter/control.js';
 import { controlSocketPath, sendControl } from '../arbiter/control-socket.js';
 import { isRunning, readPid } from '../arbiter/pidfile.js';
 import { ConfigError, type LoadedConfig } from '../config/load.js';
@@ -16,8 +17,8 @@ export const ctlFlags: ExtraFlags = {
   json: { type: 'boolean', doc: 'print the raw JSON answer' },
 };
 
-/** Exit code: no server reachable, or it refused. */
-const EXIT_FAILED = 1;
+/** Exit codes: no server reachable or it refused; bad arguments. An unknown command exits 1, as it always has. */
+const EXIT = { failed: 1, usage: 2, unknownCommand: 1 } as const;
 
 /** A place the control socket may be, and why we look there. */
 interface Candidate {
@@ -32,10 +33,14 @@ interface Miss {
 
 export async function runCtl(positionals: string[], extra: { socket?: string; json?: boolean }, config: LoadedConfig): Promise<number> {
   const [command, ...args] = positionals;
-  if (!command)
-    throw new ConfigError(
-      'ctl needs a command: status, workers, reload, workers add [N], workers remove [N], worker kill PID, reopen-logs, shutdown [graceful|quick].',
-    );
+  if (!command) throw new ConfigError(`ctl needs a command.\n${ctlCommandsHelp().trimEnd()}`);
+  try {
+    parseControlRequest({ command, args });
+  } catch (err) {
+    if (!(err instanceof ControlUsageError)) throw err;
+    process.stderr.write(`ws-proxy-kit ctl: ${err.message}\n`);
+    return err.kind === 'unknown command' ? EXIT.unknownCommand : EXIT.usage;
+  }
   const { candidates, misses } = extra.socket
     ? { candidates: [{ path: extra.socket, from: '--socket' }], misses: [] }
     : findControlSocket(config, process.env, process.cwd());
@@ -49,18 +54,18 @@ export async function runCtl(positionals: string[], extra: { socket?: string; js
       // Anything but "nobody there" may have reached a server: never send the command twice.
       if (why === null) {
         process.stderr.write(`ws-proxy-kit ctl: ${c.path} (${c.from}): ${(err as Error).message}\n`);
-        return EXIT_FAILED;
+        return EXIT.failed;
       }
       misses.push({ what: `${c.path} (${c.from})`, why });
     }
   }
   if (!reply) {
     process.stderr.write(notFound(misses));
-    return EXIT_FAILED;
+    return EXIT.failed;
   }
   if (!reply.ok) {
     process.stderr.write(`ws-proxy-kit ctl: ${reply.error}\n`);
-    return EXIT_FAILED;
+    return EXIT.failed;
   }
   process.stdout.write(extra.json ? JSON.stringify(reply.result, null, 2) + '\n' : human(command, args, reply.result));
   return 0;
