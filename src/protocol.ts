@@ -1,5 +1,7 @@
 // The small typed protocol between the arbiter and its workers. Neither side imports the
-// other's modules; they share only these types.
+// other's modules; they share only these types. Each side handles the other's messages in
+// a `switch` whose default is `exhaustive(m)`: a new message type fails to compile until
+// it is handled there.
 import type { Settings } from './config/settings.js';
 import type { MetricsSnapshot } from './metrics/worker-metrics.js';
 
@@ -62,6 +64,10 @@ export type WorkerMessage =
   /** `metrics` only when --metrics-bind is set (src/metrics/). */
   | ({ type: 'heartbeat'; metrics?: MetricsSnapshot } & WorkerStats)
   | { type: 'fatal'; reason: 'uncaughtException' | 'unhandledRejection'; error: ErrorInfo }
+  /**
+   * It stops accepting and finishes its requests (SIGTERM, SIGHUP, an uncaught error). Unless
+   * the master asked for it, the master starts its replacement at once.
+   */
   | { type: 'draining'; reason: string }
   /** Asks the arbiter for a replacement; the worker keeps serving until it is retired. */
   | { type: 'retire-me'; reason: 'max-requests' }
@@ -69,6 +75,14 @@ export type WorkerMessage =
   | { type: 'boot-report'; lines: string[] }
   /** --balance-connections: the busy-connection count, sent as it changes (every 50 ms at most). */
   | { type: 'load'; busy: number };
+
+/**
+ * The default of an exhaustive `switch` over a message union: `m` has type `never` only when
+ * every variant is handled. At run time (a message this side does not know) it is ignored.
+ */
+export function exhaustive(m: never): void {
+  void m;
+}
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';

@@ -2,8 +2,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
-import { statSync, existsSync } from 'node:fs';
-import { startServer, runCli, request, tempDir, cleanup, FIXTURES, until, isAlive } from './helpers/server.js';
+import { spawnSync } from 'node:child_process';
+import { statSync, existsSync, writeFileSync } from 'node:fs';
+import { startServer, runCli, request, tempDir, cleanup, FIXTURES, until, isAlive, freePort } from './helpers/server.js';
 
 test.after.each(cleanup);
 const APP = join(FIXTURES, 'app.mjs');
@@ -11,6 +12,8 @@ const APP = join(FIXTURES, 'app.mjs');
 async function ctl(args: string[], cwd?: string) {
   return runCli(['ctl', ...args], cwd ? { cwd } : {});
 }
+
+const literally = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 test('ctl workers counts the requests in flight and the open connections of each worker', async () => {
   const dir = tempDir();
@@ -112,6 +115,111 @@ test('ctl against no server says what is wrong', async () => {
   const r = await ctl(['--socket', join(tempDir(), 'none.ctl'), 'status']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /cannot reach .*no such socket/);
+});
+
+test('ctl finds the server from the config file: here with no flags, elsewhere with --config (paths relative to its directory)', async () => {
+  const dir = tempDir();
+  const config = join(dir, 'ws-proxy-kit.config.mjs');
+  writeFileSync(config, `export default { app: ${JSON.stringify(APP)}, bind: 'unix:./app.sock', workers: 1 };\n`);
+  const server = startServer([], { cwd: dir });
+  await server.ready();
+  await until(() => existsSync(join(dir, 'app.ctl')), 10_000, 'control socket');
+  const here = await ctl(['status', '--json'], dir);
+  assert.equal(here.code, 0, here.stderr);
+  assert.equal((JSON.parse(here.stdout) as { pid: number }).pid, server.pid);
+  const elsewhere = await ctl(['--config', config, 'status', '--json'], tempDir());
+  assert.equal(elsewhere.code, 0, elsewhere.stderr);
+  assert.equal((JSON.parse(elsewhere.stdout) as { pid: number }).pid, server.pid);
+  await server.stop();
+});
+
+test('ctl --pid FILE finds the master from its pidfile, also where a config file names another socket', async () => {
+  const dir = tempDir();
+  const pidfile = join(dir, 'app.pid');
+  const server = startServer([APP, '-b', `127.0.0.1:${await freePort()}`, '-w', '1', '--pid', pidfile]);
+  await server.ready();
+  await until(() => existsSync(join(dir, 'app.ctl')), 10_000, 'control socket');
+  // Another project's directory: its config file binds a UNIX socket of its own.
+  const other = tempDir();
+  writeFileSync(join(other, 'ws-proxy-kit.config.mjs'), `export default { bind: 'unix:${join(other, 'other.sock')}' };\n`);
+  const r = await ctl(['--pid', pidfile, 'status', '--json'], other);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as { pid: number }).pid, server.pid);
+  await server.stop();
+});
+
+test('ctl that reaches no server says each place it tried and why', async () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, 'ws-proxy-kit.config.mjs'), `export default { bind: 'unix:./app.sock', pid: './app.pid' };\n`);
+  // A stale pidfile: the pid of a process that has exited.
+  writeFileSync(join(dir, 'app.pid'), `${spawnSync(process.execPath, ['-e', '']).pid}\n`);
+  const r = await ctl(['status'], dir);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /cannot reach the server\. Tried:/);
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `${literally(join(dir, 'app.ctl'))} \\(next to the bind unix:\\./app\\.sock \\(bind in .*ws-proxy-kit\\.config\\.mjs\\)\\): no such socket`,
+    ),
+  );
+  assert.match(
+    r.stderr,
+    new RegExp(`the pidfile ${literally(join(dir, 'app.pid'))} \\(.*\\): it names process \\d+, which is not running`),
+  );
+});
+
+test('ctl workers: a table in human units, CPU over the last heartbeat, restarts per slot', async () => {
+  const dir = tempDir();
+  const sock = join(dir, 'app.sock');
+  const ctlPath = join(dir, 'app.ctl');
+  const server = startServer([APP, '-b', `unix:${sock}`, '-w', '2']);
+  await server.ready();
+  await until(() => existsSync(ctlPath), 10_000, 'control socket');
+  type Row = { pid: number; index: number; state: string; cpuPercent: number | null; restarts: number };
+  const rows = async () => JSON.parse((await ctl(['--socket', ctlPath, '--json', 'workers'])).stdout) as Row[];
+  await until(async () => (await rows()).every((w) => typeof w.cpuPercent === 'number'), 10_000, 'CPU figures');
+  const human = await ctl(['--socket', ctlPath, 'workers']);
+  assert.equal(human.code, 0, human.stderr);
+  const [header, ...lines] = human.stdout.trimEnd().split('\n');
+  assert.match(header!, /^PID\s+INDEX\s+GENERATION\s+STATE\s+AGE\s+REQS\s+IN-FLIGHT\s+CONNS\s+RSS\s+CPU %\s+RESTARTS$/);
+  assert.is(lines.length, 2);
+  for (const line of lines) assert.match(line, /^\d+\s+[12]\s+1\s+ready\s+\d+s\s+\d+\s+0\s+\d+\s+\d+\.\d MB\s+\d+\.\d\s+0$/);
+
+  const victim = (await rows()).find((w) => w.index === 1)!;
+  assert.equal((await ctl(['--socket', ctlPath, 'worker', 'kill', String(victim.pid)])).code, 0);
+  await until(
+    async () => {
+      const now = await rows();
+      return now.length === 2 && now.every((w) => w.state === 'ready' && w.pid !== victim.pid);
+    },
+    20_000,
+    'the replacement',
+  );
+  const restarts = Object.fromEntries((await rows()).map((w) => [w.index, w.restarts]));
+  assert.equal(restarts, { 1: 1, 2: 0 });
+  await server.stop();
+});
+
+test('ctl usage errors exit 2 before any server is asked; a typo gets a did-you-mean; no command lists them all', async () => {
+  const socket = join(tempDir(), 'none.ctl'); // nobody listens: the command line is checked first
+  for (const args of [
+    ['workers', 'add', 'many'],
+    ['workers', 'remove', '0'],
+    ['worker', 'kill'],
+    ['shutdown', 'sideways'],
+    ['status', 'now'],
+  ]) {
+    const r = await ctl(['--socket', socket, ...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`ws-proxy-kit ctl: ${args[0]}.*Usage: ${args[0]}`));
+  }
+  const typo = await ctl(['--socket', socket, 'stauts']);
+  assert.match(typo.stderr, /unknown command "stauts"\. Commands: status, workers, .* Did you mean "status"\?/);
+  const none = await ctl([]);
+  assert.equal(none.code, 2, none.stderr);
+  assert.match(none.stderr, /ctl needs a command/);
+  assert.match(none.stderr, /^ {2}workers add \[N\] +as TTIN/m);
+  assert.match(none.stderr, /^ {2}shutdown \[graceful\|quick\] +as TERM/m);
 });
 
 test.run();

@@ -1,39 +1,27 @@
-// The arbiter: owns the listening sockets and the worker pool. Signals and worker exits
-// are queued and handled one at a time by a single loop, so two reloads never interleave.
-import { readFileSync, writeFileSync, unlinkSync, renameSync } from 'node:fs';
-import type { ChildProcess } from 'node:child_process';
-import { resolve } from 'node:path';
+// The arbiter (after Gunicorn's arbiter.py): owns the listening sockets and the worker pool.
+// Signal handlers, worker exits, ticks and ctl commands only enqueue events; ONE loop takes
+// them one at a time and calls a short handler for each, then steps the mode it is in:
+// running, reloading (a new generation boots), draining (--drain-seconds) or stopping. So
+// two reloads never interleave, and health checks run whatever the mode.
 import type { Settings } from '../config/settings.js';
 import type { LoadedConfig } from '../config/load.js';
-import { openListeners, closeListeners, type Listener } from '../listeners/bind.js';
-import { forgetActivationEnv } from '../listeners/systemd.js';
-import { parseBind } from '../listeners/bind-spec.js';
-import { errorInfo, flushLogs, reopenLogFiles, resolvedFormat, type Logger } from '../log/logger.js';
-import { Balancer } from './balance.js';
-import { WorkerProcess } from './workers.js';
-import { ControlServer, controlSocketPath } from './control.js';
-import { displayValue } from '../config/display.js';
-import { spawnNewMaster, inheritedListeners, announceUpgradeReady } from './upgrade.js';
-import { SignalQueue, type ArbiterEvent } from './signals.js';
-import { EXIT_BOOT_ERROR } from '../protocol.js';
+import type { Listener } from '../listeners/bind.js';
+import { flushLogs, reopenLogFiles, type Logger } from '../log/logger.js';
+import { EXIT_BOOT_ERROR, exhaustive } from '../protocol.js';
 import { VERSION } from '../version.js';
 import { noopNotifier, type Notifier } from '../notify/notifier.js';
 import { runHook } from '../config/hooks.js';
-// Loaded when used (hang capture, --reload, --metrics-bind): a master that doesn't use
-// them doesn't carry ws, chokidar or prom-client.
-import type { MasterMetrics } from '../metrics/master-metrics.js';
+import { runControlCall, type ControlCall, type ControlReply, type ControlTarget } from './control.js';
+import { WorkerPool } from './pool.js';
+import { Reload } from './reload.js';
+import { MasterResources } from './resources.js';
+import { SignalQueue, type ArbiterEvent, type HandledSignal } from './signals.js';
+import { hookView, isHealthy, statusLine, statusView, workerRows, type ArbiterState, type HookView } from './status.js';
+import { checkTimeouts } from './timeouts.js';
+import { Upgrade, announceUpgradeReady } from './upgrade.js';
+import type { WorkerProcess } from './workers.js';
 
-/**
- * After this many boots in a row fail before any worker ever served, the arbiter gives up
- * (exit 3) instead of looping. Once the pool has served, it never gives up: it keeps what
- * still serves and retries the failed slots with the crash backoff (degraded).
- */
-const MAX_BOOT_FAILURES = 3;
-/** A worker that was ready this long before dying resets the crash backoff. */
-const STABLE_MS = 5000;
-const MAX_BACKOFF_MS = 10_000;
-
-export type ArbiterState = 'booting' | 'running' | 'reloading' | 'stopping';
+export type { ArbiterState } from './status.js';
 
 export interface ArbiterOptions {
   config: LoadedConfig;
@@ -45,55 +33,89 @@ export interface ArbiterOptions {
   notifier?: Notifier;
 }
 
+/** What the loop is doing; every event is handled in its light. */
+type Mode =
+  | { is: 'booting' }
+  | { is: 'running' }
+  /** HUP: a new generation boots; it takes over once all of it is ready, or is killed when one fails. */
+  | { is: 'reloading'; reload: Reload }
+  /** --drain-seconds: readiness fails, but every listener stays open and every worker serves until the alarm. */
+  | { is: 'draining'; alarm: Alarm }
+  /** The workers were told to stop; the loop ends once the last one has exited (SIGKILL at the alarm). */
+  | { is: 'stopping'; alarm: Alarm; killed: boolean };
+
+/** A timer that wakes the loop; `rang` once it has fired. */
+interface Alarm {
+  timer: NodeJS.Timeout;
+  rang: boolean;
+}
+
 export class Arbiter {
-  state: ArbiterState = 'booting';
   settings: Settings;
-  listeners: Listener[] = [];
-  readonly workers = new Set<WorkerProcess>();
-  /** --balance-connections: among the workers that accept now. */
-  private readonly balancer = new Balancer(() => [...this.workers].filter((w) => w.alive && w.state === 'ready' && !w.hung));
   readonly startedAt = Date.now();
+  readonly pool: WorkerPool;
+  private mode: Mode = { is: 'booting' };
   private readonly log: Logger;
   private readonly notifier: Notifier;
   private readonly queue = new SignalQueue();
-  private config: LoadedConfig;
-  /** The generation that serves; reloads start a newer one and switch when it is ready. */
-  private generation = 0;
-  private generations = 0;
+  config: LoadedConfig;
   private announced = false;
-  private stopping: Promise<void> | null = null;
-  private nextId = 1;
-  private desired: number;
-  private crashStreak = 0;
-  private bootFailures = 0;
-  /** A worker of this master became ready at least once: boot failures no longer stop it. */
-  private everServed = false;
-  /** Boots of the serving generation keep failing: the pool runs with fewer workers. */
-  private degraded: { error: string; since: number } | null = null;
-  private respawnAt = 0;
+  /** Callers of a reload asked for while one runs: one more reload follows it. */
+  private nextReload: ((reloaded: boolean) => void)[] | null = null;
   private exitCode = 0;
-  private pidfile: string | null = null;
-  /** This master was started by USR2 on inherited sockets. */
-  private upgraded = false;
-  /** The master we started with USR2, while it runs. */
-  private newMaster: ChildProcess | null = null;
-  /** A new master took over our sockets: don't unlink them on exit. */
-  private handedOver = false;
-  private stopWatching: (() => Promise<void>) | null = null;
-  private listenersClosed = false;
-  private control: ControlServer | null = null;
-  /** Workers that died without being asked to, since start (logged with each such exit). */
-  private unexpectedExits = 0;
+  private readonly held: MasterResources;
+  private readonly upgrade: Upgrade;
   private timer: NodeJS.Timeout | null = null;
-  /** The Prometheus endpoint (--metrics-bind), when set. */
-  private metrics: MasterMetrics | null = null;
+  private lastStatus = '';
 
   constructor(private readonly opts: ArbiterOptions) {
     this.config = opts.config;
     this.settings = opts.config.settings;
     this.log = opts.log;
     this.notifier = opts.notifier ?? noopNotifier;
-    this.desired = this.settings.workers;
+    this.held = new MasterResources(this.log);
+    this.pool = new WorkerPool(
+      {
+        log: this.log,
+        settings: () => this.settings,
+        listeners: () => this.held.listeners,
+        configPath: () => this.config.configPath,
+        poolReady: () => this.announced && !this.stopRequested,
+        stopping: () => this.stopRequested,
+        metrics: () => this.held.metrics,
+        hook: (name, ...args) => this.hook(name, ...args),
+        push: (event) => this.queue.push(event),
+      },
+      this.settings.workers,
+    );
+    this.upgrade = new Upgrade({
+      log: this.log,
+      notifier: this.notifier,
+      pidfile: () => this.held.pidfile,
+      preExec: () => this.hook('preExec'),
+    });
+  }
+
+  get state(): ArbiterState {
+    return this.mode.is === 'draining' ? 'stopping' : this.mode.is;
+  }
+
+  get listeners(): readonly Listener[] {
+    return this.held.listeners;
+  }
+
+  get workers(): ReadonlySet<WorkerProcess> {
+    return this.pool.workers;
+  }
+
+  /** A stop has begun (the drain window counts). */
+  private get stopRequested(): boolean {
+    return this.mode.is === 'draining' || this.mode.is === 'stopping';
+  }
+
+  /** The last worker of a stop has exited: the loop ends. */
+  private get stopped(): boolean {
+    return this.mode.is === 'stopping' && this.pool.workers.size === 0;
   }
 
   /** Runs the server until it stops; resolves with the process exit code. */
@@ -102,133 +124,258 @@ export class Arbiter {
     const env = this.opts.env ?? process.env;
     this.log.info({ version: VERSION, node: process.version, app: s.app, workers: s.workers }, 'starting ws-proxy-kit');
     await this.hook('onStarting');
-    const inherited = inheritedListeners(env);
-    this.upgraded = inherited !== null;
-    this.listeners = inherited ?? (await openListeners(s.bind, s, this.log, env));
-    // --health-bind: one more socket, appended after the app binds; workers serve only the
-    // health paths on it (src/worker/health.ts). After USR2 it is among the inherited ones.
-    if (!inherited && s.healthBind) {
-      const health = await openListeners([parseBind(s.healthBind)], s, this.log, env).catch((err: unknown) => {
-        closeListeners(this.listeners);
-        throw err;
-      });
-      this.listeners.push(...health);
-    }
-    if (inherited)
-      this.log.info(
-        { binds: inherited.map((l) => l.address), parent: process.ppid },
-        'upgrade: serving the sockets inherited from the old master',
-      );
-    forgetActivationEnv(env);
-    if (s.metricsBind) {
-      const { MasterMetrics } = await import('../metrics/master-metrics.js');
-      this.metrics = new MasterMetrics({
-        bind: s.metricsBind,
-        log: this.log,
-        workers: () => this.workers,
-        listeners: () => this.listeners,
-        degraded: () => this.degraded !== null,
-      });
-      // After USR2 the old master still holds the address: the new one retries until it is free.
-      await this.metrics.listen(this.upgraded).catch((err: unknown) => {
-        closeListeners(this.listeners, { unlink: !this.upgraded });
-        throw err;
-      });
-    }
-    this.writePidfile();
+    await this.held.open(s, env, { workers: () => this.pool.workers, degraded: () => this.pool.degraded !== null });
     this.queue.install();
-    if (s.reload && s.app) {
-      const { watchForReload } = await import('./reloader.js');
-      this.stopWatching = watchForReload({
-        app: s.app,
-        cwd: process.cwd(),
-        configPath: this.config.configPath,
-        log: this.log,
-        onChange: () => this.queue.push({ type: 'signal', signal: 'SIGHUP' }),
-      });
-    }
+    await this.held.watch(s, this.config.configPath, () => this.queue.push({ type: 'signal', signal: 'SIGHUP' }));
     this.timer = setInterval(() => this.queue.push({ type: 'tick' }), 500);
     // Not awaited after an upgrade: the new master serves while it waits for the path.
-    if (this.upgraded) void this.openControlSocket();
-    else await this.openControlSocket();
+    const control = this.held.openControl(
+      s,
+      (call) => new Promise((reply) => this.queue.push({ type: 'command', call, reply })),
+      () => !this.stopRequested,
+    );
+    if (!this.held.upgraded) await control;
 
     // The loop runs while the first workers boot, so a TERM during boot is honoured at once.
-    this.generation = ++this.generations;
-    for (let i = 1; i <= this.desired; i++) this.spawnWorker(i, this.generation);
-    this.state = 'running';
-    while (!this.isStopping()) {
-      const event = await this.queue.next();
-      await this.handle(event);
-      if (this.state === 'running') {
-        this.maintain();
-        this.announceReady();
-      }
-      if (this.announced) this.publishStatus();
+    this.pool.switchTo(this.pool.startGeneration(this.pool.desired).generation);
+    this.mode = { is: 'running' };
+    while (!this.stopped) {
+      await this.handle(await this.queue.next());
+      this.step();
     }
     return this.finish();
   }
 
-  private isStopping(): boolean {
-    return this.state === 'stopping';
+  private async handle(event: ArbiterEvent): Promise<void> {
+    switch (event.type) {
+      case 'signal':
+        return this.handleSignal(event.signal);
+      case 'exit':
+        return this.handleExit(event.worker);
+      case 'tick':
+        return this.handleTick();
+      case 'command':
+        return this.handleCommand(event.call, event.reply);
+      default:
+        exhaustive(event);
+    }
+  }
+
+  /** After each event: what the mode calls for now. */
+  private step(): void {
+    if (this.mode.is === 'reloading') this.mode.reload.progress();
+    const mode = this.mode;
+    if (mode.is === 'running') {
+      this.pool.maintain();
+      this.announceReady();
+    } else if (mode.is === 'draining' && mode.alarm.rang) {
+      this.log.info('drain window over: stopping the workers');
+      this.stopWorkers(true);
+    } else if (mode.is === 'stopping' && mode.alarm.rang && !mode.killed) {
+      mode.killed = true;
+      for (const w of this.pool.alive()) w.kill('killed: graceful timeout');
+    }
+    if (this.announced) this.publishStatus();
+  }
+
+  private readonly signalHandlers: Record<HandledSignal, (signal: HandledSignal) => void | Promise<void>> = {
+    SIGTERM: () => this.beginStop(true),
+    SIGINT: (signal) => this.stopNow(signal),
+    SIGQUIT: (signal) => this.stopNow(signal),
+    SIGHUP: () => void this.reload(),
+    SIGTTIN: () => this.log.info({ workers: this.pool.resize(+1) }, 'one worker more'),
+    SIGTTOU: () => this.log.info({ workers: this.pool.resize(-1) }, 'one worker fewer'),
+    SIGUSR2: () => this.upgrade.start(this.listeners),
+    // After an upgrade: the old master stops its workers but keeps its sockets, so a HUP can
+    // bring them back if the new master misbehaves.
+    SIGWINCH: () => this.pool.retireAll(),
+    SIGUSR1: () => {
+      reopenLogFiles();
+      for (const w of this.pool.workers) w.send({ type: 'reopen-logs' });
+      this.log.info('log files reopened');
+    },
+  };
+
+  private handleSignal(signal: HandledSignal): void | Promise<void> {
+    this.log.info({ signal }, `received ${signal}`);
+    // Once a stop has begun, only a quicker stop and new log files still mean something.
+    if (this.stopRequested && signal !== 'SIGINT' && signal !== 'SIGQUIT' && signal !== 'SIGUSR1') return;
+    return this.signalHandlers[signal](signal);
+  }
+
+  private handleExit(w: WorkerProcess): void {
+    // First, so that an aborted reload's workers are logged as such.
+    if (this.mode.is === 'reloading') this.mode.reload.progress();
+    if (this.pool.reap(w) === 'give up') {
+      this.exitCode = EXIT_BOOT_ERROR;
+      this.beginStop(false);
+    }
+  }
+
+  /** Kills workers whose event loop stopped answering, or that never finished booting: in every mode. */
+  private handleTick(): void {
+    checkTimeouts(this.pool.workers, {
+      settings: this.settings,
+      log: this.log,
+      workerAbort: (w, frames) => this.hook('workerAbort', w.info(), frames),
+    });
+  }
+
+  /** `ws-proxy-kit ctl`: the same effects as the signals, from the same queue. Not awaited: a reload answers once done. */
+  private handleCommand(call: ControlCall, reply: (r: ControlReply) => void): void {
+    const refused =
+      this.mode.is === 'draining'
+        ? 'the server is draining before it stops'
+        : this.mode.is === 'stopping'
+          ? 'the server is stopping'
+          : null;
+    if (refused) return reply({ ok: false, error: refused });
+    void new Promise((resolve) => resolve(runControlCall(this.commands, call))).then(
+      (result) => reply({ ok: true, result }),
+      (err: unknown) => reply({ ok: false, error: (err as Error).message }),
+    );
+  }
+
+  private readonly commands: ControlTarget = {
+    status: () => statusView(this),
+    workerRows: () => workerRows(this.pool),
+    reload: () => this.reload(),
+    resize: (delta) => this.pool.resize(delta),
+    retireWorker: (pid) => this.pool.retireByPid(pid, 'stopped by ctl'),
+    reopenLogs: () => void this.handleSignal('SIGUSR1'),
+    enqueueSignal: (signal) => this.queue.push({ type: 'signal', signal }),
+  };
+
+  /** SIGHUP: new config, new workers; the old ones retire once the new are ready. Resolves false when the reload did not happen. */
+  private reload(): Promise<boolean> {
+    if (this.mode.is === 'reloading') return new Promise((resolve) => (this.nextReload ??= []).push(resolve));
+    if (this.mode.is !== 'running') return Promise.resolve(false);
+    const reload = new Reload({
+      log: this.log,
+      pool: this.pool,
+      settings: () => this.settings,
+      ...(this.opts.reloadConfig ? { reloadConfig: this.opts.reloadConfig } : {}),
+      apply: (next) => {
+        this.config = next;
+        this.settings = { ...next.settings, bind: this.settings.bind };
+        this.pool.setDesired(next.settings.workers);
+      },
+      onReloadHook: () => this.hook('onReload'),
+      wake: () => this.queue.push({ type: 'tick' }),
+      done: (reloaded) => this.endReload(reload, reloaded),
+    });
+    this.mode = { is: 'reloading', reload };
+    this.notifier.reloading();
+    void reload.begin();
+    return reload.wait();
+  }
+
+  /** The reload completed or was aborted: running again (and the next reload, if one was asked for meanwhile). */
+  private endReload(reload: Reload, reloaded: boolean): void {
+    if (this.mode.is !== 'reloading' || this.mode.reload !== reload) return;
+    this.mode = { is: 'running' };
+    this.notifier.ready(this.statusLine());
+    reload.settle(reloaded);
+    const next = this.nextReload;
+    this.nextReload = null;
+    if (next) void this.reload().then((ok) => next.forEach((resolve) => resolve(ok)));
+    this.queue.push({ type: 'tick' });
+  }
+
+  private beginStop(graceful: boolean): void {
+    if (this.stopRequested) return;
+    if (this.mode.is === 'reloading') this.mode.reload.cancel();
+    for (const resolve of this.nextReload ?? []) resolve(false);
+    this.nextReload = null;
+    const drainSeconds = graceful ? this.settings.drainSeconds : 0;
+    // --drain-seconds: every listener stays open and every worker serves while load balancers
+    // and endpoint controllers notice the failing readiness and stop sending.
+    if (drainSeconds > 0) this.mode = { is: 'draining', alarm: this.alarm(drainSeconds * 1000) };
+    this.notifier.stopping();
+    // Readiness probes fail from now on (src/worker/health.ts), during the drain window too.
+    for (const w of this.pool.workers) w.send({ type: 'readiness', ready: false, reason: 'stopping' });
+    if (drainSeconds === 0) return this.stopWorkers(graceful);
+    this.log.info({ drainSeconds }, `draining: readiness fails, still serving for ${drainSeconds} s`);
+  }
+
+  /** INT/QUIT: a quick stop, or a quicker one (as in Gunicorn, a second INT makes a graceful stop quick). */
+  private stopNow(signal: HandledSignal): void {
+    if (this.mode.is === 'draining') {
+      this.log.info({ signal }, 'drain window cut short: stopping now');
+      this.stopWorkers(false);
+    } else if (this.mode.is === 'stopping') {
+      this.log.info({ signal }, 'stopping now');
+      for (const w of this.pool.alive()) w.stop(false);
+    } else this.beginStop(false);
+  }
+
+  private stopWorkers(graceful: boolean): void {
+    if (this.mode.is === 'draining') clearTimeout(this.mode.alarm.timer);
+    const s = this.settings;
+    const all = this.pool.alive();
+    this.log.info({ graceful, workers: all.length }, graceful ? 'stopping gracefully' : 'stopping now');
+    // Stop taking connections now (as Gunicorn does): new clients are refused at once instead
+    // of waiting in a backlog nobody will accept from. After an upgrade the sockets stay.
+    // Before the workers are signalled: with UNIX paths unlinked nothing new can queue, and
+    // each worker accepts what is queued before it closes its fd (HttpWorker.drain), so a
+    // planned stop resets no queued connection.
+    this.held.closeListeners(this.upgrade.handedOver);
+    for (const w of all) w.stop(graceful);
+    const waitMs = graceful ? s.gracefulTimeout * 1000 + 1000 : Math.min(s.gracefulTimeout * 1000, 5000);
+    this.mode = { is: 'stopping', alarm: this.alarm(waitMs), killed: false };
+  }
+
+  private alarm(ms: number): Alarm {
+    const alarm: Alarm = {
+      rang: false,
+      timer: setTimeout(() => {
+        alarm.rang = true;
+        this.queue.push({ type: 'tick' });
+      }, ms),
+    };
+    return alarm;
   }
 
   /** Logs "ready" once, when the whole first pool is up. */
   private announceReady(): void {
     if (this.announced) return;
-    const ready = this.current().filter((w) => w.state === 'ready');
+    const ready = this.pool.ready();
+    const desired = this.pool.desired;
     // A first pool that cannot fully boot still serves with what did: ready, and degraded.
-    if (ready.length < this.desired && !(this.degraded && ready.length > 0)) return;
+    if (ready.length < desired && !(this.pool.degraded && ready.length > 0)) return;
     this.announced = true;
-    for (const w of this.workers) w.send({ type: 'readiness', ready: true, reason: 'serving' });
+    for (const w of this.pool.workers) w.send({ type: 'readiness', ready: true, reason: 'serving' });
     const addresses = this.listeners.map((l) => l.address);
     const app = ready[0]?.appKind ?? this.settings.app;
     this.log.info(
-      { binds: addresses, workers: this.desired, app, bootMs: Date.now() - this.startedAt },
-      `ready: serving ${app} on ${addresses.join(', ')} with ${ready.length} worker${ready.length === 1 ? '' : 's'}${ready.length < this.desired ? ` of ${this.desired} (degraded)` : ''}`,
+      { binds: addresses, workers: desired, app, bootMs: Date.now() - this.startedAt },
+      `ready: serving ${app} on ${addresses.join(', ')} with ${ready.length} worker${ready.length === 1 ? '' : 's'}${ready.length < desired ? ` of ${desired} (degraded)` : ''}`,
     );
     this.notifier.ready(this.statusLine());
     this.notifier.startWatchdog(() => this.isHealthy());
-    if (this.upgraded) announceUpgradeReady();
+    if (this.held.upgraded) announceUpgradeReady();
     void this.hook('whenReady');
   }
 
   /** What hooks get as their first argument: a read-only view of the arbiter. */
-  hookView(): { pid: number; state: ArbiterState; settings: Settings; workers: ReturnType<WorkerProcess['info']>[]; log: Logger } {
-    return { pid: process.pid, state: this.state, settings: this.settings, workers: [...this.workers].map((w) => w.info()), log: this.log };
+  hookView(): HookView {
+    return hookView(this, this.log);
   }
 
   private hook(name: string, ...args: unknown[]): Promise<void> {
     return runHook(this.config.hooks, name, this.log, this.hookView(), ...args);
   }
 
-  private setDesired(n: number): void {
-    const old = this.desired;
-    if (n === old) return;
-    this.desired = n;
-    void this.hook('nworkersChanged', n, old);
-  }
-
   /** One line for `systemctl status` and logs. */
   statusLine(): string {
-    const all = [...this.workers].filter((w) => w.alive);
-    const ready = all.filter((w) => w.state === 'ready' && w.generation === this.generation).length;
-    const retiring = all.filter((w) => w.state === 'retiring').length;
-    const booting = all.filter((w) => w.state === 'booting').length;
-    if (this.degraded && this.state !== 'stopping')
-      return `degraded: ${ready}/${this.desired} workers, boot failing: ${this.degraded.error}`;
-    return `${this.state}: ${ready}/${this.desired} workers ready${booting ? `, ${booting} booting` : ''}${retiring ? `, ${retiring} draining` : ''}`;
+    return statusLine(this);
   }
 
   /** Healthy = serving with at least one ready worker, none stuck past the timeout. */
   isHealthy(): boolean {
-    if (this.state === 'stopping' || this.state === 'booting') return false;
-    const now = Date.now();
-    const ready = this.current().filter((w) => w.state === 'ready');
-    const limit = this.settings.timeout > 0 ? this.settings.timeout * 1000 : Infinity;
-    return ready.length > 0 && ready.some((w) => now - w.lastHeartbeat <= limit);
+    return isHealthy(this);
   }
 
-  private lastStatus = '';
   private publishStatus(): void {
     const line = this.statusLine();
     if (line !== this.lastStatus) {
@@ -237,649 +384,16 @@ export class Arbiter {
     }
   }
 
-  private async handle(event: ArbiterEvent): Promise<void> {
-    switch (event.type) {
-      case 'tick':
-        this.checkHealth();
-        return;
-      case 'exit':
-        this.reap(event.worker);
-        return;
-      case 'command':
-        try {
-          event.reply({ ok: true, result: await this.runCommand(event.request.command, event.request.args) });
-        } catch (err) {
-          event.reply({ ok: false, error: (err as Error).message });
-        }
-        return;
-      case 'signal':
-        this.log.info({ signal: event.signal }, `received ${event.signal}`);
-        switch (event.signal) {
-          case 'SIGTERM':
-            return this.beginStop(true);
-          case 'SIGINT':
-          case 'SIGQUIT':
-            return this.beginStop(false);
-          case 'SIGHUP':
-            await this.reload();
-            return;
-          case 'SIGTTIN':
-            this.setDesired(this.desired + 1);
-            this.log.info({ workers: this.desired }, 'one worker more');
-            return;
-          case 'SIGTTOU':
-            if (this.desired > 1) this.setDesired(this.desired - 1);
-            this.log.info({ workers: this.desired }, 'one worker fewer');
-            return;
-          case 'SIGUSR2':
-            return this.upgrade();
-          case 'SIGWINCH':
-            // After an upgrade: the old master stops its workers but keeps its sockets,
-            // so a HUP can bring them back if the new master misbehaves.
-            this.setDesired(0);
-            for (const w of this.workers) w.retire('stopped by WINCH');
-            this.log.info('all workers stopping (WINCH); the master stays');
-            return;
-          case 'SIGUSR1':
-            reopenLogFiles();
-            for (const w of this.workers) w.send({ type: 'reopen-logs' });
-            this.log.info('log files reopened');
-            return;
-          default:
-            return;
-        }
-    }
-  }
-
-  private spawnWorker(index: number, generation: number): WorkerProcess {
-    void this.hook('preFork', { index, generation });
-    const w = new WorkerProcess(this.nextId++, index, generation, {
-      settings: this.settings,
-      listeners: this.listeners,
-      configPath: this.config.configPath,
-      logFormat: resolvedFormat(this.settings),
-      onMessage: (worker, m) => {
-        if (m.type === 'heartbeat') {
-          this.checkMemory(worker);
-          this.metrics?.heartbeat(worker, m.metrics);
-          this.balance(); // also after a scale-up, when the old workers' counts hold still
-        } else if (m.type === 'load') this.balance();
-        else if (m.type === 'retire-me') this.replace(worker, 'max requests reached');
-        else if (m.type === 'boot-error')
-          this.log.error({ worker: worker.index, workerPid: worker.pid, err: m.error }, 'worker could not load the app');
-        else if (m.type === 'fatal') this.workerFailed(worker, m.reason);
-      },
-    });
-    this.workers.add(w);
-    if (this.announced && this.state !== 'stopping') w.send({ type: 'readiness', ready: true, reason: 'serving' });
-    this.log.info({ worker: index, workerPid: w.pid, generation }, 'worker spawned');
-    void w.exited.then(() => this.queue.push({ type: 'exit', worker: w }));
-    void w.booted.then((ok) => {
-      if (ok) {
-        this.bootFailures = 0;
-        this.everServed = true;
-        if (this.degraded && generation === this.generation) {
-          this.log.info(
-            { worker: index, workerPid: w.pid, failingForMs: Date.now() - this.degraded.since },
-            'recovered: a worker booted again; the pool fills up',
-          );
-          this.degraded = null;
-        }
-        this.queue.push({ type: 'tick' });
-        this.log.debug({ worker: index, workerPid: w.pid, bootMs: w.readyAt! - w.spawnedAt }, 'worker ready');
-      }
-    });
-    return w;
-  }
-
-  /** Starts `count` workers of a new generation; resolves with it once all are ready, or null if one fails. */
-  private async spawnGeneration(count: number): Promise<number | null> {
-    const generation = ++this.generations;
-    const fresh: WorkerProcess[] = [];
-    for (let i = 1; i <= count; i++) fresh.push(this.spawnWorker(i, generation));
-    const results = await Promise.all(fresh.map((w) => w.booted));
-    return results.every(Boolean) ? generation : null;
-  }
-
-  /** Workers that count towards the pool size (not retiring, not waiting for a replacement). */
-  private current(): WorkerProcess[] {
-    return [...this.workers].filter((w) => w.alive && w.state !== 'retiring' && !w.replacing && w.generation === this.generation);
-  }
-
-  /**
-   * Recycles a worker without dropping anything: it keeps serving while maintain() starts
-   * its replacement, and is retired once the replacement is ready.
-   */
-  private replace(w: WorkerProcess, reason: string): void {
-    if (w.replacing || w.state === 'retiring' || !w.alive) return;
-    w.replacing = true;
-    w.killReason = reason;
-    this.log.info({ worker: w.index, workerPid: w.pid, reason }, 'recycling worker: starting its replacement first');
-    this.queue.push({ type: 'tick' });
-  }
-
-  /**
-   * A worker hit an uncaught error: it takes no more work (it closed its listeners and
-   * finishes only the requests in progress, src/worker/worker.ts). Its replacement starts
-   * now, not when it exits, which may be --graceful-timeout later.
-   */
-  private workerFailed(w: WorkerProcess, reason: string): void {
-    this.log.error(
-      { worker: w.index, workerPid: w.pid, reason },
-      'worker hit an uncaught error: starting its replacement now; it exits once its requests in progress finish',
-    );
-    if (!w.alive || w.state === 'retiring') return;
-    w.state = 'retiring';
-    if (this.state !== 'stopping' && w.generation === this.generation) {
-      w.crashCounted = true;
-      this.countCrash(w);
-    }
-    this.queue.push({ type: 'tick' });
-  }
-
-  /**
-   * --balance-connections: tells the workers holding more than their share of the open
-   * connections to shed down to it (src/arbiter/balance.ts). Runs on each load report.
-   */
-  private balance(): void {
-    if (this.settings.balanceConnections) this.balancer.run();
-  }
-
-  private checkMemory(w: WorkerProcess): void {
-    const limitMb = this.settings.maxWorkerMemory;
-    if (limitMb <= 0 || w.replacing) return;
-    w.overMemory = w.stats.rss > limitMb * 1024 * 1024 ? w.overMemory + 1 : 0;
-    if (w.overMemory >= 3) this.replace(w, `memory: RSS ${Math.round(w.stats.rss / 1048576)} MB above --max-worker-memory ${limitMb}`);
-  }
-
-  /** Keeps the pool at the desired size: respawns (with backoff) and retires extras. */
-  private maintain(): void {
-    for (const old of this.workers) {
-      if (!old.replacing || old.state === 'retiring') continue;
-      const successor = [...this.workers].some(
-        (w) => w !== old && w.index === old.index && w.state === 'ready' && !w.replacing && w.generation === this.generation,
-      );
-      if (successor || old.generation !== this.generation) old.retire(old.killReason ?? 'recycled');
-    }
-    const live = this.current();
-    if (live.length > this.desired) {
-      const extra = live.sort((a, b) => b.index - a.index).slice(0, live.length - this.desired);
-      for (const w of extra) w.retire('pool shrunk (TTOU)');
-      return;
-    }
-    if (live.length < this.desired && Date.now() >= this.respawnAt) {
-      const used = new Set(live.map((w) => w.index));
-      for (let i = 1; i <= this.desired && this.current().length < this.desired; i++) {
-        if (!used.has(i)) this.spawnWorker(i, this.generation);
-      }
-    }
-  }
-
-  /** A worker exited: log why, count failures, decide whether to give up. */
-  private reap(w: WorkerProcess): void {
-    this.workers.delete(w);
-    this.metrics?.workerExited(w, w.describeExit());
-    void this.hook('childExit', w.info());
-    const { code, signal } = w.exit!;
-    const reason = w.describeExit();
-    // Asked to go, not killed for being broken (a hang, a boot that never finished).
-    const planned =
-      w.state === 'retiring' && w.killReason !== null && w.killReason !== 'killed: timeout' && w.killReason !== 'killed: boot timeout';
-    const fields = { worker: w.index, workerPid: w.pid, generation: w.generation, code, signal, reason, requests: w.stats.requests };
-    if (planned || this.state === 'stopping') this.log.info(fields, 'worker exited');
-    else this.log.warn({ ...fields, unexpectedExits: ++this.unexpectedExits }, 'worker exited unexpectedly');
-    // Only deaths in the serving generation call for a replacement (an aborted reload's don't).
-    if (this.state === 'stopping' || planned || w.generation !== this.generation) return;
-
-    if (w.readyAt === null) {
-      this.bootFailures++;
-      if (!this.everServed && this.bootFailures >= MAX_BOOT_FAILURES) {
-        this.log.fatal(
-          { failures: this.bootFailures, err: w.bootError ?? undefined },
-          `workers failed to boot ${this.bootFailures} times in a row${w.bootError ? `: ${w.bootError.message}` : ''}. Stopping (exit 3).`,
-        );
-        this.exitCode = EXIT_BOOT_ERROR;
-        this.beginStop(false);
-        return;
-      }
-      if (this.everServed) this.bootFailed(w);
-    }
-    if (!w.crashCounted) this.countCrash(w);
-  }
-
-  /**
-   * A replacement of the serving generation failed to boot (the app on disk is broken now,
-   * a dependency is gone): keep serving with the workers that run, and keep retrying.
-   */
-  private bootFailed(w: WorkerProcess): void {
-    const error = w.bootError?.message.split('\n')[0] ?? w.describeExit();
-    this.degraded ??= { error, since: Date.now() };
-    this.degraded.error = error;
-    const ready = this.current().filter((x) => x.state === 'ready').length;
-    this.log.error(
-      { ready, workers: this.desired, failures: this.bootFailures, err: w.bootError ?? undefined },
-      `degraded: ${ready}/${this.desired} workers, boot failing: ${error} (retrying with backoff; fix the app, or reload with a good one)`,
-    );
-  }
-
-  /** Quick deaths in a row back the respawns off (100 ms doubling to 10 s); a stable worker resets it. */
-  private countCrash(w: WorkerProcess): void {
-    const stableFor = w.readyAt ? Date.now() - w.readyAt : 0;
-    this.crashStreak = stableFor >= STABLE_MS ? 0 : this.crashStreak + 1;
-    const delay = this.crashStreak === 0 ? 0 : Math.min(100 * 2 ** (this.crashStreak - 1), MAX_BACKOFF_MS);
-    this.respawnAt = Date.now() + delay;
-    if (delay > 0) {
-      this.log.info({ delayMs: delay, crashes: this.crashStreak }, 'respawning after backoff');
-      setTimeout(() => this.queue.push({ type: 'tick' }), delay);
-    }
-  }
-
-  /** Kills workers whose event loop stopped answering, or that never finished booting. */
-  private checkHealth(): void {
-    const now = Date.now();
-    const s = this.settings;
-    for (const w of this.workers) {
-      if (!w.alive) continue;
-      if (w.state === 'booting' && now - w.spawnedAt > s.bootTimeout * 1000) {
-        if (!w.hung) {
-          w.hung = true;
-          void this.killBootTimedOut(w);
-        }
-      } else if (w.state !== 'booting' && !w.hung && s.timeout > 0 && now - w.lastHeartbeat > s.timeout * 1000) {
-        w.hung = true;
-        void this.killHung(w, now - w.lastHeartbeat);
-      }
-    }
-  }
-
-  private async openControlSocket(): Promise<void> {
-    const path = controlSocketPath(this.settings);
-    if (!path) return;
-    const control = new ControlServer(
-      path,
-      (request) =>
-        new Promise((resolve, reject) =>
-          this.queue.push({ type: 'command', request, reply: (r) => (r.ok ? resolve(r.result) : reject(new Error(r.error))) }),
-        ),
-      this.log,
-    );
-    // After USR2 the old master holds the path until it exits: keep trying until then.
-    for (let attempt = 0; !this.isStopping(); attempt++) {
-      try {
-        await control.listen();
-        this.control = control;
-        this.log.info({ path }, 'control socket listening (ws-proxy-kit ctl)');
-        return;
-      } catch (err) {
-        // ctl is a convenience: a server must not fail to start over it.
-        if (!this.upgraded || attempt === 0)
-          this.log.warn(
-            { path, err: (err as Error).message },
-            this.upgraded ? 'control socket busy (the old master has it): retrying until it exits' : 'control socket not available',
-          );
-        if (!this.upgraded) return;
-        await new Promise((r) => setTimeout(r, 1000).unref());
-      }
-    }
-  }
-
-  /** `ws-proxy-kit ctl` commands; same effects as the signals, run from the same queue. */
-  private async runCommand(command: string, args: string[]): Promise<unknown> {
-    const count = (i: number) => {
-      const n = args[i] === undefined ? 1 : Number(args[i]);
-      if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`expected a count from 1 to 1024, got "${args[i]}"`);
-      return n;
-    };
-    switch (`${command} ${args[0] ?? ''}`.trim()) {
-      case 'status':
-        return this.status();
-      case 'workers':
-        return this.workerTable();
-      case 'reload': {
-        const started = Date.now();
-        const reloaded = await this.reload();
-        if (!reloaded)
-          throw new Error('reload did not happen (the server is not running, or the new workers or configuration failed: see its log)');
-        return { reloaded, ms: Date.now() - started };
-      }
-      case 'workers add':
-        this.setDesired(this.desired + count(1));
-        return { workers: this.desired };
-      case 'workers remove':
-        this.setDesired(Math.max(1, this.desired - count(1)));
-        return { workers: this.desired };
-      case 'reopen-logs':
-        await this.handle({ type: 'signal', signal: 'SIGUSR1' });
-        return { reopened: true };
-      case 'shutdown':
-      case 'shutdown graceful':
-      case 'shutdown quick': {
-        const graceful = args[0] !== 'quick';
-        // Through the queue, as the signal would: the loop then ends and finishes the stop.
-        this.queue.push({ type: 'signal', signal: graceful ? 'SIGTERM' : 'SIGQUIT' });
-        return { stopping: graceful ? 'graceful' : 'quick' };
-      }
-      default:
-        if (command === 'worker' && args[0] === 'kill') {
-          const pid = Number(args[1]);
-          const w = [...this.workers].find((x) => x.pid === pid && x.alive);
-          if (!w) throw new Error(`no worker with pid ${args[1] ?? '(missing)'}; see "ws-proxy-kit ctl workers"`);
-          w.retire('stopped by ctl');
-          return { retiring: pid };
-        }
-        throw new Error(
-          `unknown command "${[command, ...args].join(' ')}". Commands: status, workers, reload, workers add [N], workers remove [N], worker kill PID, reopen-logs, shutdown [graceful|quick]`,
-        );
-    }
-  }
-
-  status(): Record<string, unknown> {
-    const changed: Record<string, string> = {};
-    for (const [name, src] of Object.entries(this.config.sources)) {
-      if (src.origin !== 'default')
-        changed[name] = `${displayValue(name, (this.settings as Record<string, unknown>)[name])} (${src.where})`;
-    }
-    return {
-      pid: process.pid,
-      version: VERSION,
-      state: this.state,
-      uptimeSec: Math.round((Date.now() - this.startedAt) / 1000),
-      app: this.settings.app,
-      binds: this.listeners.map((l) => l.address),
-      workers: this.desired,
-      ready: this.current().filter((w) => w.state === 'ready').length,
-      status: this.statusLine(),
-      degraded: this.degraded
-        ? { bootError: this.degraded.error, sinceSec: Math.round((Date.now() - this.degraded.since) / 1000), failures: this.bootFailures }
-        : null,
-      settings: changed,
-    };
-  }
-
-  workerTable(): Record<string, unknown>[] {
-    const now = Date.now();
-    return [...this.workers]
-      .filter((w) => w.alive)
-      .sort((a, b) => a.index - b.index || a.spawnedAt - b.spawnedAt)
-      .map((w) => ({
-        pid: w.pid,
-        index: w.index,
-        generation: w.generation,
-        state: w.replacing ? 'replacing' : w.state,
-        ageSec: Math.round((now - w.spawnedAt) / 1000),
-        requests: w.stats.requests,
-        inflight: w.stats.inflight,
-        connections: w.stats.connections,
-        rssMb: Math.round((w.stats.rss / 1048576) * 10) / 10,
-        heartbeatMsAgo: now - w.lastHeartbeat,
-      }));
-  }
-
-  /** SIGUSR2: start a new master on our sockets; keep serving until WINCH/TERM. */
-  private async upgrade(): Promise<void> {
-    if (this.newMaster) {
-      this.log.warn({ newMasterPid: this.newMaster.pid }, 'upgrade already in progress: USR2 ignored');
-      return;
-    }
-    const oldPidfile = this.pidfile ? `${this.pidfile}.oldbin` : null;
-    if (this.pidfile && oldPidfile) {
-      renameSync(this.pidfile, oldPidfile);
-      this.pidfile = oldPidfile;
-    }
-    await this.hook('preExec');
-    const child = spawnNewMaster(this.listeners, { ...process.env, ...this.notifier.childEnv?.() });
-    this.newMaster = child;
-    this.log.info({ newMasterPid: child.pid }, 'upgrade: new master started on our sockets');
-    child.on('message', (m: { type?: string; pid?: number }) => {
-      if (m?.type !== 'upgrade-ready') return;
-      this.handedOver = true;
-      this.notifier.mainPid(child.pid!);
-      this.log.info(
-        { newMasterPid: child.pid },
-        'upgrade: the new master is serving. Send WINCH to stop our workers, then TERM to stop this master.',
-      );
-    });
-    child.once('exit', (code, signal) => {
-      if (this.newMaster !== child) return;
-      this.newMaster = null;
-      if (!this.handedOver) {
-        this.log.error({ code, signal }, 'upgrade failed: the new master exited before serving; this master keeps serving');
-        if (this.pidfile && oldPidfile && this.settings.pid) {
-          renameSync(oldPidfile, resolve(this.settings.pid));
-          this.pidfile = resolve(this.settings.pid);
-        }
-      } else {
-        this.log.info({ code, signal }, 'the new master exited');
-      }
-    });
-  }
-
-  /**
-   * The boot timeout ran out. Say why as well as we can: the app's last output while loading
-   * (asked over IPC), or, when the worker can't even answer, the JS stack it is stuck in.
-   */
-  private async killBootTimedOut(w: WorkerProcess): Promise<void> {
-    const fields: Record<string, unknown> = { worker: w.index, workerPid: w.pid, bootTimeout: this.settings.bootTimeout };
-    w.send({ type: 'boot-report' });
-    const deadline = Date.now() + 1000;
-    while (w.bootReport === null && w.alive && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-    let detail = '';
-    if (w.bootReport !== null) {
-      fields.lastOutput = w.bootReport;
-      detail = w.bootReport.length
-        ? ` Its last output:\n${w.bootReport.map((l) => `    ${l}`).join('\n')}`
-        : ' It printed nothing while loading.';
-    } else if (w.alive) {
-      try {
-        const { captureBlockedStack, formatFrames } = await import('./hang-stack.js');
-        const frames = await captureBlockedStack(w.watchdog);
-        fields.stack = frames;
-        detail = ` Its event loop is blocked at:\n${formatFrames(frames)}`;
-      } catch (err) {
-        fields.stackError = (err as Error).message;
-      }
-    }
-    this.log.error(fields, `worker did not become ready within the boot timeout (${this.settings.bootTimeout} s): killing it.${detail}`);
-    w.kill('killed: boot timeout');
-  }
-
-  /** A worker's event loop is blocked: log where (its JS stack), then kill it. */
-  private async killHung(w: WorkerProcess, silentMs: number): Promise<void> {
-    const fields = { worker: w.index, workerPid: w.pid, timeout: this.settings.timeout, silentMs };
-    try {
-      const { captureBlockedStack, formatFrames } = await import('./hang-stack.js');
-      const frames = await captureBlockedStack(w.watchdog);
-      this.log.error(
-        { ...fields, stack: frames },
-        `worker timeout: its event loop is blocked; killing it. It was stuck at:\n${formatFrames(frames)}`,
-      );
-      await this.hook('workerAbort', w.info(), frames);
-    } catch (err) {
-      this.log.error(
-        { ...fields, stackError: (err as Error).message },
-        'worker timeout: its event loop is blocked; killing it (its stack could not be read)',
-      );
-    }
-    w.kill('killed: timeout');
-  }
-
-  /** SIGHUP: new config, new workers; the old ones retire only once the new are ready. */
-  /** Resolves true when the new workers took over, false when the reload did not happen. */
-  private async reload(): Promise<boolean> {
-    if (this.state !== 'running') return false;
-    this.state = 'reloading';
-    this.notifier.reloading();
-    await this.hook('onReload');
-    const started = Date.now();
-    if (this.opts.reloadConfig) {
-      try {
-        const next = await this.opts.reloadConfig();
-        if (JSON.stringify(next.settings.bind) !== JSON.stringify(this.settings.bind)) {
-          this.log.warn('reload: binds changed in the configuration; they take effect on restart (or a USR2 upgrade)');
-        }
-        this.config = next;
-        this.settings = { ...next.settings, bind: this.settings.bind };
-        this.setDesired(next.settings.workers);
-      } catch (err) {
-        this.log.error({ err: errorInfo(err) }, 'reload aborted: the new configuration is invalid; the current workers keep serving');
-        this.state = 'running';
-        this.notifier.ready(this.statusLine());
-        return false;
-      }
-    }
-    const old = [...this.workers].filter((w) => w.alive);
-    const generation = await this.spawnGeneration(this.desired);
-    if (generation === null) {
-      const failed = [...this.workers].filter((w) => w.generation === this.generations);
-      const err = failed.find((w) => w.bootError)?.bootError;
-      for (const w of failed) w.kill('killed: reload aborted');
-      this.log.error({ err }, 'reload aborted: new workers failed to boot; the old workers keep serving');
-      this.state = 'running';
-      this.notifier.ready(this.statusLine());
-      return false;
-    }
-    this.generation = generation;
-    this.degraded = null;
-    for (const w of old) w.retire('replaced by reload');
-    this.log.info({ workers: this.desired, reloadMs: Date.now() - started }, 'reload complete: new workers serving, old workers draining');
-    this.state = 'running';
-    this.notifier.ready(this.statusLine());
-    return true;
-  }
-
-  private beginStop(graceful: boolean): void {
-    if (this.state === 'stopping') return;
-    this.state = 'stopping';
-    this.notifier.stopping();
-    // Readiness probes fail from now on (src/worker/health.ts), during the drain window too.
-    for (const w of this.workers) w.send({ type: 'readiness', ready: false, reason: 'stopping' });
-    const drain = graceful && this.settings.drainSeconds > 0 ? this.drainWindow() : Promise.resolve(graceful);
-    this.stopping = drain.then((stillGraceful) => this.stopWorkers(stillGraceful));
-  }
-
-  /**
-   * --drain-seconds: keep every listener open and every worker serving while load balancers
-   * and endpoint controllers notice the failing readiness and stop sending. Resolves false
-   * when a QUIT/INT asks for a quick stop meanwhile.
-   */
-  private async drainWindow(): Promise<boolean> {
-    const ms = this.settings.drainSeconds * 1000;
-    this.log.info(
-      { drainSeconds: this.settings.drainSeconds },
-      `draining: readiness fails, still serving for ${this.settings.drainSeconds} s`,
-    );
-    let timer: NodeJS.Timeout | undefined;
-    const over = new Promise<'over'>((r) => (timer = setTimeout(() => r('over'), ms)));
-    let next = this.queue.next();
-    try {
-      for (;;) {
-        const event = await Promise.race([next, over]); // next first: an event already taken from the queue is never dropped
-        if (event === 'over') break;
-        next = this.queue.next();
-        if (event.type === 'command') event.reply({ ok: false, error: 'the server is draining before it stops' });
-        else if (event.type === 'exit') this.reap(event.worker);
-        else if (event.type === 'signal' && (event.signal === 'SIGINT' || event.signal === 'SIGQUIT')) {
-          this.log.info({ signal: event.signal }, 'drain window cut short: stopping now');
-          return false;
-        }
-      }
-    } finally {
-      clearTimeout(timer);
-    }
-    this.log.info('drain window over: stopping the workers');
-    return true;
-  }
-
-  private async stopWorkers(graceful: boolean): Promise<void> {
-    const s = this.settings;
-    const all = [...this.workers].filter((w) => w.alive);
-    this.log.info({ graceful, workers: all.length }, graceful ? 'stopping gracefully' : 'stopping now');
-    // Stop taking connections now (as Gunicorn does): new clients are refused at once instead
-    // of waiting in a backlog nobody will accept from. After an upgrade the sockets stay.
-    // Before the workers are signalled: with UNIX paths unlinked nothing new can queue, and
-    // each worker accepts what is queued before it closes its fd (HttpWorker.drain), so a
-    // planned stop resets no queued connection.
-    closeListeners(this.listeners, { unlink: !this.handedOver });
-    this.listenersClosed = true;
-    for (const w of all) {
-      w.killReason ??= graceful ? 'server stopping' : 'server quitting';
-      w.state = 'retiring';
-      w.signal(graceful ? 'SIGTERM' : 'SIGQUIT');
-    }
-    this.control?.close();
-    const waitMs = graceful ? s.gracefulTimeout * 1000 + 1000 : Math.min(s.gracefulTimeout * 1000, 5000);
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), waitMs)));
-    // The loop no longer runs: reap (log, childExit hook) as each worker exits.
-    const done = Promise.all(all.map((w) => w.exited.then(() => this.reap(w)))).then(() => 'done' as const);
-    for (;;) {
-      // A second INT/QUIT during a graceful stop makes it quick, as in Gunicorn.
-      const event = await Promise.race([done, deadline, this.queue.next()]);
-      if (event === 'done') break;
-      if (event === 'timeout') {
-        for (const w of all) if (w.alive) w.kill('killed: graceful timeout');
-        await done;
-        break;
-      }
-      if (event.type === 'command') event.reply({ ok: false, error: 'the server is stopping' });
-      if (event.type === 'signal' && (event.signal === 'SIGINT' || event.signal === 'SIGQUIT')) {
-        this.log.info({ signal: event.signal }, 'stopping now');
-        for (const w of all) w.signal('SIGQUIT');
-      }
-    }
-    clearTimeout(timer);
-  }
-
   private async finish(): Promise<number> {
-    await this.stopping;
+    if (this.mode.is === 'stopping') clearTimeout(this.mode.alarm.timer);
     if (this.timer) clearInterval(this.timer);
-    await this.stopWatching?.();
-    await this.metrics?.close();
+    await this.held.stopServices();
     this.queue.uninstall();
-    // After an upgrade the sockets (and their files) belong to the new master.
-    if (!this.listenersClosed) closeListeners(this.listeners, { unlink: !this.handedOver });
-    this.control?.close();
-    this.removePidfile();
+    this.held.release(this.upgrade.handedOver);
     this.notifier.close();
     await this.hook('onExit');
     this.log.info({ code: this.exitCode }, 'stopped');
     flushLogs();
     return this.exitCode;
-  }
-
-  private writePidfile(): void {
-    const file = this.settings.pid;
-    if (!file) return;
-    const path = resolve(file);
-    try {
-      const other = Number(readFileSync(path, 'utf8').trim());
-      if (Number.isInteger(other) && other > 0 && other !== process.pid && isAlive(other)) {
-        throw Object.assign(new Error(`The pidfile ${path} names process ${other}, which is running. Is another server using it?`), {
-          exitCode: 1,
-        });
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as { exitCode?: number }).exitCode) throw err;
-    }
-    writeFileSync(path, `${process.pid}\n`);
-    this.pidfile = path;
-  }
-
-  private removePidfile(): void {
-    if (!this.pidfile) return;
-    try {
-      if (readFileSync(this.pidfile, 'utf8').trim() === String(process.pid)) unlinkSync(this.pidfile);
-    } catch {
-      // already gone
-    }
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

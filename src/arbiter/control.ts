@@ -1,128 +1,245 @@
-// The control socket: a UNIX stream socket (mode 0600) on which `ws-proxy-kit ctl` sends one
-// JSON line {command, args} and gets one JSON line back. Commands go through the arbiter's
-// event queue, so they act exactly like the signals. Only the file permissions guard it.
-import net from 'node:net';
-import { unlinkSync, lstatSync } from 'node:fs';
-import { basename, dirname, extname, join } from 'node:path';
-import { tmpdir } from 'node:os';
-import type { Settings } from '../config/settings.js';
-import type { Logger } from '../log/logger.js';
-import { probeUnixSocket } from '../listeners/bind.js';
+// The `ws-proxy-kit ctl` commands, as one table shared by both ends: the CLI (src/cli/ctl.ts)
+// parses and checks a command with it before it connects, the control socket
+// (control-socket.ts) parses what arrives with it, and the arbiter runs the handler. Each
+// command is its words, its arguments, a one-line help and its handler; `ctl` without a
+// command, unknown commands and `ctl --help` are generated from it.
+import { closest } from '../config/did-you-mean.js';
 
+/** On the wire: one JSON line each way. */
 export interface ControlRequest {
   command: string;
   args: string[];
 }
 export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string };
 
-/** Where the control socket lives: next to the first UNIX bind, the pidfile, or in the runtime dir. */
-export function controlSocketPath(
-  s: Pick<Settings, 'controlSocket' | 'bind' | 'pid'>,
-  env: NodeJS.ProcessEnv = process.env,
-): string | null {
-  if (s.controlSocket === 'off') return null;
-  if (s.controlSocket !== 'auto') return s.controlSocket;
-  const unix = s.bind.find((b) => b.kind === 'unix');
-  if (unix && unix.kind === 'unix') return join(dirname(unix.path), `${basename(unix.path, extname(unix.path))}.ctl`);
-  if (s.pid) return join(dirname(s.pid), `${basename(s.pid, extname(s.pid))}.ctl`);
-  const tcp = s.bind.find((b) => b.kind === 'tcp');
-  const tag = tcp && tcp.kind === 'tcp' ? String(tcp.port) : 'default';
-  return join(env.XDG_RUNTIME_DIR || tmpdir(), `ws-proxy-kit-${tag}.ctl`);
+/** A command once parsed. */
+export type ControlCall =
+  | { name: 'status' }
+  | { name: 'workers' }
+  | { name: 'reload' }
+  | { name: 'workers add'; count: number }
+  | { name: 'workers remove'; count: number }
+  | { name: 'worker kill'; pid: number }
+  | { name: 'reopen-logs' }
+  | { name: 'shutdown'; mode: 'graceful' | 'quick' };
+export type ControlCommandName = ControlCall['name'];
+type Call<N extends ControlCommandName> = Extract<ControlCall, { name: N }>;
+
+/** `ctl status`. */
+export interface StatusView {
+  pid: number;
+  version: string;
+  state: string;
+  uptimeSec: number;
+  app: string | null;
+  binds: string[];
+  workers: number;
+  ready: number;
+  status: string;
+  /** While replacements cannot boot: the boot error, since when, failures in a row. */
+  degraded: { bootError: string; sinceSec: number; failures: number } | null;
+  /** The settings that differ from the defaults, with where each came from. */
+  settings: Record<string, string>;
 }
 
-export class ControlServer {
-  private server: net.Server | null = null;
+/** One row of `ctl workers`. */
+export interface WorkerRow {
+  pid: number;
+  /** The slot (1..workers) the worker fills. */
+  index: number;
+  generation: number;
+  state: string;
+  ageSec: number;
+  requests: number;
+  inflight: number;
+  connections: number;
+  rssMb: number;
+  heartbeatMsAgo: number;
+  /** CPU over the last heartbeat interval, in % of one core; null before the second heartbeat. */
+  cpuPercent: number | null;
+  /** Workers started in this slot since the master started, after its first one. */
+  restarts: number;
+}
 
+/** What the commands act on: the arbiter implements it, so this module never imports it. */
+export interface ControlTarget {
+  status(): StatusView;
+  workerRows(): WorkerRow[];
+  /** Resolves true when the new workers took over, false when the reload did not happen. */
+  reload(): Promise<boolean>;
+  /** `delta` workers more or fewer (never fewer than one); the new pool size. */
+  resize(delta: number): number;
+  /** Retires the live worker with this pid; false when there is none. */
+  retireWorker(pid: number): boolean;
+  reopenLogs(): void;
+  /** Through the event queue, as the signal would come. */
+  enqueueSignal(signal: 'SIGTERM' | 'SIGQUIT'): void;
+}
+
+interface ControlCommand<N extends ControlCommandName> {
+  /** The arguments, as shown in help: "[N]", "PID". */
+  args: string;
+  help: string;
+  parse(args: readonly string[], name: N): Call<N>;
+  run(server: ControlTarget, call: Call<N>): unknown;
+}
+
+/** A command line `ctl` cannot run: exit 2 (bad arguments) or 1 (an unknown command). */
+export class ControlUsageError extends Error {
+  readonly code = 'EWSPK_CTL_USAGE';
   constructor(
-    readonly path: string,
-    private readonly handle: (req: ControlRequest) => Promise<unknown>,
-    private readonly log: Logger,
-  ) {}
-
-  async listen(): Promise<void> {
-    try {
-      if (lstatSync(this.path).isSocket()) {
-        if ((await probeUnixSocket(this.path)) === 'live') throw new Error(`another server answers on the control socket ${this.path}`);
-        unlinkSync(this.path);
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    const server = net.createServer((sock) => this.serve(sock));
-    // umask, not chmod afterwards: the socket is never reachable with looser permissions.
-    const old = process.umask(0o177);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(this.path, () => resolve());
-      });
-    } finally {
-      process.umask(old);
-    }
-    server.on('error', (err) => this.log.warn({ err: err.message }, 'control socket error'));
-    this.server = server;
-  }
-
-  private serve(sock: net.Socket): void {
-    let buf = '';
-    sock.setEncoding('utf8');
-    sock.setTimeout(10_000, () => sock.destroy());
-    sock.on('error', () => {});
-    sock.on('data', (chunk: string) => {
-      buf += chunk;
-      if (buf.length > 64 * 1024) return sock.destroy();
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      const line = buf.slice(0, nl);
-      sock.pause();
-      void this.answer(line).then((reply) => sock.end(JSON.stringify(reply) + '\n'));
-    });
-  }
-
-  private async answer(line: string): Promise<ControlReply> {
-    let req: ControlRequest;
-    try {
-      const parsed = JSON.parse(line) as Partial<ControlRequest>;
-      if (typeof parsed.command !== 'string' || (parsed.args !== undefined && !Array.isArray(parsed.args))) throw new Error('bad shape');
-      req = { command: parsed.command, args: (parsed.args ?? []).map(String) };
-    } catch {
-      return { ok: false, error: 'bad request: send one JSON line {"command": "...", "args": [...]}' };
-    }
-    try {
-      return { ok: true, result: await this.handle(req) };
-    } catch (err) {
-      return { ok: false, error: err instanceof Error ? err.message : String(err) };
-    }
-  }
-
-  close(): void {
-    if (!this.server) return;
-    this.server.close();
-    this.server = null;
-    try {
-      unlinkSync(this.path);
-    } catch {
-      // already gone
-    }
+    message: string,
+    readonly kind: 'unknown command' | 'bad arguments',
+  ) {
+    super(message);
   }
 }
 
-/** Client side: one request, one reply. */
-export function sendControl(path: string, req: ControlRequest, timeoutMs = 30_000): Promise<ControlReply> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(path);
-    let buf = '';
-    sock.setEncoding('utf8');
-    sock.setTimeout(timeoutMs, () => sock.destroy(new Error(`no answer from ${path} within ${timeoutMs / 1000} s`)));
-    sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
-    sock.on('data', (d: string) => (buf += d));
-    sock.on('error', reject);
-    sock.on('close', () => {
-      try {
-        resolve(JSON.parse(buf) as ControlReply);
-      } catch {
-        reject(new Error(`the server closed the control connection without an answer`));
-      }
-    });
-  });
+function none<N extends 'status' | 'workers' | 'reload' | 'reopen-logs'>(args: readonly string[], name: N): Call<N> {
+  if (args.length) throw badArgs(name, `takes no arguments (got "${args.join(' ')}")`);
+  return { name } as Call<N>;
+}
+
+function count<N extends 'workers add' | 'workers remove'>(args: readonly string[], name: N): Call<N> {
+  if (args.length > 1) throw badArgs(name, `takes one count at most (got "${args.join(' ')}")`);
+  const n = args[0] === undefined ? 1 : Number(args[0]);
+  if (!Number.isInteger(n) || n < 1 || n > 1024) throw badArgs(name, `expected a count from 1 to 1024, got "${args[0]}"`);
+  return { name, count: n } as Call<N>;
+}
+
+function badArgs(name: ControlCommandName, why: string): ControlUsageError {
+  return new ControlUsageError(`${name}: ${why}. Usage: ${usage(name)}`, 'bad arguments');
+}
+
+export const CONTROL_COMMANDS: { readonly [N in ControlCommandName]: ControlCommand<N> } = {
+  status: {
+    args: '',
+    help: 'the master: pid, version, state, uptime, binds, workers ready, degraded, settings changed from the defaults',
+    parse: none,
+    run: (server) => server.status(),
+  },
+  workers: {
+    args: '',
+    help: 'one line per worker: pid, slot, generation, state, age, requests, in flight, connections, RSS, CPU, restarts',
+    parse: none,
+    run: (server) => server.workerRows(),
+  },
+  reload: {
+    args: '',
+    help: 'as HUP: new configuration and workers; answers once they serve (or says why the reload was aborted)',
+    parse: none,
+    run: async (server) => {
+      const started = Date.now();
+      const reloaded = await server.reload();
+      if (!reloaded)
+        throw new Error('reload did not happen (the server is not running, or the new workers or configuration failed: see its log)');
+      return { reloaded, ms: Date.now() - started };
+    },
+  },
+  'workers add': {
+    args: '[N]',
+    help: 'as TTIN, N times (default 1): N workers more',
+    parse: count,
+    run: (server, { count }) => ({ workers: server.resize(count) }),
+  },
+  'workers remove': {
+    args: '[N]',
+    help: 'as TTOU, N times (default 1): N workers fewer, never below one',
+    parse: count,
+    run: (server, { count }) => ({ workers: server.resize(-count) }),
+  },
+  'worker kill': {
+    args: 'PID',
+    help: 'retire that worker gracefully; the master starts its replacement',
+    parse: (args, name) => {
+      const pid = Number(args[0]);
+      if (args.length !== 1 || !Number.isInteger(pid) || pid < 1)
+        throw badArgs(name, `expected the pid of a worker (see "ws-proxy-kit ctl workers"), got "${args.join(' ')}"`);
+      return { name, pid };
+    },
+    run: (server, { pid }) => {
+      if (!server.retireWorker(pid)) throw new Error(`no worker with pid ${pid}; see "ws-proxy-kit ctl workers"`);
+      return { retiring: pid };
+    },
+  },
+  'reopen-logs': {
+    args: '',
+    help: 'as USR1: reopen the log files in the master and every worker',
+    parse: none,
+    run: (server) => {
+      server.reopenLogs();
+      return { reopened: true };
+    },
+  },
+  shutdown: {
+    args: '[graceful|quick]',
+    help: 'as TERM (graceful, the default) or QUIT (quick): stop the server',
+    parse: (args, name) => {
+      const mode = args[0] ?? 'graceful';
+      if (args.length > 1 || (mode !== 'graceful' && mode !== 'quick'))
+        throw badArgs(name, `expected graceful or quick, got "${args.join(' ')}"`);
+      return { name, mode };
+    },
+    run: (server, { mode }) => {
+      server.enqueueSignal(mode === 'graceful' ? 'SIGTERM' : 'SIGQUIT');
+      return { stopping: mode };
+    },
+  },
+};
+
+const NAMES = Object.keys(CONTROL_COMMANDS) as ControlCommandName[];
+
+function usage(name: ControlCommandName): string {
+  const { args } = CONTROL_COMMANDS[name];
+  return args ? `${name} ${args}` : name;
+}
+
+/** "Commands: status, workers, ..." for error messages. */
+export function ctlCommandList(): string {
+  return `Commands: ${NAMES.map(usage).join(', ')}`;
+}
+
+/** The commands with their arguments and help, one a line, for `ws-proxy-kit ctl --help`. */
+export function ctlCommandsHelp(): string {
+  const width = Math.max(...NAMES.map((n) => usage(n).length));
+  return ['Commands:', ...NAMES.map((n) => `  ${usage(n).padEnd(width)}  ${CONTROL_COMMANDS[n].help}`)].join('\n') + '\n';
+}
+
+/** Finds the command a request names (its longest matching words) and parses its arguments. */
+export function parseControlRequest(req: ControlRequest): ControlCall {
+  const words = [req.command, ...req.args];
+  const name = [...NAMES]
+    .sort((a, b) => b.split(' ').length - a.split(' ').length)
+    .find((n) => n.split(' ').every((w, i) => words[i] === w));
+  if (!name) {
+    const typed = words.join(' ');
+    // "worker" is the start of "worker kill"; else the closest name.
+    const guess = NAMES.find((n) => n.startsWith(`${req.command} `)) ?? closest(typed, NAMES) ?? closest(req.command, NAMES);
+    throw new ControlUsageError(`unknown command "${typed}". ${ctlCommandList()}.${didYouMean(guess)}`, 'unknown command');
+  }
+  try {
+    return parseArgs(name, words.slice(name.split(' ').length));
+  } catch (err) {
+    // "workers frob": perhaps a longer command that starts the same.
+    const longer = NAMES.filter((n) => n.startsWith(`${name} `));
+    if (!(err instanceof ControlUsageError) || longer.length === 0) throw err;
+    throw new ControlUsageError(
+      `${err.message}.${didYouMean(closest(words.slice(0, 2).join(' '), longer) ?? longer.map(usage).join('" or "'))}`,
+      err.kind,
+    );
+  }
+}
+
+function didYouMean(guess: string | null): string {
+  return guess ? ` Did you mean "${guess}"?` : '';
+}
+
+function parseArgs<N extends ControlCommandName>(name: N, args: readonly string[]): ControlCall {
+  return CONTROL_COMMANDS[name].parse(args, name);
+}
+
+/** Runs a parsed command against the server (the arbiter, in its event loop). */
+export function runControlCall<N extends ControlCommandName>(server: ControlTarget, call: Call<N>): unknown {
+  const command: ControlCommand<N> = CONTROL_COMMANDS[call.name as N];
+  return command.run(server, call);
 }

@@ -1,7 +1,7 @@
 // Signals become events in one queue; the arbiter's loop takes them one at a time
 // (Gunicorn's SIG_QUEUE), so a burst of HUPs never runs two reloads at once.
 import type { WorkerProcess } from './workers.js';
-import type { ControlReply, ControlRequest } from './control.js';
+import type { ControlCall, ControlReply } from './control.js';
 
 export const HANDLED_SIGNALS = ['SIGHUP', 'SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const;
 export type HandledSignal = (typeof HANDLED_SIGNALS)[number];
@@ -9,8 +9,9 @@ export type HandledSignal = (typeof HANDLED_SIGNALS)[number];
 export type ArbiterEvent =
   | { type: 'signal'; signal: HandledSignal }
   | { type: 'exit'; worker: WorkerProcess }
+  /** Look at the pool and the clock again (every 500 ms, after a boot, at a deadline). */
   | { type: 'tick' }
-  | { type: 'command'; request: ControlRequest; reply: (reply: ControlReply) => void };
+  | { type: 'command'; call: ControlCall; reply: (reply: ControlReply) => void };
 
 export class SignalQueue {
   private readonly items: ArbiterEvent[] = [];
