@@ -1,6 +1,7 @@
 // The real CLI as a user runs it: exit codes and messages for bad input, --print-config,
 // check, --help/--version, log formats and destinations, the access log, README reference.
 import { test } from 'uvu';
+import { ctlCommandRows } from '../src/arbiter/control.js';
 import * as assert from 'uvu/assert';
 import { readFileSync, writeFileSync, existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import { spawn } from 'node:child_process';
@@ -184,6 +185,8 @@ test('-v, -V and --version print the version; init, check and ctl --help list th
   assert.match(ctl.stdout, /\$ ws-proxy-kit ctl/);
   for (const name of Object.keys(ctlFlags)) assert.match(ctl.stdout, new RegExp(`--${kebab(name)}\\b`));
   assert.not.match(ctl.stdout, /--access-logfile/);
+  // ... and every ctl command, from the command table.
+  for (const [usage] of ctlCommandRows()) assert.match(ctl.stdout, new RegExp(`^ {4}${usage.replace(/[[\]|]/g, '\\$&')}\\s`, 'm'));
   // In WS_PROXY_KIT_CMD_ARGS, --help and --version do nothing.
   const env = await runCli(['--print-config', APP], { env: { WS_PROXY_KIT_CMD_ARGS: '--help -v' } });
   assert.is(env.code, 0);

@@ -103,7 +103,7 @@ test('ctl workers add/remove, worker kill, reload and shutdown act like the sign
   assert.equal((await request({ socketPath: sock }, '/')).status, 200);
 
   const bad = await ctl(['--socket', ctlPath, 'frobnicate']);
-  assert.equal(bad.code, 1);
+  assert.equal(bad.code, 2, 'an unknown command is a usage error');
   assert.match(bad.stderr, /unknown command "frobnicate". Commands: status/);
   assert.ok(isAlive(server.pid), 'a bad command never hurts the master');
 

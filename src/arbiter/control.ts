@@ -200,6 +200,11 @@ export function ctlCommandList(): string {
 }
 
 /** The commands with their arguments and help, one a line, for `ws-proxy-kit ctl --help`. */
+/** Each command as [usage, help], for `ctl --help`. */
+export function ctlCommandRows(): [string, string][] {
+  return NAMES.map((n) => [usage(n), CONTROL_COMMANDS[n].help]);
+}
+
 export function ctlCommandsHelp(): string {
   const width = Math.max(...NAMES.map((n) => usage(n).length));
   return ['Commands:', ...NAMES.map((n) => `  ${usage(n).padEnd(width)}  ${CONTROL_COMMANDS[n].help}`)].join('\n') + '\n';

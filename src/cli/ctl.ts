@@ -18,7 +18,7 @@ export const ctlFlags: ExtraFlags = {
 };
 
 /** Exit codes: no server reachable or it refused; bad arguments. An unknown command exits 1, as it always has. */
-const EXIT = { failed: 1, usage: 2, unknownCommand: 1 } as const;
+const EXIT = { failed: 1, usage: 2, unknownCommand: 2 } as const;
 
 /** A place the control socket may be, and why we look there. */
 interface Candidate {

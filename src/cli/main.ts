@@ -25,17 +25,13 @@ function initHelp(initFlags: ExtraFlags, settings: readonly string[]): string {
   });
 }
 
-/**
- * `ctl --help`: ctl's own flags, then ctl's commands.
- * CTL COMMANDS: the table of ctl's commands (src/arbiter/control.ts) goes into `sections`
- * here, as `{ title: 'Commands', rows: [['status', 'what the server is doing'], ...] }`.
- */
-function ctlHelp(ctlFlags: ExtraFlags): string {
+/** `ctl --help`: ctl's own flags, then ctl's commands (the table in src/arbiter/control.ts). */
+function ctlHelp(ctlFlags: ExtraFlags, commands: [string, string][]): string {
   return helpText({
     command: 'ctl',
     extra: ctlFlags,
     settings: [],
-    sections: [],
+    sections: [{ title: 'Commands', rows: commands }],
     notes: [
       'Without --socket, ctl works out the control socket from the settings, as the server does: flags such as -c, -b, -p and --control-socket, the config file and the environment.',
     ],
@@ -87,7 +83,8 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'ctl') {
     const { ctlFlags, runCtl } = await import('./ctl.js');
-    const ctl = parseArgs(argv, { command, extra: ctlFlags, help: () => ctlHelp(ctlFlags) });
+    const { ctlCommandRows } = await import('../arbiter/control.js');
+    const ctl = parseArgs(argv, { command, extra: ctlFlags, help: () => ctlHelp(ctlFlags, ctlCommandRows()) });
     const config = await loadConfig({ cli: ctl.layer, env: process.env, cwd: process.cwd() });
     return runCtl(ctl.positionals, ctl.extra as { socket?: string; json?: boolean }, config);
   }
