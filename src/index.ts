@@ -1,4 +1,5 @@
 // Programmatic API: the types and building blocks a user may want from code.
+export { serve, type ServeOptions, type ServerHandle } from './serve.js';
 export { Arbiter, type ArbiterOptions, type ArbiterState } from './arbiter/arbiter.js';
 export { loadConfig, ConfigError, type LoadedConfig, type Source } from './config/load.js';
 export { settingsTable, type Settings, type SettingsInput, type SettingName, type SettingDef } from './config/settings.js';

@@ -186,8 +186,7 @@ export class Arbiter {
     SIGTTIN: () => this.log.info({ workers: this.pool.resize(+1) }, 'one worker more'),
     SIGTTOU: () => this.log.info({ workers: this.pool.resize(-1) }, 'one worker fewer'),
     SIGUSR2: () => this.upgrade.start(this.listeners),
-    // After an upgrade: the old master stops its workers but keeps its sockets, so a HUP can
-    // bring them back if the new master misbehaves.
+    // After USR2: stop the workers, keep the sockets (a HUP brings them back).
     SIGWINCH: () => this.pool.retireAll(),
     SIGUSR1: () => {
       reopenLogFiles();
@@ -222,6 +221,11 @@ export class Arbiter {
   }
 
   /** `ws-proxy-kit ctl`: the same effects as the signals, from the same queue. Not awaited: a reload answers once done. */
+  /** A ctl command from code (serve()'s handle): through the queue, as the control socket's. */
+  control(call: ControlCall): Promise<ControlReply> {
+    return new Promise((reply) => this.queue.push({ type: 'command', call, reply }));
+  }
+
   private handleCommand(call: ControlCall, reply: (r: ControlReply) => void): void {
     const refused =
       this.mode.is === 'draining'
@@ -288,8 +292,7 @@ export class Arbiter {
     for (const resolve of this.nextReload ?? []) resolve(false);
     this.nextReload = null;
     const drainSeconds = graceful ? this.settings.drainSeconds : 0;
-    // --drain-seconds: every listener stays open and every worker serves while load balancers
-    // and endpoint controllers notice the failing readiness and stop sending.
+    // --drain-seconds: all keeps serving while load balancers notice the failing readiness.
     if (drainSeconds > 0) this.mode = { is: 'draining', alarm: this.alarm(drainSeconds * 1000) };
     this.notifier.stopping();
     // Readiness probes fail from now on (src/worker/health.ts), during the drain window too.
@@ -314,11 +317,9 @@ export class Arbiter {
     const s = this.settings;
     const all = this.pool.alive();
     this.log.info({ graceful, workers: all.length }, graceful ? 'stopping gracefully' : 'stopping now');
-    // Stop taking connections now (as Gunicorn does): new clients are refused at once instead
-    // of waiting in a backlog nobody will accept from. After an upgrade the sockets stay.
-    // Before the workers are signalled: with UNIX paths unlinked nothing new can queue, and
-    // each worker accepts what is queued before it closes its fd (HttpWorker.drain), so a
-    // planned stop resets no queued connection.
+    // Stop taking connections now, before the workers are told (as Gunicorn does): with UNIX
+    // paths unlinked nothing new queues, and each worker accepts what is queued before it
+    // closes its fd (HttpWorker.drain). After an upgrade the sockets stay.
     this.held.closeListeners(this.upgrade.handedOver);
     for (const w of all) w.stop(graceful);
     const waitMs = graceful ? s.gracefulTimeout * 1000 + 1000 : Math.min(s.gracefulTimeout * 1000, 5000);
