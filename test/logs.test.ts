@@ -55,4 +55,13 @@ test('pretty logs: an unexpected error keeps its stack, under its line', async (
   assert.match(r.stderr, /ERROR \(\d+\): worker failed to boot: could not load the app .*\n\s+err: Error: boom at import/);
 });
 
+test('an app module that is not there: one line, exit 3, before any worker starts', async () => {
+  const r = await runCli(['no-such-app.mjs', '-b', `unix:${join(tempDir(), 'app.sock')}`, '--log-format', 'pretty']);
+  assert.is(r.code, 3);
+  const lines = r.stderr.trimEnd().split('\n');
+  assert.is(lines.length, 2, r.stderr); // "starting", then the mistake
+  assert.match(lines[1]!, /FATAL .*The app module "no-such-app\.mjs" was not found \(looked for .*no-such-app\.mjs\)/);
+  assert.not.match(r.stderr, /worker spawned/);
+});
+
 test.run();

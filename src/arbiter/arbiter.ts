@@ -1,8 +1,6 @@
-// The arbiter (after Gunicorn's arbiter.py): owns the listening sockets and the worker pool.
-// Signal handlers, worker exits, ticks and ctl commands only enqueue events; ONE loop takes
-// them one at a time and calls a short handler for each, then steps the mode it is in:
-// running, reloading (a new generation boots), draining (--drain-seconds) or stopping. So
-// two reloads never interleave, and health checks run whatever the mode.
+// The arbiter (after Gunicorn's arbiter.py). Signal handlers, worker exits, ticks and ctl
+// commands only enqueue events; ONE loop handles them one at a time, in the light of its mode
+// (running, reloading, draining, stopping): two reloads never interleave; health checks run.
 import type { Settings } from '../config/settings.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Listener } from '../listeners/bind.js';
@@ -13,6 +11,7 @@ import { noopNotifier, type Notifier } from '../notify/notifier.js';
 import { runHook } from '../config/hooks.js';
 import { runControlCall, type ControlCall, type ControlReply, type ControlTarget } from './control.js';
 import { WorkerPool } from './pool.js';
+import { assertAppFound } from './boot-errors.js';
 import { Reload } from './reload.js';
 import { MasterResources } from './resources.js';
 import { SignalQueue, type ArbiterEvent, type HandledSignal } from './signals.js';
@@ -123,6 +122,7 @@ export class Arbiter {
     const s = this.settings;
     const env = this.opts.env ?? process.env;
     this.log.info({ version: VERSION, node: process.version, app: s.app, workers: s.workers }, 'starting ws-proxy-kit');
+    if (s.app) assertAppFound(s.app, s.chdir ?? process.cwd());
     await this.hook('onStarting');
     await this.held.open(s, env, { workers: () => this.pool.workers, degraded: () => this.pool.degraded !== null });
     this.queue.install();

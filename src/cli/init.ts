@@ -5,7 +5,8 @@ import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { ConfigError } from '../config/load.js';
 import { settingsByName } from '../config/settings.js';
-import { missingAppModule, outputDir, type DeployOptions } from '../deploy/options.js';
+import { outputDir, type DeployOptions } from '../deploy/options.js';
+import { missingAppModule } from '../app-spec.js';
 import { ALIGNED_SETTINGS, type AlignedSettings, type DeployPlan, type ValidationResult } from '../deploy/plan.js';
 export { ALIGNED_SETTINGS };
 import { deployPlans } from '../deploy/plans.js';
@@ -78,7 +79,8 @@ export function runInit(
 ): number {
   const plan = planFor(flags.target ?? 'systemd');
   const o: DeployOptions = plan.options(flags, cwd, settings);
-  const missing = missingAppModule(o.app, cwd);
+  const missingAt = missingAppModule(o.app, cwd);
+  const missing = missingAt && `no such file in ${cwd} (${missingAt}).`;
   if (missing)
     process.stderr.write(`warning: --app ${o.app}: ${missing} The generated files run it as given; create it, or pass the right path.\n`);
   const out = outputDir(flags, cwd);

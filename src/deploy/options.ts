@@ -3,13 +3,11 @@
 // The options every target starts from are worked out here, from the flags, package.json
 // and the settings' defaults; each plan adds its own (single-host.ts, kubernetes.ts, hosts.ts).
 import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../config/load.js';
 import { settingsByName } from '../config/settings.js';
-import { parseAppSpec } from '../app-spec.js';
 import type { InitFlags } from '../cli/init.js';
 import type { NginxSiteOptions } from './nginx-site.js';
 import type { ALIGNED_SETTINGS, AlignedSettings } from './plan.js';
@@ -159,17 +157,3 @@ export function deployOptionsFrom(flags: InitFlags, cwd: string, settings: Align
   };
 }
 
-/** Why the app module cannot be found from `cwd`, or null when it can (a file, or a package). */
-export function missingAppModule(app: string, cwd: string): string | null {
-  const { module } = parseAppSpec(app);
-  if (existsSync(resolve(cwd, module))) return null;
-  if (!module.startsWith('.') && !module.startsWith('/')) {
-    try {
-      createRequire(join(cwd, 'noop.js')).resolve(module);
-      return null;
-    } catch {
-      // neither a file nor a package
-    }
-  }
-  return `no such file in ${cwd} (${resolve(cwd, module)}).`;
-}
