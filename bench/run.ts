@@ -134,10 +134,16 @@ function workerCounts(e: RunningEngine): Map<number, WorkerCounts> {
  */
 function openConnections(e: RunningEngine): number {
   if (countInApp) return [...workerCounts(e).values()].reduce((a, c) => a + (c.open ?? 0), 0);
+  // ws-proxy-kit binds under a staging name (.NAME.PID beside it) and renames the file once it
+  // listens: the kernel keeps the name it was bound to.
+  const slash = e.socket.lastIndexOf('/') + 1;
+  const stagingPrefix = `${e.socket.slice(0, slash)}.${e.socket.slice(slash)}.`;
+  const ours = (path: string | undefined) =>
+    path === e.socket || (path?.startsWith(stagingPrefix) && /^\d+$/.test(path.slice(stagingPrefix.length)));
   let open = 0;
   for (const line of readFileSync('/proc/net/unix', 'latin1').split('\n')) {
     const f = line.trim().split(/\s+/);
-    if (f[5] === '03' && f[7] === e.socket) open++; // 03: connected
+    if (f[5] === '03' && ours(f[7])) open++; // 03: connected
   }
   return open;
 }

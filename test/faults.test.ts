@@ -5,6 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import net from 'node:net';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -22,6 +23,7 @@ import {
 } from './helpers/server.js';
 import { startLoad, failures } from './helpers/load.js';
 import { notifySink } from './helpers/notify-sink.js';
+import { hasCommand, testWithTool } from './helpers/tools.js';
 
 test.after.each(cleanup);
 
@@ -343,5 +345,53 @@ test("a hung worker's stack is read without any listening port: during the hang 
   assert.is(frames[0]!.functionName, 'app');
   assert.match(frames[0]!.url, /fixtures\/app\.mjs$/);
 });
+
+/** The length (Send-Q) ss reports for each listening socket this process holds, by its socket inode. */
+function backlogsOf(pid: number): number[] {
+  const held = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+    if (m) held.add(m[1]!);
+  }
+  const out: number[] = [];
+  for (const args of [['-xlnH'], ['-tlneH']]) {
+    for (const line of execFileSync('ss', args, { encoding: 'utf8' }).split('\n')) {
+      const f = line.trim().split(/\s+/);
+      // UNIX: Netid State Recv-Q Send-Q Path Inode ...; TCP (-e): State Recv-Q Send-Q ... ino:N
+      const unix = args[0] === '-xlnH';
+      const inode = unix ? f[5] : /ino:(\d+)/.exec(line)?.[1];
+      if (inode && held.has(inode)) out.push(Number(unix ? f[3] : f[2]));
+    }
+  }
+  return out;
+}
+
+testWithTool(
+  test,
+  '--backlog is the listen queue length of every bind (node ignored it in an fd listen: it was always 511)',
+  hasCommand('ss', ['-V']) ? null : 'ss is not installed (apt-get install iproute2)',
+  async () => {
+    const port = await freePort();
+    const sock = join(tempDir(), 'app.sock');
+    const server = startServer([
+      HELLO,
+      '-b',
+      `unix:${sock}`,
+      '-b',
+      `127.0.0.1:${port}`,
+      '-w',
+      '2',
+      '--backlog',
+      '100',
+      '--control-socket',
+      'off',
+    ]);
+    await server.ready();
+    assert.equal(backlogsOf(server.pid), [100, 100]);
+    const byDefault = startServer([HELLO, '-b', `unix:${join(tempDir(), 'b.sock')}`, '--control-socket', 'off']);
+    await byDefault.ready();
+    assert.equal(backlogsOf(byDefault.pid), [2048]);
+  },
+);
 
 test.run();

@@ -78,7 +78,8 @@ async function listenWithoutAccepting(bound: RawServerHandle, backlog: number): 
     server.once('listening', resolvePromise);
     server.once('error', reject);
   });
-  server.listen({ fd: bound.fd, backlog });
+  // The backlog as an argument: node ignores `backlog` in the options of an fd listen.
+  server.listen({ fd: bound.fd }, backlog);
   const handle = (server as unknown as { _handle?: { readStart(): number; readStop(): number } | null })._handle;
   if (handle) {
     handle.readStart();

@@ -123,7 +123,8 @@ export class ProxyProtocolAcceptor {
   listen(fd: number, backlog: number): Promise<void> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ fd, backlog }, () => {
+      // The backlog as an argument: node ignores `backlog` in the options of an fd listen.
+      this.server.listen({ fd }, backlog, () => {
         this.server.off('error', reject);
         this.unixListener ||= isUnixListener(this.server);
         this.server.on('error', (err) => this.opts.log.error({ err }, 'PROXY protocol listener error'));

@@ -197,7 +197,8 @@ export class HttpWorker {
       }
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen({ fd: l.fd, backlog: s.backlog }, () => {
+        // The backlog as an argument: node ignores `backlog` in the options of an fd listen.
+        server.listen({ fd: l.fd }, s.backlog, () => {
           listener.unix ||= isUnixListener(server);
           if (listener.unix) listener.trustsAll = this.settings.forwardedAllowUnix;
           server.off('error', reject);
