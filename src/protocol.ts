@@ -56,6 +56,10 @@ export interface WorkerStats {
   rss: number;
   /** CPU time used by the worker (user + system), in seconds. */
   cpuSeconds?: number;
+  /** Event-loop utilization since the previous heartbeat, 0..1: how busy the worker is. */
+  elu?: number;
+  /** 5xx answers so far. */
+  serverErrors?: number;
 }
 
 export type WorkerMessage =

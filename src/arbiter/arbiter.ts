@@ -11,6 +11,8 @@ import { noopNotifier, type Notifier } from '../notify/notifier.js';
 import { runHook } from '../config/hooks.js';
 import { runControlCall, type ControlCall, type ControlReply, type ControlTarget } from './control.js';
 import { WorkerPool } from './pool.js';
+import { Autoscaler } from './autoscale.js';
+import { startAlarm, type Alarm, type Mode } from './modes.js';
 import { assertAppFound } from './boot-errors.js';
 import { Reload } from './reload.js';
 import { MasterResources } from './resources.js';
@@ -32,23 +34,6 @@ export interface ArbiterOptions {
   notifier?: Notifier;
 }
 
-/** What the loop is doing; every event is handled in its light. */
-type Mode =
-  | { is: 'booting' }
-  | { is: 'running' }
-  /** HUP: a new generation boots; it takes over once all of it is ready, or is killed when one fails. */
-  | { is: 'reloading'; reload: Reload }
-  /** --drain-seconds: readiness fails, but every listener stays open and every worker serves until the alarm. */
-  | { is: 'draining'; alarm: Alarm }
-  /** The workers were told to stop; the loop ends once the last one has exited (SIGKILL at the alarm). */
-  | { is: 'stopping'; alarm: Alarm; killed: boolean };
-
-/** A timer that wakes the loop; `rang` once it has fired. */
-interface Alarm {
-  timer: NodeJS.Timeout;
-  rang: boolean;
-}
-
 export class Arbiter {
   settings: Settings;
   readonly startedAt = Date.now();
@@ -64,6 +49,9 @@ export class Arbiter {
   private exitCode = 0;
   private readonly held: MasterResources;
   private readonly upgrade: Upgrade;
+  readonly autoscaler: Autoscaler;
+  /** How the last reload ended (ctl status, ctl top). */
+  lastReload: { at: number; outcome: 'completed' | 'aborted' } | null = null;
   private timer: NodeJS.Timeout | null = null;
   private lastStatus = '';
 
@@ -85,8 +73,15 @@ export class Arbiter {
         hook: (name, ...args) => this.hook(name, ...args),
         push: (event) => this.queue.push(event),
       },
-      this.settings.workers,
+      { floor: this.settings.workers, ceiling: this.settings.maxWorkers },
     );
+    this.autoscaler = new Autoscaler({
+      log: this.log,
+      pool: this.pool,
+      scaleDownDelayMs: () => this.settings.scaleDownDelay * 1000,
+      listeners: () => this.held.listeners,
+      steady: () => this.mode.is === 'running',
+    });
     this.upgrade = new Upgrade({
       log: this.log,
       notifier: this.notifier,
@@ -124,7 +119,16 @@ export class Arbiter {
     this.log.info({ version: VERSION, node: process.version, app: s.app, workers: s.workers }, 'starting ws-proxy-kit');
     if (s.app) assertAppFound(s.app, s.chdir ?? process.cwd());
     await this.hook('onStarting');
-    await this.held.open(s, env, { workers: () => this.pool.workers, degraded: () => this.pool.degraded !== null });
+    await this.held.open(s, env, {
+      workers: () => this.pool.workers,
+      degraded: () => this.pool.degraded !== null,
+      poolSize: () => ({
+        size: this.pool.desired,
+        floor: this.pool.floor,
+        ceiling: this.pool.ceiling,
+        utilization: this.autoscaler.utilization(),
+      }),
+    });
     this.queue.install();
     await this.held.watch(s, this.config.configPath, () => this.queue.push({ type: 'signal', signal: 'SIGHUP' }));
     this.timer = setInterval(() => this.queue.push({ type: 'tick' }), 500);
@@ -218,14 +222,15 @@ export class Arbiter {
       log: this.log,
       workerAbort: (w, frames) => this.hook('workerAbort', w.info(), frames),
     });
+    this.autoscaler.tick();
   }
 
-  /** `ws-proxy-kit ctl`: the same effects as the signals, from the same queue. Not awaited: a reload answers once done. */
   /** A ctl command from code (serve()'s handle): through the queue, as the control socket's. */
   control(call: ControlCall): Promise<ControlReply> {
     return new Promise((reply) => this.queue.push({ type: 'command', call, reply }));
   }
 
+  /** `ws-proxy-kit ctl`: the same effects as the signals, from the same queue. Not awaited: a reload answers once done. */
   private handleCommand(call: ControlCall, reply: (r: ControlReply) => void): void {
     const refused =
       this.mode.is === 'draining'
@@ -262,7 +267,7 @@ export class Arbiter {
       apply: (next) => {
         this.config = next;
         this.settings = { ...next.settings, bind: this.settings.bind };
-        this.pool.setDesired(next.settings.workers);
+        this.pool.setBounds(next.settings.workers, next.settings.maxWorkers);
       },
       onReloadHook: () => this.hook('onReload'),
       wake: () => this.queue.push({ type: 'tick' }),
@@ -278,6 +283,7 @@ export class Arbiter {
   private endReload(reload: Reload, reloaded: boolean): void {
     if (this.mode.is !== 'reloading' || this.mode.reload !== reload) return;
     this.mode = { is: 'running' };
+    this.lastReload = { at: Date.now(), outcome: reloaded ? 'completed' : 'aborted' };
     this.notifier.ready(this.statusLine());
     reload.settle(reloaded);
     const next = this.nextReload;
@@ -327,14 +333,7 @@ export class Arbiter {
   }
 
   private alarm(ms: number): Alarm {
-    const alarm: Alarm = {
-      rang: false,
-      timer: setTimeout(() => {
-        alarm.rang = true;
-        this.queue.push({ type: 'tick' });
-      }, ms),
-    };
-    return alarm;
+    return startAlarm(ms, () => this.queue.push({ type: 'tick' }));
   }
 
   /** Logs "ready" once, when the whole first pool is up. */

@@ -38,6 +38,25 @@ export interface StatusView {
   status: string;
   /** While replacements cannot boot: the boot error, since when, failures in a row. */
   degraded: { bootError: string; sinceSec: number; failures: number } | null;
+  /**
+   * The pool: its size, floor and ceiling (--workers, --max-workers), how busy it is (mean
+   * event-loop utilization of the ready workers, %), the CPU its workers use (% of one core,
+   * summed), their RSS summed, the 5xx answered so far, and the connections waiting in the
+   * listen queues (null when unknown).
+   */
+  pool: {
+    size: number;
+    floor: number;
+    ceiling: number;
+    busyPercent: number | null;
+    cpuPercent: number;
+    rssMb: number;
+    requests: number;
+    serverErrors: number;
+    listenQueue: number | null;
+  };
+  /** The last reload: when it ended (seconds ago), and whether it took over. */
+  lastReload: { agoSec: number; outcome: 'completed' | 'aborted' } | null;
   /** The settings that differ from the defaults, with where each came from. */
   settings: Record<string, string>;
 }
@@ -57,6 +76,10 @@ export interface WorkerRow {
   heartbeatMsAgo: number;
   /** CPU over the last heartbeat interval, in % of one core; null before the second heartbeat. */
   cpuPercent: number | null;
+  /** Event-loop utilization over the last heartbeat interval, in %; null before the first heartbeat. */
+  busyPercent: number | null;
+  /** 5xx answered so far. */
+  serverErrors: number;
   /** Workers started in this slot since the master started, after its first one. */
   restarts: number;
 }

@@ -49,27 +49,51 @@ export class WorkerPool {
   /** A worker of this master became ready at least once: boot failures no longer stop it. */
   private everServed = false;
   private respawnAt = 0;
+  /** Why the next extra workers retire: a manual shrink, or the adaptive pool's. */
+  shrinkReason = 'pool shrunk (TTOU)';
   /** Workers that died without being asked to, since start (logged with each such exit). */
   private unexpectedExits = 0;
   private readonly spawnsBySlot = new Map<number, number>();
+  private readonly exitedTotals = { requests: 0, serverErrors: 0 };
   /** --balance-connections: among the workers that accept now. */
   private readonly balancer = new Balancer(() => [...this.workers].filter((w) => w.accepting));
 
+  /** The pool never shrinks below this (--workers, moved by TTIN/TTOU and ctl). */
+  floor: number;
+  /** --max-workers: the adaptive pool never grows past this; equal to the floor when off. */
+  ceiling: number;
+
   constructor(
     private readonly host: PoolHost,
-    desired: number,
+    bounds: { floor: number; ceiling: number },
   ) {
-    this.wanted = desired;
+    this.floor = bounds.floor;
+    this.ceiling = Math.max(bounds.floor, bounds.ceiling);
+    this.wanted = this.floor;
   }
 
   get desired(): number {
     return this.wanted;
   }
 
-  /** TTIN/TTOU, `ctl workers add/remove`: `delta` workers more or fewer (a shrink stops at one); the new size. */
+  /**
+   * TTIN/TTOU, `ctl workers add/remove`: `delta` workers more or fewer now (a shrink stops at
+   * one). A manual change moves the floor (as NGINX Unit's `spare`), and the ceiling with it
+   * when it passes it. Returns the new size.
+   */
   resize(delta: number): number {
-    this.setDesired(delta >= 0 ? this.wanted + delta : Math.max(Math.min(this.wanted, 1), this.wanted + delta));
+    this.shrinkReason = 'pool shrunk (TTOU)';
+    this.floor = Math.max(1, this.floor + delta);
+    this.ceiling = Math.max(this.ceiling, this.floor);
+    this.setDesired(delta >= 0 ? this.wanted + delta : Math.max(Math.min(this.wanted, 1), this.wanted + delta, this.floor));
     return this.wanted;
+  }
+
+  /** A reload's settings: the new floor and ceiling; the size stays within them. */
+  setBounds(floor: number, ceiling: number): void {
+    this.floor = floor;
+    this.ceiling = Math.max(floor, ceiling);
+    this.setDesired(Math.min(this.ceiling, Math.max(this.floor, this.wanted)));
   }
 
   setDesired(n: number): void {
@@ -118,6 +142,16 @@ export class WorkerPool {
 
   ready(): WorkerProcess[] {
     return this.current().filter((w) => w.serving);
+  }
+
+  /** Requests served by every worker of this master, exited ones included. */
+  servedTotal(): number {
+    return this.exitedTotals.requests + this.alive().reduce((a, w) => a + w.stats.requests, 0);
+  }
+
+  /** 5xx answered by every worker of this master, exited ones included. */
+  serverErrorsTotal(): number {
+    return this.exitedTotals.serverErrors + this.alive().reduce((a, w) => a + (w.stats.serverErrors ?? 0), 0);
   }
 
   /** Workers started in this slot after its first one. */
@@ -245,7 +279,7 @@ export class WorkerPool {
     const live = this.current();
     if (live.length > this.wanted) {
       const extra = live.sort((a, b) => b.index - a.index).slice(0, live.length - this.wanted);
-      for (const w of extra) w.retire('pool shrunk (TTOU)');
+      for (const w of extra) w.retire(this.shrinkReason);
       return;
     }
     if (live.length < this.wanted && Date.now() >= this.respawnAt) {
@@ -261,6 +295,8 @@ export class WorkerPool {
     const { host } = this;
     const stopping = host.stopping();
     this.workers.delete(w);
+    this.exitedTotals.requests += w.stats.requests;
+    this.exitedTotals.serverErrors += w.stats.serverErrors ?? 0;
     host.metrics()?.workerExited(w, w.describeExit());
     void host.hook('childExit', w.info());
     const { code, signal } = w.exit!;

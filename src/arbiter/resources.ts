@@ -8,7 +8,7 @@ import { forgetActivationEnv } from '../listeners/systemd.js';
 import type { Logger } from '../log/logger.js';
 // Loaded when used (--metrics-bind, --reload): a master that doesn't use them doesn't carry
 // prom-client or chokidar.
-import type { MasterMetrics, MetricsWorkerView } from '../metrics/master-metrics.js';
+import type { MasterMetrics, MasterMetricsOptions } from '../metrics/master-metrics.js';
 import type { ControlCall, ControlReply } from './control.js';
 import { ControlServer, controlSocketPath } from './control-socket.js';
 import { Pidfile } from './pidfile.js';
@@ -27,11 +27,7 @@ export class MasterResources {
   constructor(private readonly log: Logger) {}
 
   /** The sockets, the metrics endpoint and the pidfile: all before the first worker starts. */
-  async open(
-    s: Settings,
-    env: NodeJS.ProcessEnv,
-    pool: { workers: () => Iterable<MetricsWorkerView>; degraded: () => boolean },
-  ): Promise<void> {
+  async open(s: Settings, env: NodeJS.ProcessEnv, pool: Pick<MasterMetricsOptions, 'workers' | 'degraded' | 'poolSize'>): Promise<void> {
     const inherited = inheritedListeners(env);
     this.upgraded = inherited !== null;
     this.listeners = inherited ?? (await openListeners(s.bind, s, this.log, env));

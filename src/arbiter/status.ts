@@ -8,6 +8,7 @@ import type { Logger } from '../log/logger.js';
 import { VERSION } from '../version.js';
 import type { StatusView, WorkerRow } from './control.js';
 import type { WorkerPool } from './pool.js';
+import type { Autoscaler } from './autoscale.js';
 import type { WorkerProcess } from './workers.js';
 
 export type ArbiterState = 'booting' | 'running' | 'reloading' | 'stopping';
@@ -20,6 +21,8 @@ export interface StatusSource {
   readonly listeners: readonly Listener[];
   readonly pool: WorkerPool;
   readonly startedAt: number;
+  readonly autoscaler: Autoscaler;
+  readonly lastReload: { at: number; outcome: 'completed' | 'aborted' } | null;
 }
 
 /** One line for `systemctl status` and logs. */
@@ -59,7 +62,25 @@ export function statusView(src: StatusSource): StatusView {
     degraded: pool.degraded
       ? { bootError: pool.degraded.error, sinceSec: Math.round((Date.now() - pool.degraded.since) / 1000), failures: pool.bootFailures }
       : null,
+    pool: poolView(src),
+    lastReload: src.lastReload ? { agoSec: Math.round((Date.now() - src.lastReload.at) / 1000), outcome: src.lastReload.outcome } : null,
     settings: changed,
+  };
+}
+
+function poolView({ pool, autoscaler }: StatusSource): StatusView['pool'] {
+  const alive = pool.alive();
+  const utilization = autoscaler.utilization();
+  return {
+    size: pool.desired,
+    floor: pool.floor,
+    ceiling: pool.ceiling,
+    busyPercent: utilization === null ? null : Math.round(utilization * 100),
+    cpuPercent: Math.round(alive.reduce((a, w) => a + (w.cpuPercent ?? 0), 0) * 10) / 10,
+    rssMb: Math.round(alive.reduce((a, w) => a + w.stats.rss, 0) / 104857.6) / 10,
+    requests: pool.servedTotal(),
+    serverErrors: pool.serverErrorsTotal(),
+    listenQueue: autoscaler.queued(),
   };
 }
 
@@ -80,6 +101,8 @@ export function workerRows(pool: WorkerPool): WorkerRow[] {
       rssMb: Math.round((w.stats.rss / 1048576) * 10) / 10,
       heartbeatMsAgo: now - w.lastHeartbeat,
       cpuPercent: w.cpuPercent === null ? null : Math.round(w.cpuPercent * 10) / 10,
+      busyPercent: w.stats.elu === undefined ? null : Math.round(w.stats.elu * 100),
+      serverErrors: w.stats.serverErrors ?? 0,
       restarts: pool.restarts(w.index),
     }));
 }

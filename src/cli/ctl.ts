@@ -184,8 +184,9 @@ const WORKER_COLUMNS: [string, (r: Partial<WorkerRow>) => string][] = [
   ['REQS', (r) => dash(r.requests)],
   ['IN-FLIGHT', (r) => dash(r.inflight)],
   ['CONNS', (r) => dash(r.connections)],
-  ['RSS', (r) => dash(r.rssMb, (mb) => `${mb.toFixed(1)} MB`)],
+  ['BUSY %', (r) => dash(r.busyPercent, (p) => p.toFixed(0))],
   ['CPU %', (r) => dash(r.cpuPercent, (p) => p.toFixed(1))],
+  ['RSS', (r) => dash(r.rssMb, (mb) => `${mb.toFixed(1)} MB`)],
   ['RESTARTS', (r) => dash(r.restarts)],
 ];
 

@@ -210,6 +210,12 @@ export async function loadConfig(opts: { cli: RawLayer; cmdArgs?: RawLayer; env:
     }
   }
   settings.config = configPath;
+  const { workers, maxWorkers } = settings as { workers: number; maxWorkers: number };
+  if (maxWorkers !== 0 && maxWorkers < workers) {
+    throw new ConfigError(
+      `Invalid value for maxWorkers: ${maxWorkers} (${sources.maxWorkers!.where}) is below workers, ${workers} (${sources.workers!.where}). --max-workers is the pool's ceiling and --workers its floor: give at least ${workers}, or 0 for a fixed pool.`,
+    );
+  }
   return {
     settings: Object.freeze(settings) as unknown as Settings,
     sources: sources as Record<SettingName, Source>,

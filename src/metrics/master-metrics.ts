@@ -5,11 +5,12 @@
 // never asks a worker anything, so a busy or hung worker cannot block it.
 import http from 'node:http';
 import net from 'node:net';
-import { readFileSync, readlinkSync, statSync, unlinkSync } from 'node:fs';
+import { statSync, unlinkSync } from 'node:fs';
 import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { parseBind, type BindSpec } from '../listeners/bind-spec.js';
 import type { Logger } from '../log/logger.js';
 import { WorkerMetrics, type MetricsSnapshot } from './worker-metrics.js';
+import { readQueueDepths } from '../listeners/queue-depth.js';
 
 /** What the collector reads from a live worker (WorkerProcess fits). */
 export interface MetricsWorkerView {
@@ -18,7 +19,7 @@ export interface MetricsWorkerView {
   readonly state: string;
   readonly lastHeartbeat: number;
   readonly alive: boolean;
-  readonly stats: { inflight: number; rss: number; cpuSeconds?: number };
+  readonly stats: { inflight: number; rss: number; cpuSeconds?: number; elu?: number };
 }
 
 /** A listening socket of ours (Listener fits). */
@@ -62,6 +63,8 @@ export interface MasterMetricsOptions {
   listeners: () => readonly MetricsListenerView[];
   /** Replacements keep failing to boot: the pool serves with fewer workers than asked. */
   degraded: () => boolean;
+  /** The pool's size now, its floor and ceiling, and its mean event-loop utilization (null before any report). */
+  poolSize: () => { size: number; floor: number; ceiling: number; utilization: number | null };
 }
 
 export class MasterMetrics {
@@ -146,13 +149,44 @@ export class MasterMetrics {
       },
     });
     new Gauge({
-      name: 'ws_proxy_kit_listen_queue',
-      help: 'Connections waiting in the accept queue of a TCP listener (Linux /proc/net/tcp; its maximum is --backlog capped by net.core.somaxconn).',
+      name: 'ws_proxy_kit_listen_queue_depth',
+      help: 'Connections waiting in the listen queue of each bind (TCP from /proc/net/tcp, UNIX through ss; absent when unknown).',
       labelNames: ['listener'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const q of await readQueueDepths(opts.listeners())) if (q.queued !== null) this.set({ listener: q.address }, q.queued);
+      },
+    });
+    new Gauge({
+      name: 'ws_proxy_kit_worker_event_loop_utilization',
+      help: "Share of the last heartbeat interval the worker's event loop spent running code (0 to 1): how busy it is.",
+      labelNames: ['worker', 'pid'],
       registers,
       collect() {
         this.reset();
-        for (const q of readListenQueues(opts.listeners())) this.set({ listener: q.address }, q.queued);
+        for (const w of workers()) if (w.stats.elu !== undefined) this.set(perWorker(w), w.stats.elu);
+      },
+    });
+    new Gauge({
+      name: 'ws_proxy_kit_pool_busy_ratio',
+      help: 'Mean event-loop utilization of the ready workers (0 to 1); over 0.75 for 2 s grows an adaptive pool (--max-workers).',
+      registers,
+      collect() {
+        const u = opts.poolSize().utilization;
+        if (u !== null) this.set(u);
+      },
+    });
+    new Gauge({
+      name: 'ws_proxy_kit_pool_workers',
+      help: 'Workers the pool is sized to now ("size"), its floor (--workers, moved by TTIN/TTOU) and its ceiling (--max-workers).',
+      labelNames: ['bound'],
+      registers,
+      collect() {
+        const p = opts.poolSize();
+        this.set({ bound: 'size' }, p.size);
+        this.set({ bound: 'floor' }, p.floor);
+        this.set({ bound: 'ceiling' }, p.ceiling);
       },
     });
     new Gauge({
@@ -328,39 +362,4 @@ async function removeStaleSocket(path: string): Promise<void> {
       exitCode: 1,
     });
   unlinkSync(path);
-}
-
-/**
- * Accept queues of our TCP listeners, from /proc/net/tcp{,6}: for a LISTEN socket rx_queue is
- * the connections waiting for accept() (the maximum is only in netlink, `ss -lnt`). Matched by socket
- * inode (readlink /proc/self/fd/N), so other processes' sockets on the same port never count.
- */
-export function readListenQueues(listeners: readonly MetricsListenerView[]): { address: string; queued: number }[] {
-  const byInode = new Map<string, string>();
-  for (const l of listeners) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${l.fd}`));
-      if (m) byInode.set(m[1]!, l.address);
-    } catch {
-      // not Linux, or the fd is closed
-    }
-  }
-  if (byInode.size === 0) return [];
-  const out: { address: string; queued: number }[] = [];
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'latin1');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 10 || f[3] !== '0A') continue; // 0A = LISTEN
-      const address = byInode.get(f[9]!);
-      if (address === undefined) continue;
-      out.push({ address, queued: parseInt(f[4]!.split(':')[1]!, 16) });
-    }
-  }
-  return out;
 }

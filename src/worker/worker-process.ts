@@ -2,6 +2,7 @@
 // heartbeats to the arbiter, drains or quits when told. The entry (worker.ts) reads the boot
 // data, builds one Worker and hands it the process's signals and messages.
 import { ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import { EXIT_BOOT_ERROR, type MasterMessage, type WorkerBoot, type WorkerMessage } from '../protocol.js';
 import type { Settings } from '../config/settings.js';
 import { errorInfo, flushLogs, reopenLogFiles, type Logger } from '../log/logger.js';
@@ -13,6 +14,7 @@ import { HttpWorker } from './http-server.js';
 import { currentRequest } from './request-context.js';
 import { HealthResponder, serveHealthBind } from './health.js';
 import { answerError } from './error-answers.js';
+import { countServerErrors, serverErrorCount } from './response-counts.js';
 // The config loader, the access log and metrics load only when used: a worker's boot time
 // is mostly module loading (docs/performance.md).
 
@@ -46,6 +48,8 @@ export class Worker {
   private readonly healthResponders: HealthResponder[] = [];
   private poolReadiness = { ready: false, reason: 'booting' };
   private askedToRetire = false;
+  /** The event-loop counters at the last heartbeat (utilization is reported since then). */
+  private lastElu = performance.eventLoopUtilization();
   private atFdLimit = false;
 
   constructor(opts: WorkerOptions) {
@@ -73,6 +77,7 @@ export class Worker {
       const health = HealthResponder.fromSettings(settings, draining);
       if (health) this.healthResponders.push(health);
       const hooks = this.hooks;
+      countServerErrors();
       const http = new HttpWorker({
         settings,
         app,
@@ -247,12 +252,17 @@ export class Worker {
     const cpu = process.cpuUsage();
     const stats = http.stats;
     const busy = this.settings.balanceConnections ? http.acceptControl.busy() : undefined;
+    const elu = performance.eventLoopUtilization();
+    const since = performance.eventLoopUtilization(elu, this.lastElu);
+    this.lastElu = elu;
     return {
       type: 'heartbeat',
       ...stats,
       busy,
       rss,
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
+      elu: Math.round(since.utilization * 1000) / 1000,
+      serverErrors: serverErrorCount(),
       metrics: this.metrics?.snapshot({ ...stats, moved: http.acceptControl.shedTotal }),
     };
   }

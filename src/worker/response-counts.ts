@@ -1,0 +1,28 @@
+// Server errors this worker answered (5xx, whoever wrote them: the app, a framework, us),
+// for the heartbeat: `ctl top`'s 5xx/s and the canary's comparison of a new version with the
+// old. Counted where every response's status goes out, ServerResponse.prototype.writeHead
+// (res.end() without writeHead() calls it too), wrapped once per process: a comparison per
+// response, no listener and no allocation.
+import { ServerResponse } from 'node:http';
+
+let serverErrors = 0;
+let installed = false;
+
+/** Starts counting (idempotent). */
+export function countServerErrors(): void {
+  if (installed) return;
+  installed = true;
+  const writeHead = ServerResponse.prototype.writeHead;
+  const original = writeHead as (this: ServerResponse, code: number, reason: unknown, headers: unknown) => ServerResponse;
+  // Fixed parameters, no rest array: writeHead(statusCode, [reason], [headers]) treats a
+  // missing argument and an undefined one alike.
+  ServerResponse.prototype.writeHead = function (this: ServerResponse, statusCode: number, reason?: unknown, headers?: unknown) {
+    if (statusCode >= 500) serverErrors++;
+    return original.call(this, statusCode, reason, headers);
+  } as typeof writeHead;
+}
+
+/** 5xx answers so far. */
+export function serverErrorCount(): number {
+  return serverErrors;
+}
