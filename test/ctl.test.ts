@@ -181,9 +181,9 @@ test('ctl workers: a table in human units, CPU over the last heartbeat, restarts
   const human = await ctl(['--socket', ctlPath, 'workers']);
   assert.equal(human.code, 0, human.stderr);
   const [header, ...lines] = human.stdout.trimEnd().split('\n');
-  assert.match(header!, /^PID\s+INDEX\s+GENERATION\s+STATE\s+AGE\s+REQS\s+IN-FLIGHT\s+CONNS\s+RSS\s+CPU %\s+RESTARTS$/);
+  assert.match(header!, /^PID\s+INDEX\s+GENERATION\s+STATE\s+AGE\s+REQS\s+IN-FLIGHT\s+CONNS\s+BUSY %\s+RSS\s+CPU %\s+RESTARTS$/);
   assert.is(lines.length, 2);
-  for (const line of lines) assert.match(line, /^\d+\s+[12]\s+1\s+ready\s+\d+s\s+\d+\s+0\s+\d+\s+\d+\.\d MB\s+\d+\.\d\s+0$/);
+  for (const line of lines) assert.match(line, /^\d+\s+[12]\s+1\s+ready\s+\d+s\s+\d+\s+0\s+\d+\s+\d+\s+\d+\.\d MB\s+\d+\.\d\s+0$/);
 
   const victim = (await rows()).find((w) => w.index === 1)!;
   assert.equal((await ctl(['--socket', ctlPath, 'worker', 'kill', String(victim.pid)])).code, 0);

@@ -11,10 +11,12 @@ import { controlSocketPath, sendControl } from '../arbiter/control-socket.js';
 import { isRunning, readPid } from '../arbiter/pidfile.js';
 import { ConfigError, type LoadedConfig } from '../config/load.js';
 import type { ExtraFlags } from './args.js';
+import { duration } from './units.js';
 
 export const ctlFlags: ExtraFlags = {
   socket: { type: 'string', doc: 'the control socket (default: found from the settings and the pidfile, as the server works it out)' },
   json: { type: 'boolean', doc: 'print the raw JSON answer' },
+  once: { type: 'boolean', doc: 'ctl top: print one frame and exit' },
 };
 
 /** Exit codes: no server reachable or it refused; bad arguments. An unknown command exits 1, as it always has. */
@@ -31,24 +33,50 @@ interface Miss {
   why: string;
 }
 
-export async function runCtl(positionals: string[], extra: { socket?: string; json?: boolean }, config: LoadedConfig): Promise<number> {
+export async function runCtl(
+  positionals: string[],
+  extra: { socket?: string; json?: boolean; once?: boolean },
+  config: LoadedConfig,
+): Promise<number> {
   const [command, ...args] = positionals;
   if (!command) throw new ConfigError(`ctl needs a command.\n${ctlCommandsHelp().trimEnd()}`);
+  // `ctl top` is a client of status and workers: found the way every command is.
+  const first = command === 'top' ? { command: 'status', args: [] } : { command, args };
+  if (command === 'top' && args.length) {
+    process.stderr.write(`ws-proxy-kit ctl: top takes no arguments (got ${args.join(' ')}); --once prints one frame.\n`);
+    return EXIT.usage;
+  }
   try {
-    parseControlRequest({ command, args });
+    parseControlRequest(first);
   } catch (err) {
     if (!(err instanceof ControlUsageError)) throw err;
     process.stderr.write(`ws-proxy-kit ctl: ${err.message}\n`);
     return err.kind === 'unknown command' ? EXIT.unknownCommand : EXIT.usage;
   }
-  const { candidates, misses } = extra.socket
-    ? { candidates: [{ path: extra.socket, from: '--socket' }], misses: [] }
+  const reached = await reach(first, extra.socket, config);
+  if (typeof reached === 'number') return reached;
+  const { reply, path } = reached;
+  if (!reply.ok) {
+    process.stderr.write(`ws-proxy-kit ctl: ${reply.error}\n`);
+    return EXIT.failed;
+  }
+  if (command === 'top') return (await import('./top.js')).runTop(path, { once: Boolean(extra.once) });
+  process.stdout.write(extra.json ? JSON.stringify(reply.result, null, 2) + '\n' : human(command, args, reply.result));
+  return 0;
+}
+
+/** Sends `request` to the first place the control socket may be that answers; an exit code when none does. */
+async function reach(
+  request: { command: string; args: string[] },
+  socket: string | undefined,
+  config: LoadedConfig,
+): Promise<{ reply: ControlReply; path: string } | number> {
+  const { candidates, misses } = socket
+    ? { candidates: [{ path: socket, from: '--socket' }], misses: [] }
     : findControlSocket(config, process.env, process.cwd());
-  let reply: ControlReply | null = null;
   for (const c of candidates) {
     try {
-      reply = await sendControl(c.path, { command, args });
-      break;
+      return { reply: await sendControl(c.path, request), path: c.path };
     } catch (err) {
       const why = unreachable(err);
       // Anything but "nobody there" may have reached a server: never send the command twice.
@@ -59,16 +87,8 @@ export async function runCtl(positionals: string[], extra: { socket?: string; js
       misses.push({ what: `${c.path} (${c.from})`, why });
     }
   }
-  if (!reply) {
-    process.stderr.write(notFound(misses));
-    return EXIT.failed;
-  }
-  if (!reply.ok) {
-    process.stderr.write(`ws-proxy-kit ctl: ${reply.error}\n`);
-    return EXIT.failed;
-  }
-  process.stdout.write(extra.json ? JSON.stringify(reply.result, null, 2) + '\n' : human(command, args, reply.result));
-  return 0;
+  process.stderr.write(notFound(misses));
+  return EXIT.failed;
 }
 
 /** Why nobody answers on a path; null for any other error (then the request may have arrived). */
@@ -185,8 +205,8 @@ const WORKER_COLUMNS: [string, (r: Partial<WorkerRow>) => string][] = [
   ['IN-FLIGHT', (r) => dash(r.inflight)],
   ['CONNS', (r) => dash(r.connections)],
   ['BUSY %', (r) => dash(r.busyPercent, (p) => p.toFixed(0))],
-  ['CPU %', (r) => dash(r.cpuPercent, (p) => p.toFixed(1))],
   ['RSS', (r) => dash(r.rssMb, (mb) => `${mb.toFixed(1)} MB`)],
+  ['CPU %', (r) => dash(r.cpuPercent, (p) => p.toFixed(1))],
   ['RESTARTS', (r) => dash(r.restarts)],
 ];
 
@@ -196,14 +216,4 @@ function workerTable(rows: Partial<WorkerRow>[]): string {
   const widths = WORKER_COLUMNS.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));
   const line = (row: string[]) => row.map((v, i) => v.padEnd(widths[i]!)).join('  ');
   return cells.map((row) => line(row).trimEnd()).join('\n') + '\n';
-}
-
-/** 45s, 3m12s, 2h05m, 3d04h. */
-function duration(sec: number): string {
-  const s = Math.max(0, Math.round(sec));
-  const pad = (n: number) => String(n).padStart(2, '0');
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${pad(s % 60)}s`;
-  if (s < 86_400) return `${Math.floor(s / 3600)}h${pad(Math.floor(s / 60) % 60)}m`;
-  return `${Math.floor(s / 86_400)}d${pad(Math.floor(s / 3600) % 24)}h`;
 }

@@ -25,6 +25,12 @@ function initHelp(initFlags: ExtraFlags, settings: readonly string[]): string {
   });
 }
 
+/** `ctl top` runs in ctl itself (a client of status and workers), not in the server's command table. */
+const TOP_HELP: [string, string] = [
+  'top [--once]',
+  'a live view of the pool, refreshed every second (q or Ctrl-C quits); --once prints one frame',
+];
+
 /** `ctl --help`: ctl's own flags, then ctl's commands (the table in src/arbiter/control.ts). */
 function ctlHelp(ctlFlags: ExtraFlags, commands: [string, string][]): string {
   return helpText({
@@ -84,9 +90,9 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'ctl') {
     const { ctlFlags, runCtl } = await import('./ctl.js');
     const { ctlCommandRows } = await import('../arbiter/control.js');
-    const ctl = parseArgs(argv, { command, extra: ctlFlags, help: () => ctlHelp(ctlFlags, ctlCommandRows()) });
+    const ctl = parseArgs(argv, { command, extra: ctlFlags, help: () => ctlHelp(ctlFlags, [...ctlCommandRows(), TOP_HELP]) });
     const config = await loadConfig({ cli: ctl.layer, env: process.env, cwd: process.cwd() });
-    return runCtl(ctl.positionals, ctl.extra as { socket?: string; json?: boolean }, config);
+    return runCtl(ctl.positionals, ctl.extra as { socket?: string; json?: boolean; once?: boolean }, config);
   }
   const parsed = parseArgs(argv, { command, ...(command === 'check' ? { extra: checkFlags } : {}) });
   const config = await readConfig(parsed, process.env);
