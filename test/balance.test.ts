@@ -12,14 +12,16 @@ import { RawConnection } from './helpers/raw-socket.js';
 test.after.each(cleanup);
 const APP = join(FIXTURES, 'app.mjs');
 
-test('overShare: who holds more than the mean + 10 % (and + 2), and the share to come down to', () => {
+test('overShare: who holds more than the mean + 10 % (and + 2; + 1 under a mean of 4), and the share to come down to', () => {
   assert.equal(overShare([]), { target: 0, limit: 0, over: [] });
   assert.equal(overShare([50]), { target: 0, limit: 0, over: [] });
   assert.equal(overShare([40, 0]), { target: 20, limit: 22, over: [0] });
   assert.equal(overShare([0, 40]), { target: 20, limit: 22, over: [1] });
   assert.equal(overShare([23, 17]), { target: 20, limit: 22, over: [0] });
   assert.equal(overShare([22, 18]), { target: 20, limit: 22, over: [] }, 'within mean + 2');
-  assert.equal(overShare([3, 1]), { target: 2, limit: 4, over: [] }, 'small pools are left alone');
+  assert.equal(overShare([3, 1]), { target: 2, limit: 3, over: [] }, 'nearly even small pools are left alone');
+  assert.equal(overShare([4, 4, 0]), { target: 3, limit: 3, over: [0, 1] }, 'a worker just added gets some of a few busy connections');
+  assert.equal(overShare([3, 0]), { target: 2, limit: 2, over: [0] });
   assert.equal(overShare([30, 30, 0]), { target: 20, limit: 22, over: [0, 1] });
   assert.equal(overShare([300, 290, 310]), { target: 300, limit: 330, over: [] }, 'within mean + 10 %');
   assert.equal(overShare([340, 290, 270]), { target: 300, limit: 330, over: [0] });

@@ -19,15 +19,16 @@ export const ORDER_INTERVAL_MS = 300;
 
 /**
  * The indexes of the counts over their share, the share (the mean, rounded up) and the
- * limit past which a count is over: the mean + 10 %, and + 2 at least, so small or nearly
- * even pools are left alone. The least loaded worker is never over, so some worker
- * always accepts.
+ * limit past which a count is over: the mean + 10 %, and + 2 at least, so nearly even pools
+ * are left alone; + 1 only while the mean is under 4, where + 2 would leave a worker just
+ * added with none of a few busy connections (4, 4, 0: each worker over 3 gives one up). The
+ * least loaded worker is never over, so some worker always accepts.
  */
 export function overShare(counts: readonly number[]): { target: number; limit: number; over: number[] } {
   const over: number[] = [];
   if (counts.length < 2) return { target: 0, limit: 0, over };
   const mean = counts.reduce((a, b) => a + b, 0) / counts.length;
-  const limit = Math.floor(mean + Math.max(2, mean * 0.1));
+  const limit = Math.floor(mean + Math.max(mean < 4 ? 1 : 2, mean * 0.1));
   counts.forEach((c, i) => {
     if (c > limit) over.push(i);
   });
