@@ -6,7 +6,7 @@
 // and for each pool the busy phase's req/s and p99 and the requests lost.
 //
 // node --import tsx bench/adaptive.ts [--workers 1] [--max-workers 3] [--work-ms 4]
-//   [--phases "1x6,8x14,1x8,0x10"]   concurrency x seconds, in order
+//   [--phases "1x6,8x14,1x8,0x16"]   concurrency x seconds, in order
 //   [--scale-down-delay 5]
 import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,7 +23,7 @@ const { values: o } = parseArgs({
     workers: { type: 'string', default: '1' },
     'max-workers': { type: 'string', default: '3' },
     'work-ms': { type: 'string', default: '4' },
-    phases: { type: 'string', default: '1x6,8x14,1x8,0x10' },
+    phases: { type: 'string', default: '1x6,8x14,1x8,0x16' },
     'scale-down-delay': { type: 'string', default: '5' },
   },
 });
