@@ -14,7 +14,7 @@ import { WorkerPool } from './pool.js';
 import { Autoscaler } from './autoscale.js';
 import { startAlarm, type Alarm, type Mode } from './modes.js';
 import { assertAppFound } from './boot-errors.js';
-import { Reload } from './reload.js';
+import { Reload, type ReloadOutcome } from './reload.js';
 import { MasterResources } from './resources.js';
 import { SignalQueue, type ArbiterEvent, type HandledSignal } from './signals.js';
 import { hookView, isHealthy, statusLine, statusView, workerRows, type ArbiterState, type HookView } from './status.js';
@@ -51,7 +51,7 @@ export class Arbiter {
   private readonly upgrade: Upgrade;
   readonly autoscaler: Autoscaler;
   /** How the last reload ended (ctl status, ctl top). */
-  lastReload: { at: number; outcome: 'completed' | 'aborted' } | null = null;
+  lastReload: ({ at: number } & ReloadOutcome) | null = null;
   private timer: NodeJS.Timeout | null = null;
   private lastStatus = '';
 
@@ -122,12 +122,7 @@ export class Arbiter {
     await this.held.open(s, env, {
       workers: () => this.pool.workers,
       degraded: () => this.pool.degraded !== null,
-      poolSize: () => ({
-        size: this.pool.desired,
-        floor: this.pool.floor,
-        ceiling: this.pool.ceiling,
-        utilization: this.autoscaler.utilization(),
-      }),
+      poolSize: () => ({ ...this.pool.bounds(), utilization: this.autoscaler.utilization() }),
     });
     this.queue.install();
     await this.held.watch(s, this.config.configPath, () => this.queue.push({ type: 'signal', signal: 'SIGHUP' }));
@@ -135,7 +130,7 @@ export class Arbiter {
     // Not awaited after an upgrade: the new master serves while it waits for the path.
     const control = this.held.openControl(
       s,
-      (call) => new Promise((reply) => this.queue.push({ type: 'command', call, reply })),
+      (call) => this.control(call),
       () => !this.stopRequested,
     );
     if (!this.held.upgraded) await control;
@@ -169,8 +164,10 @@ export class Arbiter {
   private step(): void {
     if (this.mode.is === 'reloading') this.mode.reload.progress();
     const mode = this.mode;
+    // While a reload runs (a canary's window can be long), the old pool is kept whole too:
+    // a worker of it that dies is replaced, with the old version.
+    if (mode.is === 'running' || mode.is === 'reloading') this.pool.maintain();
     if (mode.is === 'running') {
-      this.pool.maintain();
       this.announceReady();
     } else if (mode.is === 'draining' && mode.alarm.rang) {
       this.log.info('drain window over: stopping the workers');
@@ -270,8 +267,8 @@ export class Arbiter {
         this.pool.setBounds(next.settings.workers, next.settings.maxWorkers);
       },
       onReloadHook: () => this.hook('onReload'),
-      wake: () => this.queue.push({ type: 'tick' }),
-      done: (reloaded) => this.endReload(reload, reloaded),
+      wake: (ms = 0) => void setTimeout(() => this.queue.push({ type: 'tick' }), ms),
+      done: (result) => this.endReload(reload, result),
     });
     this.mode = { is: 'reloading', reload };
     this.notifier.reloading();
@@ -280,11 +277,15 @@ export class Arbiter {
   }
 
   /** The reload completed or was aborted: running again (and the next reload, if one was asked for meanwhile). */
-  private endReload(reload: Reload, reloaded: boolean): void {
+  private endReload(reload: Reload, result: ReloadOutcome): void {
     if (this.mode.is !== 'reloading' || this.mode.reload !== reload) return;
     this.mode = { is: 'running' };
-    this.lastReload = { at: Date.now(), outcome: reloaded ? 'completed' : 'aborted' };
-    this.notifier.ready(this.statusLine());
+    const reloaded = result.outcome === 'completed';
+    this.lastReload = { at: Date.now(), ...result };
+    if (result.outcome === 'rolled back') this.held.metrics?.reloadRolledBack(result.cause);
+    this.notifier.ready(
+      result.outcome === 'rolled back' ? `${this.statusLine()}; reload rolled back: ${result.reason}` : this.statusLine(),
+    );
     reload.settle(reloaded);
     const next = this.nextReload;
     this.nextReload = null;

@@ -52,11 +52,12 @@ export interface StatusView {
     cpuPercent: number;
     rssMb: number;
     requests: number;
-    serverErrors: number;
+    /** null unless --reload-canary or --metrics-bind is on (5xx are not counted otherwise). */
+    serverErrors: number | null;
     listenQueue: number | null;
   };
-  /** The last reload: when it ended (seconds ago), and whether it took over. */
-  lastReload: { agoSec: number; outcome: 'completed' | 'aborted' } | null;
+  /** The last reload: when it ended (seconds ago), and how (and why, when it did not take over). */
+  lastReload: { agoSec: number; outcome: 'completed' | 'aborted' | 'rolled back'; reason?: string } | null;
   /** The settings that differ from the defaults, with where each came from. */
   settings: Record<string, string>;
 }
@@ -78,8 +79,8 @@ export interface WorkerRow {
   cpuPercent: number | null;
   /** Event-loop utilization over the last heartbeat interval, in %; null before the first heartbeat. */
   busyPercent: number | null;
-  /** 5xx answered so far. */
-  serverErrors: number;
+  /** 5xx answered so far; null unless --reload-canary or --metrics-bind is on. */
+  serverErrors: number | null;
   /** Workers started in this slot since the master started, after its first one. */
   restarts: number;
 }

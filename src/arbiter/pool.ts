@@ -7,6 +7,7 @@ import { resolvedFormat, type Logger } from '../log/logger.js';
 import type { MasterMetrics } from '../metrics/master-metrics.js';
 import { exhaustive, type WorkerMessage } from '../protocol.js';
 import { Balancer } from './balance.js';
+import { pinnedVersion } from './versions.js';
 import type { ArbiterEvent } from './signals.js';
 import { WorkerProcess } from './workers.js';
 
@@ -55,6 +56,8 @@ export class WorkerPool {
   private unexpectedExits = 0;
   private readonly spawnsBySlot = new Map<number, number>();
   private readonly exitedTotals = { requests: 0, serverErrors: 0 };
+  /** The settings each generation runs with (the version it pinned at its start). */
+  private readonly settingsOf = new Map<number, Settings>();
   /** --balance-connections: among the workers that accept now. */
   private readonly balancer = new Balancer(() => [...this.workers].filter((w) => w.accepting));
 
@@ -74,6 +77,11 @@ export class WorkerPool {
 
   get desired(): number {
     return this.wanted;
+  }
+
+  /** The size now, the floor and the ceiling. */
+  bounds(): { size: number; floor: number; ceiling: number } {
+    return { size: this.wanted, floor: this.floor, ceiling: this.ceiling };
   }
 
   /**
@@ -117,16 +125,32 @@ export class WorkerPool {
     this.host.log.info('all workers stopping (WINCH); the master stays');
   }
 
-  /** Starts a generation of `count` workers: the first pool, or a reload's; it serves from switchTo(). */
-  startGeneration(count: number): { generation: number; fresh: WorkerProcess[] } {
+  /**
+   * Starts a generation of `count` workers with `settings` (the host's by default): the first
+   * pool, or a reload's; it serves from switchTo(). Its workers, and every later replacement
+   * of one of them, run the version the generation started with (pinnedVersion()).
+   */
+  startGeneration(count: number, settings: Settings = this.host.settings()): { generation: number; fresh: WorkerProcess[] } {
     const generation = ++this.generations;
+    this.settingsOf.set(generation, pinnedVersion(settings));
     const fresh: WorkerProcess[] = [];
     for (let i = 1; i <= count; i++) fresh.push(this.spawn(i, generation));
     return { generation, fresh };
   }
 
+  /** More workers of a generation already started (a canary reload's rest), in the slots after `from`. */
+  extendGeneration(generation: number, from: number, count: number): WorkerProcess[] {
+    return Array.from({ length: count }, (_, i) => this.spawn(from + i + 1, generation));
+  }
+
+  /** A generation that will never serve (an aborted or rolled-back reload's). */
+  forgetGeneration(generation: number): void {
+    if (generation !== this.generation) this.settingsOf.delete(generation);
+  }
+
   /** A reload's workers are all ready: they are the pool now. */
   switchTo(generation: number): void {
+    for (const g of this.settingsOf.keys()) if (g < generation) this.settingsOf.delete(g);
     this.generation = generation;
     this.degraded = null;
   }
@@ -149,9 +173,11 @@ export class WorkerPool {
     return this.exitedTotals.requests + this.alive().reduce((a, w) => a + w.stats.requests, 0);
   }
 
-  /** 5xx answered by every worker of this master, exited ones included. */
-  serverErrorsTotal(): number {
-    return this.exitedTotals.serverErrors + this.alive().reduce((a, w) => a + (w.stats.serverErrors ?? 0), 0);
+  /** 5xx answered by every worker of this master, exited ones included; null when no worker counts them. */
+  serverErrorsTotal(): number | null {
+    const alive = this.alive();
+    if (!alive.some((w) => w.stats.serverErrors !== undefined) && this.exitedTotals.serverErrors === 0) return null;
+    return this.exitedTotals.serverErrors + alive.reduce((a, w) => a + (w.stats.serverErrors ?? 0), 0);
   }
 
   /** Workers started in this slot after its first one. */
@@ -162,7 +188,7 @@ export class WorkerPool {
   private spawn(index: number, generation: number): WorkerProcess {
     const { host } = this;
     void host.hook('preFork', { index, generation });
-    const settings = host.settings();
+    const settings = this.settingsOf.get(generation) ?? host.settings();
     const w = new WorkerProcess(this.nextId++, index, generation, {
       settings,
       listeners: host.listeners(),

@@ -9,6 +9,7 @@ import { VERSION } from '../version.js';
 import type { StatusView, WorkerRow } from './control.js';
 import type { WorkerPool } from './pool.js';
 import type { Autoscaler } from './autoscale.js';
+import type { ReloadOutcome } from './reload.js';
 import type { WorkerProcess } from './workers.js';
 
 export type ArbiterState = 'booting' | 'running' | 'reloading' | 'stopping';
@@ -22,7 +23,7 @@ export interface StatusSource {
   readonly pool: WorkerPool;
   readonly startedAt: number;
   readonly autoscaler: Autoscaler;
-  readonly lastReload: { at: number; outcome: 'completed' | 'aborted' } | null;
+  readonly lastReload: ({ at: number } & ReloadOutcome) | null;
 }
 
 /** One line for `systemctl status` and logs. */
@@ -63,7 +64,13 @@ export function statusView(src: StatusSource): StatusView {
       ? { bootError: pool.degraded.error, sinceSec: Math.round((Date.now() - pool.degraded.since) / 1000), failures: pool.bootFailures }
       : null,
     pool: poolView(src),
-    lastReload: src.lastReload ? { agoSec: Math.round((Date.now() - src.lastReload.at) / 1000), outcome: src.lastReload.outcome } : null,
+    lastReload: src.lastReload
+      ? {
+          agoSec: Math.round((Date.now() - src.lastReload.at) / 1000),
+          outcome: src.lastReload.outcome,
+          ...('reason' in src.lastReload ? { reason: src.lastReload.reason } : {}),
+        }
+      : null,
     settings: changed,
   };
 }
@@ -102,7 +109,7 @@ export function workerRows(pool: WorkerPool): WorkerRow[] {
       heartbeatMsAgo: now - w.lastHeartbeat,
       cpuPercent: w.cpuPercent === null ? null : Math.round(w.cpuPercent * 10) / 10,
       busyPercent: w.stats.elu === undefined ? null : Math.round(w.stats.elu * 100),
-      serverErrors: w.stats.serverErrors ?? 0,
+      serverErrors: w.stats.serverErrors ?? null,
       restarts: pool.restarts(w.index),
     }));
 }

@@ -32,7 +32,8 @@ async function sample(path: string): Promise<Sample> {
 /** What changed between two samples, per second. */
 interface Rates {
   total: number;
-  serverErrors: number;
+  /** null when the workers do not count 5xx (only with --reload-canary or --metrics-bind). */
+  serverErrors: number | null;
   byPid: Map<number, number>;
 }
 
@@ -43,7 +44,10 @@ function rates(prev: Sample | null, now: Sample): Rates | null {
   const byPid = new Map(now.workers.map((w) => [w.pid, Math.max(0, w.requests - (before.get(w.pid) ?? 0)) / dt]));
   return {
     total: Math.max(0, now.status.pool.requests - prev.status.pool.requests) / dt,
-    serverErrors: Math.max(0, now.status.pool.serverErrors - prev.status.pool.serverErrors) / dt,
+    serverErrors:
+      now.status.pool.serverErrors === null || prev.status.pool.serverErrors === null
+        ? null
+        : Math.max(0, now.status.pool.serverErrors - prev.status.pool.serverErrors) / dt,
     byPid,
   };
 }

@@ -49,7 +49,7 @@ export function restartReason(exitDescription: string): RestartReason | null {
   if (d === 'killed: boot timeout' || d === 'failed to boot') return 'boot-failure';
   if (d === 'max requests reached' || d === 'recycled') return 'max-requests';
   if (d.startsWith('memory')) return 'memory';
-  if (d === 'replaced by reload' || d === 'killed: reload aborted') return 'reload';
+  if (d === 'replaced by reload' || d === 'killed: reload aborted' || d === 'reload rolled back') return 'reload';
   if (d.endsWith('by ctl')) return 'manual'; // `ws-proxy-kit ctl worker kill PID`
   if (d === 'crashed' || d === 'uncaught error' || d === 'exited' || d.startsWith('killed by ')) return 'crash';
   return 'other';
@@ -77,6 +77,7 @@ export class MasterMetrics {
   private readonly baseline = new WorkerMetrics().snapshot({ inflight: 0, connections: 0 });
   private readonly registry = new Registry();
   private readonly restarts: Counter<'reason'>;
+  private readonly rollbacks: Counter<'cause'>;
   private server: http.Server | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private createdSocket: string | null = null;
@@ -95,6 +96,13 @@ export class MasterMetrics {
       registers,
     });
     for (const reason of RESTART_REASONS) this.restarts.inc({ reason }, 0);
+    this.rollbacks = new Counter({
+      name: 'ws_proxy_kit_reload_rollbacks_total',
+      help: 'Reloads rolled back because their canary (--reload-canary) exited, hung or answered 5xx too often, by cause.',
+      labelNames: ['cause'],
+      registers,
+    });
+    for (const cause of ['exited', 'hung', 'errors']) this.rollbacks.inc({ cause }, 0);
     new Gauge({
       name: 'ws_proxy_kit_workers',
       help: 'Live workers by state.',
@@ -204,6 +212,11 @@ export class MasterMetrics {
   /** From the arbiter's heartbeat handler: the worker's latest snapshot. */
   heartbeat(worker: object, snapshot: MetricsSnapshot | undefined): void {
     if (snapshot && !this.exited.has(worker)) this.live.set(worker, snapshot);
+  }
+
+  /** A canary reload was rolled back (src/arbiter/canary.ts), for this cause. */
+  reloadRolledBack(cause: string): void {
+    this.rollbacks.inc({ cause });
   }
 
   /** From the arbiter's reap(): keeps the worker's totals and counts the restart. */

@@ -1,6 +1,6 @@
 // Server errors this worker answered (5xx, whoever wrote them: the app, a framework, us),
-// for the heartbeat: `ctl top`'s 5xx/s and the canary's comparison of a new version with the
-// old. Counted where every response's status goes out, ServerResponse.prototype.writeHead
+// for the heartbeat: the canary's comparison of a new version with the old (--reload-canary),
+// `ctl top`'s 5xx/s. Counted only with --reload-canary or --metrics-bind. Counted where every response's status goes out, ServerResponse.prototype.writeHead
 // (res.end() without writeHead() calls it too), wrapped once per process: a comparison per
 // response, no listener and no allocation.
 import { ServerResponse } from 'node:http';
@@ -22,7 +22,7 @@ export function countServerErrors(): void {
   } as typeof writeHead;
 }
 
-/** 5xx answers so far. */
-export function serverErrorCount(): number {
-  return serverErrors;
+/** 5xx answers so far; null when they are not counted (countServerErrors() was not called). */
+export function serverErrorCount(): number | null {
+  return installed ? serverErrors : null;
 }

@@ -34,6 +34,16 @@ export const workerSettings = [
     doc: 'With --max-workers: how long the pool must be under-used before one worker is retired.',
   }),
   def({
+    name: 'reloadCanary',
+    section: 'Workers',
+    kind: 'value',
+    default: 0,
+    defaultDoc: '0 (off: a reload replaces the whole pool once the new workers are ready)',
+    accepted: 'a number of seconds from 0 (off) to 3600',
+    parse: decimal(0, 3600),
+    doc: 'On a reload, first start one worker of the new version next to the old pool and watch it serve this long: if it exits, hangs, or answers 5xx more than 5 points more often than the old workers (at least 20 answers), the reload is rolled back and the old workers keep serving; else the rest of the pool rolls out (docs/signals.md).',
+  }),
+  def({
     name: 'timeout',
     section: 'Workers',
     short: 't',
