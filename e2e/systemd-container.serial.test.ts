@@ -239,6 +239,22 @@ testWithTool(test, '`systemctl reload` under load through nginx loses no request
   assert.is(await show('MainPID'), mainPid, 'same master');
 });
 
+testWithTool(test, '`systemctl reload` fails when the new version cannot boot, and the old workers keep serving', missing, async () => {
+  const mainPid = await show('MainPID');
+  writeFileSync(join(hostShared, 'fail-on-boot'), '');
+  try {
+    const r = await sh(container, `systemctl reload ${SERVICE}`);
+    console.log(`  systemctl reload of a version that cannot boot: exit ${r.exitCode}`);
+    assert.is.not(r.exitCode, 0, 'systemctl reload reports the failure');
+  } finally {
+    rmSync(join(hostShared, 'fail-on-boot'), { force: true });
+  }
+  assert.match(await journal(), /reload aborted: new workers failed to boot/);
+  assert.is(await show('ActiveState'), 'active');
+  assert.is(await show('MainPID'), mainPid, 'same master');
+  assert.is((await request(nginx, '/', { timeoutMs: 30_000 })).status, 200, 'the old workers serve');
+});
+
 testWithTool(test, '`systemctl restart` under load through nginx refuses no connection', missing, async () => {
   const mainPid = await show('MainPID');
   const { counts, newPids } = await loadAround(async () => {

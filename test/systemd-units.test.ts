@@ -98,12 +98,12 @@ testWithTool(test, 'systemd-analyze verify really checks: a missing ExecStart bi
   assert.match(r.output, /Failed to parse mode value/);
 });
 
-test('the service: notify, reload by HUP, mixed kill, stop and watchdog timeouts, hardening', () => {
+test('the service: notify, reload through ctl (which waits for it and fails when it is refused), mixed kill, stop and watchdog timeouts, hardening', () => {
   const o = options(tempDir());
   const s = parseUnit(renderSystemdUnits(o).serviceUnit);
   assert.is(one(s, 'Service.Type'), 'notify');
   assert.is(one(s, 'Service.NotifyAccess'), 'main');
-  assert.is(one(s, 'Service.ExecReload'), '/bin/kill -HUP $MAINPID');
+  assert.is(one(s, 'Service.ExecReload'), `${o.nodePath} ${o.cliPath} ctl --config ${o.configPath} reload`);
   assert.is(one(s, 'Service.ExecStart'), `${o.nodePath} ${o.cliPath} serve --config ${o.configPath} --bind systemd`);
   assert.is(one(s, 'Service.KillMode'), 'mixed');
   assert.is(one(s, 'Service.KillSignal'), 'SIGTERM');

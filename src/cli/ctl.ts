@@ -76,7 +76,10 @@ async function reach(
     : findControlSocket(config, process.env, process.cwd());
   for (const c of candidates) {
     try {
-      return { reply: await sendControl(c.path, request), path: c.path };
+      // A reload answers once the new workers serve: their boots and a canary's window.
+      const s = config.settings;
+      const timeoutMs = request.command === 'reload' ? (2 * s.bootTimeout + s.reloadCanary + 30) * 1000 : undefined;
+      return { reply: await sendControl(c.path, request, timeoutMs), path: c.path };
     } catch (err) {
       const why = unreachable(err);
       // Anything but "nobody there" may have reached a server: never send the command twice.

@@ -113,7 +113,7 @@ After=${names.socketFile} network.target
 [Service]
 # The master says READY=1 once all workers serve, STATUS= with worker counts, STOPPING=1.
 # (systemd 253+ may use Type=notify-reload and drop ExecReload: the master already answers
-# SIGHUP with RELOADING=1. Debian 12 ships systemd 252, hence notify + ExecReload.)
+# SIGHUP with RELOADING=1, but a refused reload then shows only in STATUS=.)
 Type=notify
 # Only the master may notify; workers never see NOTIFY_SOCKET.
 NotifyAccess=main
@@ -123,8 +123,10 @@ WorkingDirectory=${plain(o.workingDirectory, t)}
 Environment=NODE_ENV=production
 # --bind systemd: serve the socket systemd passes (overrides bind in the config file).
 ExecStart=${execArg(o.nodePath, t)} ${execArg(o.cliPath, t)} serve --config ${execArg(o.configPath, t)} --bind systemd
-# Zero-downtime reload: new workers start, old ones drain once the new are ready.
-ExecReload=/bin/kill -HUP $MAINPID
+# Zero-downtime reload: new workers start, old ones drain once the new are ready. ctl waits
+# for it: \`systemctl reload\` returns once the new workers serve, and fails when the reload
+# was refused (new workers that cannot boot, a canary rolled back: --reload-canary).
+ExecReload=${execArg(o.nodePath, t)} ${execArg(o.cliPath, t)} ctl --config ${execArg(o.configPath, t)} reload
 # SIGTERM to the master only; it drains its workers (graceful timeout ${o.gracefulTimeout} s).
 # Whatever is left when the master exits, or after TimeoutStopSec, gets SIGKILL.
 KillMode=mixed
