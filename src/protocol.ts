@@ -37,7 +37,9 @@ export type MasterMessage =
    * its share); if it still does, pause accepting and close keep-alive connections until it
    * is down to `target`.
    */
-  | { type: 'balance'; target: number; limit: number };
+  | { type: 'balance'; target: number; limit: number }
+  /** `ctl set`: settings changed on the running server; the worker applies what it can live. */
+  | { type: 'settings'; changes: Partial<Settings> };
 
 export const BOOT_ENV = 'WS_PROXY_KIT_INTERNAL_BOOT';
 

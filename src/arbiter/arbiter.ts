@@ -9,7 +9,9 @@ import { EXIT_BOOT_ERROR, exhaustive } from '../protocol.js';
 import { VERSION } from '../version.js';
 import { noopNotifier, type Notifier } from '../notify/notifier.js';
 import { runHook } from '../config/hooks.js';
-import { runControlCall, type ControlCall, type ControlReply, type ControlTarget } from './control.js';
+import { runControlCall, type ControlCall, type ControlReply, type ControlTarget, type SetResult } from './control.js';
+import { getSetting, parseChange, withChange } from './live-settings.js';
+import { configRows } from '../config/display.js';
 import { WorkerPool } from './pool.js';
 import { Autoscaler } from './autoscale.js';
 import { startAlarm, type Alarm, type Mode } from './modes.js';
@@ -250,7 +252,21 @@ export class Arbiter {
     retireWorker: (pid) => this.pool.retireByPid(pid, 'stopped by ctl'),
     reopenLogs: () => void this.handleSignal('SIGUSR1'),
     enqueueSignal: (signal) => this.queue.push({ type: 'signal', signal }),
+    setSetting: (name, value) => this.setSetting(name, value),
+    getSetting: (name) => getSetting(this.config, name),
+    configRows: () => configRows(this.config),
   };
+
+  /** `ctl set`: the master takes the value now, the live workers hear of it (live-settings.ts). */
+  private setSetting(name: string, raw: string): SetResult {
+    const { setting, value, result } = parseChange(this.config, name, raw);
+    this.config = withChange(this.config, setting, value);
+    this.settings = { ...this.config.settings, bind: this.settings.bind };
+    this.pool.applySettings({ [setting.name]: value } as Partial<Settings>);
+    if (setting.name === 'logLevel') this.log.level = value as string;
+    this.log.info({ ...result }, `ctl set ${setting.name}: ${result.old} -> ${result.new} (${result.applied})`);
+    return result;
+  }
 
   /** SIGHUP: new config, new workers; the old ones retire once the new are ready. Resolves false when the reload did not happen. */
   private reload(): Promise<boolean> {

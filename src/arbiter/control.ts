@@ -21,7 +21,10 @@ export type ControlCall =
   | { name: 'workers remove'; count: number }
   | { name: 'worker kill'; pid: number }
   | { name: 'reopen-logs' }
-  | { name: 'shutdown'; mode: 'graceful' | 'quick' };
+  | { name: 'shutdown'; mode: 'graceful' | 'quick' }
+  | { name: 'set'; setting: string; value: string }
+  | { name: 'get'; setting: string }
+  | { name: 'config' };
 export type ControlCommandName = ControlCall['name'];
 type Call<N extends ControlCommandName> = Extract<ControlCall, { name: N }>;
 
@@ -98,6 +101,21 @@ export interface ControlTarget {
   reopenLogs(): void;
   /** Through the event queue, as the signal would come. */
   enqueueSignal(signal: 'SIGTERM' | 'SIGQUIT'): void;
+  /** `ctl set`: validated as the CLI validates it, applied now where it can be (live-settings.ts). */
+  setSetting(name: string, value: string): SetResult;
+  getSetting(name: string): { setting: string; value: string; source: string };
+  /** Every setting as --print-config shows it: name, value, where it came from. */
+  configRows(): [string, string, string][];
+}
+
+/** What `ctl set` did. */
+export interface SetResult {
+  setting: string;
+  old: string;
+  new: string;
+  /** "now": the master and the live workers use it; "new workers": workers started from now on. */
+  applied: 'now' | 'new workers';
+  note?: string;
 }
 
 interface ControlCommand<N extends ControlCommandName> {
@@ -119,7 +137,7 @@ export class ControlUsageError extends Error {
   }
 }
 
-function none<N extends 'status' | 'workers' | 'reload' | 'reopen-logs'>(args: readonly string[], name: N): Call<N> {
+function none<N extends 'status' | 'workers' | 'reload' | 'reopen-logs' | 'config'>(args: readonly string[], name: N): Call<N> {
   if (args.length) throw badArgs(name, `takes no arguments (got "${args.join(' ')}")`);
   return { name } as Call<N>;
 }
@@ -155,8 +173,11 @@ export const CONTROL_COMMANDS: { readonly [N in ControlCommandName]: ControlComm
     run: async (server) => {
       const started = Date.now();
       const reloaded = await server.reload();
+      const why = server.status().lastReload?.reason;
       if (!reloaded)
-        throw new Error('reload did not happen (the server is not running, or the new workers or configuration failed: see its log)');
+        throw new Error(
+          `reload did not happen${why ? `: ${why}` : ' (the server is not running, or the new workers or configuration failed: see its log)'}`,
+        );
       return { reloaded, ms: Date.now() - started };
     },
   },
@@ -194,6 +215,30 @@ export const CONTROL_COMMANDS: { readonly [N in ControlCommandName]: ControlComm
       server.reopenLogs();
       return { reopened: true };
     },
+  },
+  set: {
+    args: 'NAME VALUE',
+    help: 'change a setting of the running server (validated as the CLI does); a HUP reload goes back to the config file',
+    parse: (args, name) => {
+      if (args.length !== 2) throw badArgs(name, `expected a setting and its value, got "${args.join(' ')}"`);
+      return { name, setting: args[0]!, value: args[1]! };
+    },
+    run: (server, { setting, value }) => server.setSetting(setting, value),
+  },
+  get: {
+    args: 'NAME',
+    help: 'one setting of the running server, and where its value came from',
+    parse: (args, name) => {
+      if (args.length !== 1) throw badArgs(name, `expected a setting, got "${args.join(' ')}"`);
+      return { name, setting: args[0]! };
+    },
+    run: (server, { setting }) => server.getSetting(setting),
+  },
+  config: {
+    args: '',
+    help: 'every setting of the running server and where it came from, as --print-config shows them',
+    parse: none,
+    run: (server) => server.configRows(),
   },
   shutdown: {
     args: '[graceful|quick]',

@@ -97,6 +97,21 @@ export class WorkerPool {
     return this.wanted;
   }
 
+  /**
+   * `ctl set`: every generation's settings take the change (its pinned version stays), the
+   * live workers are told, and the floor and ceiling follow workers and maxWorkers.
+   */
+  applySettings(changes: Partial<Settings>): void {
+    for (const [g, settings] of this.settingsOf) this.settingsOf.set(g, { ...settings, ...changes, chdir: settings.chdir, app: settings.app });
+    for (const w of this.alive()) w.send({ type: 'settings', changes });
+    const s = this.host.settings();
+    if ('workers' in changes || 'maxWorkers' in changes) {
+      this.shrinkReason = 'pool shrunk (ctl set workers)';
+      this.setBounds(s.workers, s.maxWorkers);
+      if ('workers' in changes) this.setDesired(s.workers);
+    }
+  }
+
   /** A reload's settings: the new floor and ceiling; the size stays within them. */
   setBounds(floor: number, ceiling: number): void {
     this.floor = floor;

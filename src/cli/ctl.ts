@@ -12,6 +12,7 @@ import { isRunning, readPid } from '../arbiter/pidfile.js';
 import { ConfigError, type LoadedConfig } from '../config/load.js';
 import type { ExtraFlags } from './args.js';
 import { duration } from './units.js';
+import { formatConfigRows } from '../config/display.js';
 
 export const ctlFlags: ExtraFlags = {
   socket: { type: 'string', doc: 'the control socket (default: found from the settings and the pidfile, as the server works it out)' },
@@ -181,6 +182,7 @@ function derivation({ settings: s, sources }: LoadedConfig): string {
 
 function human(command: string, args: string[], result: unknown): string {
   if (command === 'workers' && args.length === 0 && Array.isArray(result)) return workerTable(result as Partial<WorkerRow>[]);
+  if (command === 'config' && Array.isArray(result)) return formatConfigRows(result as [string, string, string][]);
   if (result && typeof result === 'object') {
     const lines: string[] = [];
     for (const [k, v] of Object.entries(result as Record<string, unknown>)) {

@@ -26,7 +26,7 @@ export class ConfigError extends Error {
   readonly code = 'EWSPK_CONFIG';
 }
 
-export type Origin = 'default' | 'config file' | 'environment' | 'command line' | 'serve()';
+export type Origin = 'default' | 'config file' | 'environment' | 'command line' | 'serve()' | 'ctl set';
 export interface Source {
   origin: Origin;
   /** e.g. "--workers", "WEB_CONCURRENCY", "workers in ./ws-proxy-kit.config.mjs" */

@@ -24,7 +24,7 @@ export interface ListenerInfo {
 }
 
 export class ForwardingGate {
-  private readonly trust: ForwardedTrust;
+  private trust: ForwardedTrust;
   private readonly stripUntrusted: boolean;
   /** The listener each accepting server serves (node sets `socket.server`): for `req.clientInfo`. */
   private readonly listenerOf = new WeakMap<net.Server, ListenerInfo>();
@@ -33,7 +33,7 @@ export class ForwardingGate {
    * first request that has forwarding fields. A WeakMap, not a property on the socket: a
    * property added after node:http's code first saw the socket changes its hidden class.
    */
-  private readonly trustedPeer = new WeakMap<Socket, boolean>();
+  private trustedPeer = new WeakMap<Socket, boolean>();
 
   constructor(
     settings: TrustSettings,
@@ -42,6 +42,12 @@ export class ForwardingGate {
     this.trust = new ForwardedTrust(settings);
     this.stripUntrusted = settings.stripUntrustedForwarded;
     provideClientInfo((req) => this.clientInfoOf(req));
+  }
+
+  /** `ctl set forwardedAllowIps`: the new list, for every peer judged from now on. */
+  retrust(settings: TrustSettings): void {
+    this.trust = new ForwardedTrust(settings);
+    this.trustedPeer = new WeakMap();
   }
 
   /** The connections `server` accepts come from `listener`. */

@@ -87,7 +87,7 @@ export class HttpWorker {
   private readonly app: LoadedApp;
   private readonly log: Logger;
   // The optional features (HttpWorkerOptions): undefined, and so free, when off.
-  private readonly access: AccessLog | undefined;
+  private access: AccessLog | undefined;
   private readonly metrics: WorkerMetrics | undefined;
   private readonly health: HealthResponder | undefined;
   private readonly preRequest: ((req: IncomingMessage) => void) | undefined;
@@ -142,6 +142,24 @@ export class HttpWorker {
         'at --worker-connections: closed connections whose request head stayed unfinished (408)',
       );
     return evicted;
+  }
+
+  /** `ctl set accessLogfile`: the access log from now on (undefined: none). */
+  useAccessLog(access: AccessLog | undefined): void {
+    this.access = access;
+  }
+
+  /**
+   * `ctl set`: what the servers took at start is set again. The limits and timeouts read per
+   * request come from the settings object, which the caller has already changed.
+   */
+  applySettings(changes: Partial<Settings>): void {
+    const s = this.settings;
+    for (const server of this.servers) {
+      if ('keepAlive' in changes) server.keepAliveTimeout = s.keepAlive === 0 ? 1 : s.keepAlive * 1000;
+      if ('limitRequestFields' in changes) server.maxHeadersCount = s.limitRequestFields + 1;
+    }
+    if ('forwardedAllowIps' in changes) this.forwarding.retrust(s);
   }
 
   /** Creates one server per fd and starts accepting. Resolves when all listen. */

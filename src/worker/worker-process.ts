@@ -48,6 +48,7 @@ export class Worker {
   private readonly healthResponders: HealthResponder[] = [];
   private poolReadiness = { ready: false, reason: 'booting' };
   private askedToRetire = false;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
   /** The event-loop counters at the last heartbeat (utilization is reported since then). */
   private lastElu = performance.eventLoopUtilization();
   private atFdLimit = false;
@@ -136,6 +137,9 @@ export class Worker {
       case 'readiness':
         this.poolReadiness = m; // may arrive before the app is loaded: applied to responders made later
         for (const h of this.healthResponders) h.setPoolReadiness(m.ready, m.reason);
+        return;
+      case 'settings':
+        void this.applySettings(m.changes);
         return;
       default: {
         // Compiles only while every MasterMessage has its case above.
@@ -232,20 +236,45 @@ export class Worker {
     }
   }
 
-  /** Heartbeats from now on; with max-requests, the request for a replacement. */
+  /** Heartbeats from now on (again, after `ctl set timeout`); with max-requests, the request for a replacement. */
   private startHeartbeat(http: HttpWorker): void {
-    const { maxRequests } = this.boot;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     const heartbeatMs = Math.max(100, Math.min(1000, (this.settings.timeout * 1000) / 4 || 1000));
-    setInterval(() => {
+    this.heartbeatTimer = setInterval(() => {
       void this.send(this.heartbeat(http));
       // max-requests: the arbiter starts our replacement and retires us once it is ready,
       // so recycling drops nothing. Checked with the heartbeat: off the request path.
+      const { maxRequests } = this.boot;
       if (maxRequests > 0 && !this.askedToRetire && !this.exiting && http.stats.requests >= maxRequests) {
         this.askedToRetire = true;
         this.log.info({ requests: http.stats.requests, maxRequests }, 'max requests reached: asking for a replacement');
         void this.send({ type: 'retire-me', reason: 'max-requests' });
       }
     }, heartbeatMs).unref();
+  }
+
+  /**
+   * `ctl set` on the running server (src/arbiter/live-settings.ts): the settings object the
+   * worker reads as it serves takes the changes; what was read once at start is redone.
+   */
+  private async applySettings(changes: Partial<Settings>): Promise<void> {
+    Object.assign(this.settings, changes);
+    if (changes.logLevel) this.log.level = changes.logLevel;
+    if ('maxRequests' in changes || 'maxRequestsJitter' in changes) {
+      const s = this.settings;
+      this.boot.maxRequests = s.maxRequests > 0 ? s.maxRequests + Math.floor(Math.random() * (s.maxRequestsJitter + 1)) : 0;
+    }
+    const http = this.http;
+    if (!http) return;
+    if ('timeout' in changes) this.startHeartbeat(http);
+    if ('accessLogfile' in changes) {
+      this.access?.flush();
+      const file = this.settings.accessLogfile;
+      this.access = file ? (await import('../log/access.js')).createAccessLog(file, this.boot.index, this.settings.accessLogformat) : undefined;
+      http.useAccessLog(this.access);
+    }
+    http.applySettings(changes);
+    this.log.debug({ changes: Object.keys(changes) }, 'settings changed (ctl set)');
   }
 
   /** The heartbeat message: stats, CPU time, and the metrics snapshot when --metrics-bind is set. */
