@@ -220,6 +220,38 @@ export async function registerNginxCases(suite: Test, backend: NginxBackend): Pr
     ws.close();
   });
 
+  t('200 WebSocket clients across a reload: each hears 1012 and reconnects to a new worker', async () => {
+    const url = `ws://${ctx.nginx.host}:${ctx.nginx.port}/echo`;
+    const open = (): Promise<{ ws: WebSocket; pid: number; code: Promise<number> }> =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(url);
+        onCleanup(() => ws.terminate());
+        const code = new Promise<number>((r) => ws.once('close', (c: number) => r(c)));
+        ws.once('error', reject);
+        ws.once('open', () => ws.send('pid'));
+        ws.once('message', (d: Buffer) => resolve({ ws, pid: Number(d.toString().split(' ')[1]), code }));
+      });
+    const clients: Awaited<ReturnType<typeof open>>[] = [];
+    for (let i = 0; i < 200; i += 50) clients.push(...(await Promise.all(Array.from({ length: 50 }, open))));
+    const oldPids = new Set(clients.map((c) => c.pid));
+    const after = ctx.server.logs.length;
+    ctx.server.signal('SIGHUP');
+    const codes = await Promise.all(clients.map((c) => c.code));
+    await ctx.server.waitForMsg(/^reload complete/, 30_000, after);
+    const again: Awaited<ReturnType<typeof open>>[] = [];
+    for (let i = 0; i < 200; i += 50) again.push(...(await Promise.all(Array.from({ length: 50 }, open))));
+    const counted = codes.reduce<Record<number, number>>((a, c) => ({ ...a, [c]: (a[c] ?? 0) + 1 }), {});
+    console.log(
+      `  [${backend.name}] 200 WebSocket clients across a reload: close codes ${JSON.stringify(counted)}; reconnected to ${new Set(again.map((c) => c.pid)).size} new workers`,
+    );
+    assert.equal(counted, { 1012: 200 }, 'every client got a 1012 close frame');
+    assert.ok(
+      again.every((c) => !oldPids.has(c.pid)),
+      'every client reconnected to a new-generation worker',
+    );
+    for (const c of again) c.ws.close();
+  });
+
   t('a 20 MB upload arrives intact (sha256)', async () => {
     const body = randomBytes(20 * 1024 * 1024);
     const r = await request(ctx.nginx, '/upload', {

@@ -38,6 +38,11 @@ export type MasterMessage =
    * is down to `target`.
    */
   | { type: 'balance'; target: number; limit: number }
+  /**
+   * Sent right before the SIGTERM that drains the worker: why (the app's drain hook hears it;
+   * WebSocket clients are closed with 1012 on a reload or recycle, 1001 on a stop).
+   */
+  | { type: 'leaving'; why: 'reload' | 'recycle' | 'stop' }
   /** `ctl set`: settings changed on the running server; the worker applies what it can live. */
   | { type: 'settings'; changes: Partial<Settings> };
 

@@ -50,15 +50,21 @@ function settingNamed(name: string): SettingDef {
 /** The parsed change, or a ConfigError that says why not (the CLI's wording). */
 export function parseChange(config: LoadedConfig, name: string, raw: string): { setting: SettingDef; value: unknown; result: SetResult } {
   const setting = settingNamed(name);
-  if (NEEDS_SOCKETS[setting.name]) throw new ConfigError(`${setting.name} cannot change on a running server: ${NEEDS_SOCKETS[setting.name]}.`);
+  if (NEEDS_SOCKETS[setting.name])
+    throw new ConfigError(`${setting.name} cannot change on a running server: ${NEEDS_SOCKETS[setting.name]}.`);
   const live = LIVE[setting.name];
-  if (!live) throw new ConfigError(`${setting.name} cannot change on a running server: put it in the config file and reload (HUP, ctl reload).`);
+  if (!live)
+    throw new ConfigError(`${setting.name} cannot change on a running server: put it in the config file and reload (HUP, ctl reload).`);
   const value = parseValue(setting, { value: raw, source: { origin: 'ctl set', where: 'ctl set' } });
   const s = config.settings as Record<string, unknown>;
   if (setting.name === 'maxWorkers' && (value as number) !== 0 && (value as number) < (s.workers as number))
-    throw new ConfigError(`Invalid value for maxWorkers: ${String(value)} is below workers, ${String(s.workers)}: give at least that, or 0.`);
+    throw new ConfigError(
+      `Invalid value for maxWorkers: ${String(value)} is below workers, ${String(s.workers)}: give at least that, or 0.`,
+    );
   if (setting.name === 'workers' && (s.maxWorkers as number) !== 0 && (value as number) > (s.maxWorkers as number))
-    throw new ConfigError(`Invalid value for workers: ${String(value)} is above maxWorkers, ${String(s.maxWorkers)}: raise maxWorkers first.`);
+    throw new ConfigError(
+      `Invalid value for workers: ${String(value)} is above maxWorkers, ${String(s.maxWorkers)}: raise maxWorkers first.`,
+    );
   const result: SetResult = {
     setting: setting.name,
     old: displayOf(setting, s[setting.name]),

@@ -102,7 +102,8 @@ export class WorkerPool {
    * live workers are told, and the floor and ceiling follow workers and maxWorkers.
    */
   applySettings(changes: Partial<Settings>): void {
-    for (const [g, settings] of this.settingsOf) this.settingsOf.set(g, { ...settings, ...changes, chdir: settings.chdir, app: settings.app });
+    for (const [g, settings] of this.settingsOf)
+      this.settingsOf.set(g, { ...settings, ...changes, chdir: settings.chdir, app: settings.app });
     for (const w of this.alive()) w.send({ type: 'settings', changes });
     const s = this.host.settings();
     if ('workers' in changes || 'maxWorkers' in changes) {

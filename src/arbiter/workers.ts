@@ -59,6 +59,17 @@ type Killed = { is: 'killed'; reason: string; planned: boolean; crashCounted: bo
 export type WorkerPhase = Settled | Hung | Killed;
 
 /** The coarse state hooks and metrics see (docs/hooks.md, ws_proxy_kit_workers{state}). */
+/**
+ * Why a worker drains, as its app hears it: a reload (new workers of a new version take
+ * over), a recycle (its slot gets a fresh worker of the same version) or a stop (nothing
+ * takes over here).
+ */
+function drainWhy(reason: string): 'reload' | 'recycle' | 'stop' {
+  if (reason === 'server stopping' || reason === 'server quitting') return 'stop';
+  if (reason === 'replaced by reload' || reason === 'stopped by WINCH') return 'reload';
+  return 'recycle';
+}
+
 export type WorkerState = 'booting' | 'ready' | 'retiring';
 
 export interface WorkerExit {
@@ -324,6 +335,8 @@ export class WorkerProcess {
     const s = this.settled;
     if (s.is === 'replacing') this.settled = { is: 'retiring', reason: s.reason };
     else if (s.is !== 'retiring' && s.is !== 'killed') this.settled = { is: 'retiring', reason };
+    // Why, before the signal: an app with a drain hook tells its WebSocket clients.
+    if (sig === 'SIGTERM') this.send({ type: 'leaving', why: drainWhy(this.settled.is === 'retiring' ? this.settled.reason : reason) });
     this.signal(sig);
   }
 

@@ -14,10 +14,19 @@ export type RequestListener = (req: IncomingMessage, res: ServerResponse) => unk
 export type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => unknown;
 export type AppKind = 'listener' | 'fetch' | 'node' | 'koa';
 
+/** What an app's drain hook hears: why its worker drains, and the window to close its WebSocket clients in. */
+export interface DrainInfo {
+  reason: 'reload' | 'recycle' | 'stop';
+  windowMs: number;
+}
+export type DrainListener = (info: DrainInfo) => unknown;
+
 export interface LoadedApp {
   kind: AppKind;
   request: RequestListener | null;
   upgrade: UpgradeListener | null;
+  /** `{ ..., drain(info) }`: told when its worker starts draining (WebSocket clients to close). */
+  drain: DrainListener | null;
   /** For the boot log: "app.mjs:default (fetch handler)". */
   description: string;
 }
@@ -60,6 +69,10 @@ function withClientInfo(fetch: FetchCallback): FetchCallback {
   };
 }
 
+function drainOf(obj: Record<string, unknown>): DrainListener | null {
+  return isFunction(obj.drain) ? (obj.drain.bind(obj) as DrainListener) : null;
+}
+
 function isFunction(v: unknown): v is (...args: unknown[]) => unknown {
   return typeof v === 'function';
 }
@@ -90,21 +103,22 @@ export async function loadApp(spec: string, cwd: string, onFetchError?: (err: un
       },
     }) as RequestListener;
     const upgrade = isFunction(obj.upgrade) ? (obj.upgrade.bind(obj) as UpgradeListener) : null;
-    return { kind: 'fetch', request, upgrade, description: `${where} (fetch handler)` };
+    return { kind: 'fetch', request, upgrade, drain: drainOf(obj), description: `${where} (fetch handler)` };
   }
   if (isFunction(value)) {
-    return { kind: 'listener', request: value as RequestListener, upgrade: null, description: `${where} (request listener)` };
+    return { kind: 'listener', request: value as RequestListener, upgrade: null, drain: null, description: `${where} (request listener)` };
   }
   if (obj && typeof obj === 'object') {
     if (isFunction(obj.callback) && isFunction(obj.listen) && !isFunction(obj.request)) {
       // A Koa application: its callback() is the request listener.
-      return { kind: 'koa', request: obj.callback() as RequestListener, upgrade: null, description: `${where} (Koa app)` };
+      return { kind: 'koa', request: obj.callback() as RequestListener, upgrade: null, drain: null, description: `${where} (Koa app)` };
     }
     if (isFunction(obj.request) || isFunction(obj.upgrade)) {
       return {
         kind: 'node',
         request: isFunction(obj.request) ? (obj.request.bind(obj) as RequestListener) : null,
         upgrade: isFunction(obj.upgrade) ? (obj.upgrade.bind(obj) as UpgradeListener) : null,
+        drain: drainOf(obj),
         description: `${where} (request/upgrade handlers)`,
       };
     }

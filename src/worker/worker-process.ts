@@ -9,7 +9,7 @@ import { errorInfo, flushLogs, reopenLogFiles, type Logger } from '../log/logger
 import type { AccessLog } from '../log/access.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { runHook, type Hooks } from '../config/hooks.js';
-import { loadApp } from './app.js';
+import { loadApp, type LoadedApp } from './app.js';
 import { HttpWorker } from './http-server.js';
 import { currentRequest } from './request-context.js';
 import { HealthResponder, serveHealthBind } from './health.js';
@@ -49,6 +49,9 @@ export class Worker {
   private poolReadiness = { ready: false, reason: 'booting' };
   private askedToRetire = false;
   private heartbeatTimer: NodeJS.Timeout | null = null;
+  /** Why the master drains us ('leaving', sent before the SIGTERM); a SIGTERM from outside is a stop. */
+  private leavingWhy: 'reload' | 'recycle' | 'stop' | null = null;
+  private app: LoadedApp | null = null;
   /** The event-loop counters at the last heartbeat (utilization is reported since then). */
   private lastElu = performance.eventLoopUtilization();
   private atFdLimit = false;
@@ -71,6 +74,7 @@ export class Worker {
       if (boot.configPath) this.hooks = (await (await import('../config/load.js')).configFileLayer(boot.configPath)).hooks;
       await runHook(this.hooks, 'postFork', log, this.view);
       const app = await loadApp(settings.app!, process.cwd(), (err) => log.error({ err }, 'app error in fetch handler: answered 500'));
+      this.app = app;
       if (settings.accessLogfile)
         this.access = (await import('../log/access.js')).createAccessLog(settings.accessLogfile, boot.index, settings.accessLogformat);
       if (settings.metricsBind) this.metrics = new (await import('../metrics/worker-metrics.js')).WorkerMetrics();
@@ -141,6 +145,9 @@ export class Worker {
       case 'settings':
         void this.applySettings(m.changes);
         return;
+      case 'leaving':
+        this.leavingWhy = m.why;
+        return;
       default: {
         // Compiles only while every MasterMessage has its case above.
         const _unhandled: never = m;
@@ -172,6 +179,7 @@ export class Worker {
     }, this.settings.gracefulTimeout * 1000);
     // Logged once the listening sockets are closed (after the backlog is emptied): from this
     // line on, no new connection reaches us.
+    this.tellAppDraining();
     const drained = http.drain(() => this.log.info({ reason, inflight: http.stats.inflight }, 'worker draining'), { abandon });
     void drained.then(async () => {
       clearTimeout(deadline);
@@ -180,6 +188,26 @@ export class Worker {
       await this.send(this.heartbeat(http));
       this.exit(code);
     });
+  }
+
+  /**
+   * An app with a drain hook hears why its worker drains and the window to close its
+   * WebSocket clients in (--ws-drain-seconds, kept under --graceful-timeout: the upgraded
+   * connections still open at the graceful timeout are cut).
+   */
+  private tellAppDraining(): void {
+    const drain = this.app?.drain;
+    if (!drain) return;
+    const windowMs = Math.min(this.settings.wsDrainSeconds * 1000, this.settings.gracefulTimeout * 800);
+    const info = { reason: this.leavingWhy ?? 'stop', windowMs };
+    try {
+      const r = drain(info) as Promise<unknown> | undefined;
+      if (r && typeof r.then === 'function')
+        r.then(undefined, (err: unknown) => this.log.error({ err: errorInfo(err) }, 'app drain hook failed'));
+    } catch (err) {
+      this.log.error({ err: errorInfo(err) }, 'app drain hook failed');
+    }
+    this.log.info(info, 'app told its worker drains');
   }
 
   /** Quick stop (SIGINT, SIGQUIT): close everything now. */
@@ -270,7 +298,9 @@ export class Worker {
     if ('accessLogfile' in changes) {
       this.access?.flush();
       const file = this.settings.accessLogfile;
-      this.access = file ? (await import('../log/access.js')).createAccessLog(file, this.boot.index, this.settings.accessLogformat) : undefined;
+      this.access = file
+        ? (await import('../log/access.js')).createAccessLog(file, this.boot.index, this.settings.accessLogformat)
+        : undefined;
       http.useAccessLog(this.access);
     }
     http.applySettings(changes);

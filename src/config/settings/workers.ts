@@ -44,6 +44,15 @@ export const workerSettings = [
     doc: 'On a reload, first start one worker of the new version next to the old pool and watch it serve this long: if it exits, hangs, or answers 5xx more than 5 points more often than the old workers (at least 20 answers), the reload is rolled back and the old workers keep serving; else the rest of the pool rolls out (docs/signals.md).',
   }),
   def({
+    name: 'wsDrainSeconds',
+    section: 'Workers',
+    kind: 'value',
+    default: 5,
+    accepted: 'a number of seconds from 0 to 3600 (kept under --graceful-timeout)',
+    parse: decimal(0, 3600),
+    doc: "When a worker drains, the window over which an app's drain hook spreads closing its WebSocket clients (the `ws` helper closes them with 1012 on a reload, 1001 on a stop), so that they reconnect to the new workers without a storm.",
+  }),
+  def({
     name: 'timeout',
     section: 'Workers',
     short: 't',
