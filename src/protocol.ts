@@ -42,7 +42,12 @@ export type MasterMessage =
    * Sent right before the SIGTERM that drains the worker: why (the app's drain hook hears it;
    * WebSocket clients are closed with 1012 on a reload or recycle, 1001 on a stop).
    */
-  | { type: 'leaving'; why: 'reload' | 'recycle' | 'stop' }
+  | {
+      type: 'leaving';
+      why: 'reload' | 'recycle' | 'stop';
+      /** Take no more work at once (a rolled-back canary): no queued connection, idle ones closed. */
+      now?: boolean;
+    }
   /** `ctl set`: settings changed on the running server; the worker applies what it can live. */
   | { type: 'settings'; changes: Partial<Settings> };
 

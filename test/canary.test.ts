@@ -5,39 +5,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import http from 'node:http';
-import { mkdirSync, symlinkSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, runCli, request, tempDir, cleanup, until, freePort, type ServerProcess } from './helpers/server.js';
+import { startServer, runCli, request, cleanup, until, freePort, type ServerProcess } from './helpers/server.js';
 import { notifySink } from './helpers/notify-sink.js';
+import { releases } from './helpers/releases.js';
 
 test.after.each(cleanup);
-
-const VERSIONS: Record<string, string> = {
-  v1: `export default (req, res) => res.end('ok v1 ' + process.pid + '\\n');`,
-  good: `export default (req, res) => res.end('ok v2 ' + process.pid + '\\n');`,
-  errors: `export default (req, res) => { res.statusCode = 500; res.end('error v2 ' + process.pid + '\\n'); };`,
-  crash: `let n = 0; export default (req, res) => { if (++n === 3) process.exit(1); res.end('ok v2 ' + process.pid + '\\n'); };`,
-};
-
-/** dir/releases/NAME/app.mjs for each version, and dir/current -> releases/v1. */
-function releases(): { dir: string; current: string; deploy(name: string): void } {
-  const dir = tempDir();
-  for (const [name, code] of Object.entries(VERSIONS)) {
-    mkdirSync(join(dir, 'releases', name), { recursive: true });
-    writeFileSync(join(dir, 'releases', name, 'app.mjs'), code);
-  }
-  const current = join(dir, 'current');
-  symlinkSync(join(dir, 'releases', 'v1'), current);
-  return {
-    dir,
-    current,
-    // As deploy tools switch a release: a new symlink renamed over the old one.
-    deploy(name: string) {
-      symlinkSync(join(dir, 'releases', name), `${current}.new`);
-      renameSync(`${current}.new`, current);
-    },
-  };
-}
 
 /** A new connection per request (Connection: close), `concurrency` at a time: every worker gets new connections. */
 function churnLoad(socketPath: string, concurrency = 4) {

@@ -1,7 +1,8 @@
 // The canary of a reload (--reload-canary): one worker of the new version serving next to the
 // old pool, watched for a window and compared with it. It fails when it exits or is killed
 // for a hang, or when its share of 5xx answers is more than 5 points above the old workers'
-// (judged on at least 20 of its answers; with fewer, only its life counts). The counts come
+// (judged on at least 20 of its answers; with fewer, only its life counts), as soon as that
+// shows; it passes once the window is over. The counts come
 // with the workers' heartbeats (requests served, 5xx answered: src/worker/response-counts.ts).
 import type { WorkerProcess } from './workers.js';
 
@@ -65,7 +66,6 @@ export class CanaryWatch {
       this.start = { at: now, canary: countsOf([w]), old: new Map(this.oldWorkers().map((o) => [o, countsOf([o])])) };
       return null;
     }
-    if (now < this.start.at + this.windowMs) return null;
     const canary = minus(countsOf([w]), this.start.canary);
     const old = this.oldWorkers().reduce<Counts>(
       (a, o) => {
@@ -83,9 +83,12 @@ export class CanaryWatch {
       windowSeconds: this.windowMs / 1000,
     };
     const said = `5xx ${fmt(share(canary))} % of ${canary.requests} answers, old workers ${fmt(share(old))} % of ${old.requests}`;
+    // A failure is called as soon as the figures show it (every answer meanwhile is one more
+    // 5xx); a pass takes the whole window.
     if (canary.requests >= MIN_ANSWERS && share(canary) > share(old) + ERROR_MARGIN_POINTS) {
       return { cause: 'errors', reason: `the canary answered 5xx too often: ${said}`, figures };
     }
+    if (now < this.start.at + this.windowMs) return null;
     const note = canary.requests < MIN_ANSWERS ? ` (under ${MIN_ANSWERS} answers: judged on staying up)` : '';
     return { cause: 'passed', reason: `${said}${note}, up for ${this.windowMs / 1000} s`, figures };
   }

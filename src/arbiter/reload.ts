@@ -44,6 +44,7 @@ export class Reload {
   private next: LoadedConfig | null = null;
   private size = 0;
   private canary: CanaryWatch | null = null;
+  private wakeSet = false;
   private readonly waiting: ((reloaded: boolean) => void)[] = [];
   private cancelled = false;
   private ended = false;
@@ -109,8 +110,12 @@ export class Reload {
     if (this.canary) {
       const verdict = this.canary.look();
       if (verdict === null) {
+        // Looked at again on every event (heartbeats included), and at the window's end.
         const due = this.canary.dueInMs();
-        if (due !== null) this.host.wake(due);
+        if (due !== null && !this.wakeSet) {
+          this.wakeSet = true;
+          this.host.wake(due);
+        }
         return;
       }
       this.canary = null;

@@ -336,7 +336,10 @@ export class WorkerProcess {
     if (s.is === 'replacing') this.settled = { is: 'retiring', reason: s.reason };
     else if (s.is !== 'retiring' && s.is !== 'killed') this.settled = { is: 'retiring', reason };
     // Why, before the signal: an app with a drain hook tells its WebSocket clients.
-    if (sig === 'SIGTERM') this.send({ type: 'leaving', why: drainWhy(this.settled.is === 'retiring' ? this.settled.reason : reason) });
+    if (sig === 'SIGTERM') {
+      const why = this.settled.is === 'retiring' ? this.settled.reason : reason;
+      this.send({ type: 'leaving', why: drainWhy(why), ...(why === 'reload rolled back' ? { now: true } : {}) });
+    }
     this.signal(sig);
   }
 

@@ -52,6 +52,8 @@ export class Worker {
   /** Why the master drains us ('leaving', sent before the SIGTERM); a SIGTERM from outside is a stop. */
   private leavingWhy: 'reload' | 'recycle' | 'stop' | null = null;
   private app: LoadedApp | null = null;
+  /** A rolled-back canary: it drains as after an uncaught error, taking no more work at once. */
+  private leavingNow = false;
   /** The event-loop counters at the last heartbeat (utilization is reported since then). */
   private lastElu = performance.eventLoopUtilization();
   private atFdLimit = false;
@@ -147,6 +149,7 @@ export class Worker {
         return;
       case 'leaving':
         this.leavingWhy = m.why;
+        this.leavingNow = m.now === true;
         return;
       default: {
         // Compiles only while every MasterMessage has its case above.
@@ -180,7 +183,9 @@ export class Worker {
     // Logged once the listening sockets are closed (after the backlog is emptied): from this
     // line on, no new connection reaches us.
     this.tellAppDraining();
-    const drained = http.drain(() => this.log.info({ reason, inflight: http.stats.inflight }, 'worker draining'), { abandon });
+    const drained = http.drain(() => this.log.info({ reason, inflight: http.stats.inflight }, 'worker draining'), {
+      abandon: abandon || this.leavingNow,
+    });
     void drained.then(async () => {
       clearTimeout(deadline);
       this.log.info('worker stopped');
