@@ -85,7 +85,7 @@ test('a good version: the canary serves first, passes, then the rest rolls out; 
   );
   const after = await request({ socketPath: sock }, '/');
   assert.match(after.body, /^ok v2 /);
-  assert.equal(await lastReload(ctl), { ...(await lastReload(ctl)), outcome: 'completed' });
+  assert.is((await lastReload(ctl)).outcome, 'completed');
 });
 
 test('a version that answers 5xx is rolled back: only the canary answered 5xx, the old version serves on, and systemd hears of it', async () => {
