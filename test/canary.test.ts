@@ -166,4 +166,20 @@ test('a version that crashes on its third request is rolled back; an old worker 
   assert.ok(load.answers.every((a) => a.status === 200));
 });
 
+test('--max-requests during the canary window: the canary is recycled after it passes, not taken for a failure', async () => {
+  const r = releases();
+  const { server, sock, ctl } = await serve(r, ['--max-requests', '6']);
+  const load = churnLoad(sock);
+  r.deploy('good');
+  server.signal('SIGHUP');
+  const canary = await server.waitForMsg(/^reload: a canary/);
+  await server.waitForMsg(/^reload: the canary passed/, 20_000);
+  await server.waitForMsg(/^reload complete/, 20_000);
+  await server.waitForLog((l) => l.msg === 'worker exited' && l.workerPid === canary.canaryPid, 15_000, 'the canary to be recycled');
+  await load.stop();
+  assert.equal(load.errors, [], 'no request failed');
+  assert.is((await lastReload(ctl)).outcome, 'completed');
+  assert.match((await request({ socketPath: sock }, '/')).body, /^ok v2 /);
+});
+
 test.run();

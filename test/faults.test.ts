@@ -138,10 +138,21 @@ for (const path of ['/throw-later', '/reject-later']) {
     // A slow request in progress on the same worker: it must still finish (the worker drains
     // it). Accepted before the request answered next on the one worker.
     const slow = request({ socketPath: sock }, '/slow?ms=1500', { timeoutMs: 10_000 });
-    await request({ socketPath: sock }, '/');
+    // A connection the worker accepted whose request is still on its way: it is answered,
+    // not closed (no client retries a request on a new connection).
+    const fresh = net.connect({ path: sock });
+    const freshAnswer = new Promise<string>((resolve) => {
+      let got = '';
+      fresh.on('data', (d) => (got += String(d)));
+      fresh.on('close', () => resolve(got.split('\r\n')[0] || 'closed without an answer'));
+      fresh.on('error', () => {});
+    });
+    await new Promise((resolve) => fresh.once('connect', resolve));
+    await request({ socketPath: sock }, '/'); // accepted after `fresh`, so `fresh` is accepted too
     const t0 = Date.now();
     const failed = await request({ socketPath: sock }, path, { timeoutMs: 10_000 });
     const failedMs = Date.now() - t0;
+    fresh.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     const next = await request({ socketPath: sock }, '/', { timeoutMs: 10_000 });
     const nextMs = Date.now() - t0;
     const slowReply = await slow;
@@ -154,6 +165,7 @@ for (const path of ['/throw-later', '/reject-later']) {
     assert.ok(nextMs < 1000, `the next request took ${nextMs} ms`);
     assert.is.not(pidOf(next), firstPid, 'answered by the replacement');
     assert.is(slowReply.status, 200, 'the other request in progress finished');
+    assert.is(await freshAnswer, 'HTTP/1.1 200 OK', 'the accepted connection whose request came after the error');
     const line = await server.waitForMsg(/uncaught error in a request/);
     assert.is(line.url, path);
   });

@@ -56,6 +56,8 @@ export class WorkerPool {
   private unexpectedExits = 0;
   private readonly spawnsBySlot = new Map<number, number>();
   private readonly exitedTotals = { requests: 0, serverErrors: 0 };
+  /** A reload's new workers (a canary too) that hit --max-requests: recycled once their generation serves. */
+  private readonly recycleLater = new Map<WorkerProcess, string>();
   /** The settings each generation runs with (the version it pinned at its start). */
   private readonly settingsOf = new Map<number, Settings>();
   /** --balance-connections: among the workers that accept now. */
@@ -168,6 +170,8 @@ export class WorkerPool {
   switchTo(generation: number): void {
     for (const g of this.settingsOf.keys()) if (g < generation) this.settingsOf.delete(g);
     this.generation = generation;
+    for (const [w, reason] of this.recycleLater) if (w.generation === generation && w.alive) this.replace(w, reason);
+    this.recycleLater.clear();
     this.degraded = null;
   }
 
@@ -246,7 +250,8 @@ export class WorkerPool {
         this.balance();
         return;
       case 'retire-me':
-        this.replace(w, 'max requests reached');
+        if (w.generation > this.generation) this.recycleLater.set(w, 'max requests reached');
+        else this.replace(w, 'max requests reached');
         return;
       case 'boot-error':
         this.host.log.error({ worker: w.index, workerPid: w.pid, err: m.error }, 'worker could not load the app');

@@ -40,7 +40,6 @@ export class Reload {
   private readonly started = Date.now();
   private generation: number | null = null;
   private fresh: WorkerProcess[] = [];
-  private old: WorkerProcess[] = [];
   private next: LoadedConfig | null = null;
   private size = 0;
   private canary: CanaryWatch | null = null;
@@ -80,7 +79,6 @@ export class Reload {
     const { pool } = host;
     const ceiling = Math.max(settings.workers, settings.maxWorkers);
     this.size = this.next ? Math.min(ceiling, Math.max(settings.workers, pool.desired)) : pool.desired;
-    this.old = pool.alive();
     const canarySeconds = settings.reloadCanary;
     const count = canarySeconds > 0 ? 1 : this.size;
     ({ generation: this.generation, fresh: this.fresh } = pool.startGeneration(count, settings));
@@ -126,7 +124,8 @@ export class Reload {
     if (!this.fresh.every((w) => w.readyAt !== null)) return;
     if (this.next) this.host.apply(this.next);
     pool.switchTo(this.generation);
-    for (const w of this.old) w.retire('replaced by reload');
+    // Every older worker, also one that replaced an old worker (a crash, --max-requests) meanwhile.
+    for (const w of pool.alive()) if (w.generation !== this.generation) w.retire('replaced by reload');
     log.info({ workers: pool.desired, reloadMs: Date.now() - this.started }, 'reload complete: new workers serving, old workers draining');
     this.end({ outcome: 'completed' });
   }

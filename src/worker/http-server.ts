@@ -343,10 +343,11 @@ export class HttpWorker {
    *
    * `abandon` (after an uncaught error, when this process is no longer trusted): the
    * listeners close at once without taking what is queued (the master and the other workers
-   * hold the same sockets, so the queue stays for them), and connections without a request
-   * in progress (idle keep-alive ones, unfinished heads) are closed now, so that none waits
-   * here for a worker that takes no more work. A proxy retries a request it sent on a
-   * kept-alive connection that closed (nginx does, even with one upstream server).
+   * hold the same sockets, so the queue stays for them), and kept-alive connections idle
+   * after an answer are closed now, so that none waits here for a worker that takes no more
+   * work. A proxy retries a request it sent on a kept-alive connection that closed (nginx
+   * does, even with one upstream server). A connection not answered yet is not closed: its
+   * client has likely sent its request already, and no client retries a new connection.
    */
   drain(onListenersClosed?: () => void, opts: { abandon?: boolean } = {}): Promise<void> {
     this.draining = true;
@@ -355,7 +356,7 @@ export class HttpWorker {
       const res = sock._httpMessage;
       if (res) {
         if (!res.headersSent) res.shouldKeepAlive = false;
-      } else if (opts.abandon) {
+      } else if (opts.abandon && sock.bytesWritten > 0) {
         closeGently(sock);
       }
     }
