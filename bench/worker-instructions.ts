@@ -15,12 +15,19 @@
 //   [--keep DIR]   keep each variant's callgrind file as DIR/NAME.callgrind (callgrind_annotate reads it)
 //   [--proxy-headers]  send what the nginx site of `ws-proxy-kit init` adds (X-Forwarded-*, X-Real-IP, X-Request-Id)
 //   [--balanced]   leave connection balancing on (see below why it is off by default here)
+//   [--idle S]     after the counted requests, count S seconds without load (0: not)
 //
 // Besides the total, each variant's count without V8's optimizing compiles: TurboFan runs on
 // the main thread here (--single-threaded), and a few large compiles landing inside or outside
 // the counted window moved totals by several thousand instructions per request between builds
 // even after 40 000 warm-up requests. In a long-running server those compiles happen once;
 // the "without compiles" column is the steady state, and the one to compare builds by.
+//
+// What runs on timers (the heartbeat to the master, once a second) is paid per second, not
+// per request, and under valgrind a second holds ~50× fewer requests than at full speed. So
+// each variant also idles for --idle seconds: its instructions per idle second times the
+// seconds the counted load took is the part of the count that timers took; the last column
+// leaves it out too (at full speed it is spread over ~50× more requests).
 import autocannon from 'autocannon';
 import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -43,6 +50,7 @@ const { values } = parseArgs({
     churn: { type: 'boolean', default: false },
     'proxy-headers': { type: 'boolean', default: false },
     balanced: { type: 'boolean', default: false },
+    idle: { type: 'string', default: '5' },
   },
 });
 const requests = Number(values.requests);
@@ -124,8 +132,8 @@ async function load(socketPath: string, amount: number): Promise<void> {
 
 /** The dump's total, and what V8's optimizing compiler took of it (inclusive cost of its runtime entries). */
 function summary(pid: number, name: string): { total: number; compiles: number } {
-  const files = readdirSync(dir).filter((f) => f.startsWith(`callgrind.${pid}.`));
-  const file = join(dir, files.sort().at(-1)!);
+  const dumps = readdirSync(dir).filter((f) => f.startsWith(`callgrind.${pid}.`));
+  const file = join(dir, dumps.sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop())).at(-1)!);
   if (values.keep) copyFileSync(file, join(values.keep, `${name.replace(/\W/g, '_')}.callgrind`));
   const total = Number(/^summary: (\d+)/m.exec(readFileSync(file, 'utf8'))![1]);
   const annotated = execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', file], {
@@ -133,12 +141,25 @@ function summary(pid: number, name: string): { total: number; compiles: number }
     maxBuffer: 256 << 20,
   });
   let compiles = 0;
-  // Runtime_CompileOptimized (TurboFan, and Maglev on newer V8) and its on-stack-replacement twin.
-  for (const m of annotated.matchAll(/^\s*([\d,]+) .*Runtime_CompileOptimized(?:OSR)?\(/gm)) compiles += Number(m[1]!.replaceAll(',', ''));
+  // The runtime entries JS code calls to optimize (none calls another): Runtime_CompileOptimized
+  // and its OSR twin (Node 20-22's V8), Runtime_Optimize{Turbofan,Maglev}Eager and the
+  // Runtime_Compile{Turbofan,Maglev}_* ones (Node 24's).
+  const entry = /^\s*([\d,]+) .*Runtime_(?:CompileOptimized\w*|Optimize(?:Turbofan|Maglev)\w*|Compile(?:Turbofan|Maglev)\w*)\(/gm;
+  for (const m of annotated.matchAll(entry)) compiles += Number(m[1]!.replaceAll(',', ''));
   return { total, compiles };
 }
 
-const results: { name: string; perRequest: number; withoutCompiles: number }[] = [];
+/** Zeroes the counters of `pid`, runs `during`, dumps them: the instructions in between, and how long it took. */
+async function counted(pid: number, name: string, during: () => Promise<unknown>) {
+  execFileSync('callgrind_control', ['-z', String(pid)], { stdio: 'ignore' });
+  const t0 = performance.now();
+  await during();
+  const seconds = (performance.now() - t0) / 1000;
+  execFileSync('callgrind_control', ['-d', String(pid)], { stdio: 'ignore' });
+  return { ...summary(pid, name), seconds };
+}
+
+const results: { name: string; perRequest: number; withoutCompiles: number; withoutTimers: number; timerShare: number }[] = [];
 try {
   for (const v of variants) {
     const socket = join(dir, `${v.name.replace(/\W/g, '_')}.sock`);
@@ -146,14 +167,21 @@ try {
     await proc.waitFor((l) => typeof l.msg === 'string' && /^ready/.test(l.msg), 600_000);
     const pid = v.counted(proc);
     await load(socket, Number(values.warmup));
-    execFileSync('callgrind_control', ['-z', String(pid)], { stdio: 'ignore' });
-    await load(socket, requests);
-    execFileSync('callgrind_control', ['-d', String(pid)], { stdio: 'ignore' });
-    const { total, compiles } = summary(pid, v.name);
-    const result = { name: v.name, perRequest: total / requests, withoutCompiles: (total - compiles) / requests };
+    const { total, compiles, seconds } = await counted(pid, v.name, () => load(socket, requests));
+    const idleSeconds = Number(values.idle);
+    const idle = idleSeconds > 0 ? await counted(pid, `${v.name}-idle`, () => new Promise((r) => setTimeout(r, idleSeconds * 1000))) : null;
+    const timers = idle ? ((idle.total - idle.compiles) / idle.seconds) * seconds : 0;
+    const result = {
+      name: v.name,
+      perRequest: total / requests,
+      withoutCompiles: (total - compiles) / requests,
+      withoutTimers: (total - compiles - timers) / requests,
+      timerShare: timers / requests,
+    };
     results.push(result);
     process.stderr.write(
-      `${v.name}: ${Math.round(result.perRequest)} instructions/request, ${Math.round(result.withoutCompiles)} without optimizing compiles\n`,
+      `${v.name}: ${Math.round(result.perRequest)} instructions/request, ${Math.round(result.withoutCompiles)} without optimizing compiles, ` +
+        `${Math.round(result.withoutTimers)} without timers too (load ${seconds.toFixed(1)} s, timers ${Math.round(result.timerShare)} a request)\n`,
     );
     await proc.stop('SIGTERM', 30_000);
   }
@@ -166,10 +194,14 @@ const [base] = results;
 console.log(
   `\npath=${values.path} requests=${requests} connections=${values.connections}${values['proxy-headers'] ? ' proxy-headers' : ''}\n`,
 );
-console.log('| variant | instructions/request | × node:http | without optimizing compiles | × node:http |');
-console.log('|---|---:|---:|---:|---:|');
+const ratio = (a: number, b: number) => `${(a / b).toFixed(3)}×`;
+console.log(
+  '| variant | instructions/request | × node:http | without optimizing compiles | × node:http | without timers too | × node:http |',
+);
+console.log('|---|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {
   console.log(
-    `| ${r.name} | ${Math.round(r.perRequest)} | ${(r.perRequest / base!.perRequest).toFixed(3)}× | ${Math.round(r.withoutCompiles)} | ${(r.withoutCompiles / base!.withoutCompiles).toFixed(3)}× |`,
+    `| ${r.name} | ${Math.round(r.perRequest)} | ${ratio(r.perRequest, base!.perRequest)} | ${Math.round(r.withoutCompiles)} | ` +
+      `${ratio(r.withoutCompiles, base!.withoutCompiles)} | ${Math.round(r.withoutTimers)} | ${ratio(r.withoutTimers, base!.withoutTimers)} |`,
   );
 }

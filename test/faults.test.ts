@@ -130,7 +130,7 @@ test('tcp: the port takes connections into its backlog while the workers still l
 });
 
 for (const path of ['/throw-later', '/reject-later']) {
-  test(`an async error in a request (${path}): that request gets a 500 at once and the next is answered well under a second`, async () => {
+  test(`an async error in a request (${path}): that request gets a 500 at once and the next is answered by a replacement long before the graceful timeout`, async () => {
     const sock = join(tempDir(), 'app.sock');
     const server = startServer([HELLO, '-b', `unix:${sock}`, '-w', '1', '--graceful-timeout', '8']);
     await server.ready();
@@ -162,7 +162,8 @@ for (const path of ['/throw-later', '/reject-later']) {
     assert.is(failed.status, 500);
     assert.ok(failedMs < 1000, `the failing request took ${failedMs} ms`);
     assert.is(next.status, 200);
-    assert.ok(nextMs < 1000, `the next request took ${nextMs} ms`);
+    // Before, it waited for the graceful timeout (8 s); a replacement boots in 0.2–0.5 s, more on a loaded machine.
+    assert.ok(nextMs < 3000, `the next request took ${nextMs} ms`);
     assert.is.not(pidOf(next), firstPid, 'answered by the replacement');
     assert.is(slowReply.status, 200, 'the other request in progress finished');
     assert.is(await freshAnswer, 'HTTP/1.1 200 OK', 'the accepted connection whose request came after the error');
