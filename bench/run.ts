@@ -235,8 +235,8 @@ async function measureCell(round: number, path: Path, shape: Shape, e: RunningEn
     workerGcMs: per.map((p) => Math.round(p.gcMs)),
     // Share of the machine's CPU time its host gave to others (VM steal): a noisy cell.
     steal: (machine1.steal - machine0.steal) / Math.max(1, machine1.total - machine0.total),
-    // null when the engine reported no counts (or one process): nothing to compare.
-    fairness: shares.length > 1 && shares[0]! > 0 ? shares[0]! / Math.max(1e-9, shares[shares.length - 1]!) : null,
+    // null when the engine reported no counts (or one process): nothing to compare; ∞ when a worker got none.
+    fairness: shares.length > 1 && shares[0]! > 0 ? (shares.at(-1)! > 0 ? shares[0]! / shares.at(-1)! : Infinity) : null,
     masterCpuShare: masterTicks === null ? null : masterTicks / Math.max(1, masterTicks + workerTicks),
     masterCpuMachine: masterTicks === null ? null : masterTicks / CLOCK_TICKS / (wallS * availableParallelism()),
     // CPU the server spent per request: unlike req/s, barely moved by other load on the machine.
