@@ -3,6 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import net from 'node:net';
+import { existsSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { startServer, request, tempDir, cleanup, until, isAlive, FIXTURES, type ServerProcess, type Reply } from './helpers/server.js';
 
@@ -195,6 +196,25 @@ test('SIGTERM is graceful: the in-flight request completes, new connections are 
   assert.is((await server.exited).code, 0);
   assert.is(unix, 'refused', 'a new UNIX connection after the stop began is refused');
   assert.is(tcp, 'refused', 'a new TCP connection after the stop began is refused (not queued until exit)');
+});
+
+test('SIGTERM the moment the socket file appears: a graceful stop (exit 0, socket removed), never death by the signal', async () => {
+  for (let i = 0; i < 5; i++) {
+    const dir = tempDir();
+    const sock = join(dir, 'early.sock');
+    // fs.watch sees the rename that puts the socket in place, within microseconds.
+    const watcher = watch(dir, (_event, name) => {
+      if (name === 'early.sock') {
+        watcher.close();
+        server.signal('SIGTERM');
+      }
+    });
+    const server = startServer([APP, '-b', `unix:${sock}`, '-w', '1', '--log-level', 'warn']);
+    const exit = await server.exited;
+    watcher.close();
+    assert.equal(exit, { code: 0, signal: null }, `attempt ${i + 1}: ${server.stderrText.slice(-2000)}`);
+    assert.not.ok(existsSync(sock), 'the socket file is removed');
+  }
 });
 
 test('SIGINT is a quick stop: in-flight requests are cut, exit 0', async () => {

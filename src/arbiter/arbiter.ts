@@ -121,12 +121,14 @@ export class Arbiter {
     this.log.info({ version: VERSION, node: process.version, app: s.app, workers: s.workers }, 'starting ws-proxy-kit');
     if (s.app) assertAppFound(s.app, s.chdir ?? process.cwd());
     await this.hook('onStarting');
+    // Before the sockets exist: a TERM from then on is queued for the loop (a graceful stop
+    // that removes them), never the default action that kills the master and leaves them.
+    this.queue.install();
     await this.held.open(s, env, {
       workers: () => this.pool.workers,
       degraded: () => this.pool.degraded !== null,
       poolSize: () => ({ ...this.pool.bounds(), utilization: this.autoscaler.utilization() }),
     });
-    this.queue.install();
     await this.held.watch(s, this.config.configPath, () => this.queue.push({ type: 'signal', signal: 'SIGHUP' }));
     this.timer = setInterval(() => this.queue.push({ type: 'tick' }), 500);
     // Not awaited after an upgrade: the new master serves while it waits for the path.
