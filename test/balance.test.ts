@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { join } from 'node:path';
 import http from 'node:http';
 import { AcceptControl } from '../src/worker/accept-control.js';
-import { Balancer, overShare, ORDER_INTERVAL_MS, SETTLE_MS } from '../src/arbiter/balance.js';
+import { Balancer, overShare, CALM_MS, MAX_SETTLE_MS, ORDER_INTERVAL_MS, SETTLE_MS } from '../src/arbiter/balance.js';
 import { startServer, request, tempDir, cleanup, onCleanup, until, FIXTURES, type Target } from './helpers/server.js';
 import { RawConnection } from './helpers/raw-socket.js';
 
@@ -79,6 +79,54 @@ test('Balancer: a worker is told only once it stayed over its share for SETTLE_M
   now += SETTLE_MS;
   balancer.run();
   assert.equal(a.orders, [20, 20, 20]);
+});
+
+test('Balancer: counts that walk at random (orders that reverse) are left alone longer, up to MAX_SETTLE_MS; a calm period starts over', () => {
+  let now = 1000;
+  const worker = () => ({
+    stats: { busy: 25 },
+    orders: 0,
+    send() {
+      this.orders++;
+    },
+  });
+  const a = worker();
+  const b = worker();
+  const balancer = new Balancer(
+    () => [a, b],
+    () => now,
+  );
+  /** `over` holds 31 against 19 from now on; how long until it is told. */
+  const timeToOrder = (over: typeof a): number => {
+    const under = over === a ? b : a;
+    a.stats.busy = b.stats.busy = 25; // even first: the time over starts now
+    balancer.run();
+    over.stats.busy = 31;
+    under.stats.busy = 19;
+    const before = over.orders;
+    const start = now;
+    for (;;) {
+      balancer.run();
+      if (over.orders > before) return now - start;
+      now += 10;
+      assert.ok(now - start <= MAX_SETTLE_MS + ORDER_INTERVAL_MS, 'told in the end');
+    }
+  };
+  assert.is(timeToOrder(a), SETTLE_MS, 'the first imbalance: told after SETTLE_MS');
+  now += 1000;
+  assert.is(timeToOrder(b), 2 * SETTLE_MS, 'a reversal: twice as long');
+  now += 1000;
+  assert.is(timeToOrder(a), 4 * SETTLE_MS);
+  now += 1000;
+  assert.is(timeToOrder(a), 4 * SETTLE_MS, 'the same worker again (the move fell short): no longer');
+  for (let i = 0; i < 10; i++) {
+    now += 1000;
+    timeToOrder(i % 2 === 0 ? b : a);
+  }
+  now += 1000;
+  assert.is(timeToOrder(b), MAX_SETTLE_MS, 'never longer than MAX_SETTLE_MS');
+  now += CALM_MS;
+  assert.is(timeToOrder(a), SETTLE_MS, 'after a calm period, an imbalance is news again');
 });
 
 /**
@@ -254,8 +302,8 @@ test('--no-balance-connections: the connections stay where they were accepted', 
  * A plain node:http server that offers each request to `control.shed`, as HttpWorker does,
  * then answers with `answer`. Records the requests it ran.
  */
-async function shedServer(answer: (req: http.IncomingMessage, res: http.ServerResponse) => void) {
-  const control = new AcceptControl(0);
+async function shedServer(answer: (req: http.IncomingMessage, res: http.ServerResponse) => void, shedMinAgeMs = 0) {
+  const control = new AcceptControl(0, { shedMinAgeMs });
   const seen: string[] = [];
   const server = http.createServer((req, res) => {
     seen.push(`${req.method} ${req.url}`);
@@ -288,6 +336,24 @@ test('a shed connection: `Connection: close`, then FIN; a request sent after it 
   assert.is(c.error, null, 'no reset or broken pipe on the client');
   assert.equal(seen, ['GET /first', 'GET /second'], 'the request sent after Connection: close was never run');
   assert.equal(c.statuses(), [200, 200]);
+});
+
+test('a connection opened less than SHED_MIN_AGE_MS ago is not closed to move it; a later response on it is', async () => {
+  const { control, seen, sock } = await shedServer((_req, res) => res.end('done'), 300);
+  control.closeNext = 1;
+  const c = await new RawConnection({ socketPath: sock }).ready();
+  const opened = performance.now();
+  await c.write('GET /young HTTP/1.1\r\nHost: a\r\n\r\n');
+  await c.waitFor(/done$/);
+  assert.not.match(c.text, /connection: close/i, 'a new connection stays open');
+  assert.is(control.closeNext, 1, 'the close waits for an older connection');
+  await until(() => performance.now() - opened > 320 || null, 2000, 'the connection to age');
+  await c.write('GET /old HTTP/1.1\r\nHost: a\r\n\r\n');
+  await c.waitFor(/done[^]*done$/);
+  assert.match(c.text.slice(c.text.lastIndexOf('HTTP/1.1 ')), /connection: close/i);
+  assert.ok(await c.waitClosed(5000));
+  assert.is(control.closeNext, 0);
+  assert.equal(seen, ['GET /young', 'GET /old']);
 });
 
 test('a request with another pipelined behind it does not close the connection (both are answered); a later one does', async () => {

@@ -10,6 +10,18 @@
  */
 export const SETTLE_MS = 100;
 /**
+ * The settle time doubles, up to this, each time an order goes to another worker than the
+ * last one did (a reversal): the counts then walk at random rather than stand uneven. A
+ * proxy's pool does that: nginx closes upstream connections idle past its keepalive_timeout
+ * and opens new ones, and each lands by the accept race; two workers under 25 busy
+ * connections each drift between 20 and 31 within seconds. Moving connections cannot even
+ * that out, it only costs reconnections; a standing imbalance (a burst that landed on one
+ * worker) stays over its share for this long and is still moved.
+ */
+export const MAX_SETTLE_MS = 5000;
+/** An order this long after the last one starts from SETTLE_MS again: it answers news. */
+export const CALM_MS = 30_000;
+/**
  * Orders to one worker at most this often. A told worker pauses 250 ms and ignores orders
  * meanwhile (src/worker/accept-control.ts); the counts the master sees in that time are in
  * flux: the closed connections have left it and not yet been reported by the workers they
@@ -46,6 +58,9 @@ export class Balancer<W extends BalancedWorker> {
   private readonly overSince = new WeakMap<W, number>();
   private readonly orderedAt = new WeakMap<W, number>();
   private timer: NodeJS.Timeout | null = null;
+  /** How long a worker had to stay over its share for the last order (settleFor()). */
+  private settleMs = SETTLE_MS;
+  private lastOrder: { to: WeakRef<W>; at: number } | null = null;
 
   /** @param pool the workers accepting connections now */
   constructor(
@@ -66,12 +81,15 @@ export class Balancer<W extends BalancedWorker> {
       const w = pool[i]!;
       let since = this.overSince.get(w);
       if (since === undefined) this.overSince.set(w, (since = now));
-      const due = Math.max(since + SETTLE_MS, (this.orderedAt.get(w) ?? -Infinity) + ORDER_INTERVAL_MS);
+      const settle = this.settleFor(w, now);
+      const due = Math.max(since + settle, (this.orderedAt.get(w) ?? -Infinity) + ORDER_INTERVAL_MS);
       if (now < due) {
         recheck = Math.min(recheck, due - now);
         continue;
       }
       this.orderedAt.set(w, now);
+      this.settleMs = settle;
+      this.lastOrder = { to: new WeakRef(w), at: now };
       w.send({ type: 'balance', target, limit });
     }
     // Counts that stopped changing bring no more reports: look again when an order is due.
@@ -82,5 +100,12 @@ export class Balancer<W extends BalancedWorker> {
       }, Math.ceil(recheck));
       this.timer.unref();
     }
+  }
+
+  /** How long w must stay over its share: SETTLE_MS after a calm, doubled by a reversal. */
+  private settleFor(w: W, now: number): number {
+    const last = this.lastOrder;
+    if (last === null || now - last.at >= CALM_MS) return SETTLE_MS;
+    return last.to.deref() === w ? this.settleMs : Math.min(MAX_SETTLE_MS, this.settleMs * 2);
   }
 }

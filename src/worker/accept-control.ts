@@ -42,11 +42,18 @@ const CONNECTIONS_PER_TICK = 1000;
 const LINGER_MS = 1000;
 /** A connection is busy while it received bytes, or was accepted, within this window. */
 const BUSY_WINDOW_MS = 1000;
+/**
+ * A connection younger than this is not closed to move it: it may be one that was just
+ * moved here, or part of a burst still being counted, and its client would pay a second
+ * reconnection for nothing.
+ */
+export const SHED_MIN_AGE_MS = 1000;
 
-/** What the busy count saw of a socket: its bytesRead then, and when that last changed. */
+/** What the busy count saw of a socket: its bytesRead then, when that last changed, and when it was first seen. */
 interface Seen {
   bytes: number;
   at: number;
+  born: number;
 }
 
 /** The worker's connections, for the busy count (HttpWorker: node:http's list and the upgraded ones). */
@@ -67,6 +74,8 @@ export interface AcceptControlOptions {
   evictStaleHeads?: () => number;
   /** Sends the busy-connection count to the master; unset when balancing is off. */
   reportTo?: (busy: number) => void;
+  /** Connections younger than this are never shed (default SHED_MIN_AGE_MS). */
+  shedMinAgeMs?: number;
 }
 
 export class AcceptControl {
@@ -108,6 +117,7 @@ export class AcceptControl {
   private readonly evictStaleHeads: (() => number) | undefined;
   private readonly reportTo: ((busy: number) => void) | undefined;
   private readonly connections: ConnectionSource | undefined;
+  private readonly shedMinAgeMs: number;
 
   /** @param cap --worker-connections; 0 = no cap. */
   constructor(
@@ -117,6 +127,7 @@ export class AcceptControl {
     this.evictStaleHeads = opts.evictStaleHeads;
     this.reportTo = opts.reportTo;
     this.connections = opts.connections;
+    this.shedMinAgeMs = opts.shedMinAgeMs ?? SHED_MIN_AGE_MS;
   }
 
   /**
@@ -161,7 +172,7 @@ export class AcceptControl {
       const bytes = s.bytesRead;
       const seen = this.seen.get(s);
       if (seen === undefined) {
-        this.seen.set(s, { bytes, at: now });
+        this.seen.set(s, { bytes, at: now, born: now });
         activity = true;
       } else if (seen.bytes !== bytes) {
         seen.bytes = bytes;
@@ -196,12 +207,15 @@ export class AcceptControl {
 
   /**
    * This response closes its connection: the worker holds more than its share, and the
-   * client reconnects, to another worker while this one is paused. Decided again when the
-   * head goes out: if the client has pipelined another request behind this one, node:http
-   * would run it and its answer would never leave, so that connection stays open.
+   * client reconnects, to another worker while this one is paused. Not on a connection
+   * opened less than shedMinAgeMs ago (a later response on an older one closes instead).
+   * Decided again when the head goes out: if the client has pipelined another request
+   * behind this one, node:http would run it and its answer would never leave, so that
+   * connection stays open.
    */
   shed(req: IncomingMessage, res: ServerResponse): void {
     const socket = req.socket as net.Socket & { destroySoon(): void; parser?: { incoming?: unknown } | null };
+    if (this.young(socket)) return;
     const keepAlive = res.shouldKeepAlive;
     this.closeNext--;
     res.shouldKeepAlive = false; // `Connection: close`; node:http then calls destroySoon()
@@ -221,6 +235,16 @@ export class AcceptControl {
       }
       return (writeHead as (...a: unknown[]) => ServerResponse).apply(res, args);
     }) as typeof res.writeHead;
+  }
+
+  /** Opened (first seen) less than shedMinAgeMs ago? A socket not seen yet is seen now. */
+  private young(socket: net.Socket): boolean {
+    if (this.shedMinAgeMs <= 0) return false;
+    const now = performance.now();
+    const seen = this.seen.get(socket);
+    if (seen !== undefined) return now - seen.born < this.shedMinAgeMs;
+    this.seen.set(socket, { bytes: socket.bytesRead, at: now, born: now });
+    return true;
   }
 
   /**
