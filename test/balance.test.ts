@@ -13,18 +13,26 @@ test.after.each(cleanup);
 const APP = join(FIXTURES, 'app.mjs');
 
 test('overShare: who holds more than the mean + 10 % (and + 2; + 1 under a mean of 4), and the share to come down to', () => {
-  assert.equal(overShare([]), { target: 0, limit: 0, over: [] });
-  assert.equal(overShare([50]), { target: 0, limit: 0, over: [] });
-  assert.equal(overShare([40, 0]), { target: 20, limit: 22, over: [0] });
-  assert.equal(overShare([0, 40]), { target: 20, limit: 22, over: [1] });
-  assert.equal(overShare([23, 17]), { target: 20, limit: 22, over: [0] });
-  assert.equal(overShare([22, 18]), { target: 20, limit: 22, over: [] }, 'within mean + 2');
-  assert.equal(overShare([3, 1]), { target: 2, limit: 3, over: [] }, 'nearly even small pools are left alone');
-  assert.equal(overShare([4, 4, 0]), { target: 3, limit: 3, over: [0, 1] }, 'a worker just added gets some of a few busy connections');
-  assert.equal(overShare([3, 0]), { target: 2, limit: 2, over: [0] });
-  assert.equal(overShare([30, 30, 0]), { target: 20, limit: 22, over: [0, 1] });
-  assert.equal(overShare([300, 290, 310]), { target: 300, limit: 330, over: [] }, 'within mean + 10 %');
-  assert.equal(overShare([340, 290, 270]), { target: 300, limit: 330, over: [0] });
+  const share = (counts: number[]) => {
+    const { standing: _, ...rest } = overShare(counts);
+    return rest;
+  };
+  assert.equal(share([]), { target: 0, limit: 0, over: [] });
+  assert.equal(share([50]), { target: 0, limit: 0, over: [] });
+  assert.equal(share([40, 0]), { target: 20, limit: 22, over: [0] });
+  assert.equal(share([0, 40]), { target: 20, limit: 22, over: [1] });
+  assert.equal(share([23, 17]), { target: 20, limit: 22, over: [0] });
+  assert.equal(share([22, 18]), { target: 20, limit: 22, over: [] }, 'within mean + 2');
+  assert.equal(share([3, 1]), { target: 2, limit: 3, over: [] }, 'nearly even small pools are left alone');
+  assert.equal(share([4, 4, 0]), { target: 3, limit: 3, over: [0, 1] }, 'a worker just added gets some of a few busy connections');
+  assert.equal(share([3, 0]), { target: 2, limit: 2, over: [0] });
+  assert.equal(share([30, 30, 0]), { target: 20, limit: 22, over: [0, 1] });
+  assert.equal(share([300, 290, 310]), { target: 300, limit: 330, over: [] }, 'within mean + 10 %');
+  assert.equal(share([340, 290, 270]), { target: 300, limit: 330, over: [0] });
+  // Standing: further over than three standard deviations of a random placement.
+  assert.is(overShare([31, 19]).standing, 25 + 3 * 5, 'a walk of 50 connections stays under 40');
+  assert.is(overShare([40, 0]).standing, 20 + 3 * Math.sqrt(20));
+  assert.is(overShare([3, 0]).standing, 1.5 + 3 * Math.sqrt(1.5));
   // Whatever the counts, the least loaded worker is never told to stop accepting.
   let seed = 7;
   const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
@@ -125,6 +133,19 @@ test('Balancer: counts that walk at random (orders that reverse) are left alone 
   }
   now += 1000;
   assert.is(timeToOrder(b), MAX_SETTLE_MS, 'never longer than MAX_SETTLE_MS');
+  // A burst that lands on one worker is further over than a walk goes: moved at once.
+  now += 1000;
+  a.stats.busy = b.stats.busy = 25;
+  balancer.run();
+  a.stats.busy = 50;
+  b.stats.busy = 0;
+  const before = a.orders;
+  const start = now;
+  while (a.orders === before) {
+    balancer.run();
+    now += 10;
+  }
+  assert.is(now - 10 - start, SETTLE_MS, 'a standing imbalance (50/0) waits SETTLE_MS only');
   now += CALM_MS;
   assert.is(timeToOrder(a), SETTLE_MS, 'after a calm period, an imbalance is news again');
 });

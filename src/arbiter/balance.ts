@@ -11,7 +11,8 @@
 export const SETTLE_MS = 100;
 /**
  * The settle time doubles, up to this, each time an order goes to another worker than the
- * last one did (a reversal): the counts then walk at random rather than stand uneven. A
+ * last one did (a reversal): the counts then walk at random rather than stand uneven (a
+ * count further over than a random walk goes, overShare's `standing`, waits SETTLE_MS only). A
  * proxy's pool does that: nginx closes upstream connections idle past its keepalive_timeout
  * and opens new ones, and each lands by the accept race; two workers under 25 busy
  * connections each drift between 20 and 31 within seconds. Moving connections cannot even
@@ -35,16 +36,20 @@ export const ORDER_INTERVAL_MS = 300;
  * are left alone; + 1 only while the mean is under 4, where + 2 would leave a worker just
  * added with none of a few busy connections (4, 4, 0: each worker over 3 gives one up). The
  * least loaded worker is never over, so some worker always accepts.
+ * `standing`: a count above it is further over than connections placed at random ever land
+ * (three standard deviations: a worker's share of N connections spread at random over k
+ * workers varies by sqrt(mean × (1 - 1/k)) < sqrt(mean)): a burst that landed on one worker,
+ * moved after SETTLE_MS whatever the orders before.
  */
-export function overShare(counts: readonly number[]): { target: number; limit: number; over: number[] } {
+export function overShare(counts: readonly number[]): { target: number; limit: number; over: number[]; standing: number } {
   const over: number[] = [];
-  if (counts.length < 2) return { target: 0, limit: 0, over };
+  if (counts.length < 2) return { target: 0, limit: 0, over, standing: 0 };
   const mean = counts.reduce((a, b) => a + b, 0) / counts.length;
   const limit = Math.floor(mean + Math.max(mean < 4 ? 1 : 2, mean * 0.1));
   counts.forEach((c, i) => {
     if (c > limit) over.push(i);
   });
-  return { target: Math.ceil(mean), limit, over };
+  return { target: Math.ceil(mean), limit, over, standing: Math.max(limit, mean + 3 * Math.sqrt(mean)) };
 }
 
 export interface BalancedWorker {
@@ -71,7 +76,7 @@ export class Balancer<W extends BalancedWorker> {
   /** On each count a worker reports: orders, or a look again when one is due. */
   run(): void {
     const pool = this.pool();
-    const { target, limit, over } = overShare(pool.map((w) => w.stats.busy ?? 0));
+    const { target, limit, over, standing } = overShare(pool.map((w) => w.stats.busy ?? 0));
     const now = this.now();
     pool.forEach((w, i) => {
       if (!over.includes(i)) this.overSince.delete(w);
@@ -81,14 +86,15 @@ export class Balancer<W extends BalancedWorker> {
       const w = pool[i]!;
       let since = this.overSince.get(w);
       if (since === undefined) this.overSince.set(w, (since = now));
-      const settle = this.settleFor(w, now);
+      const burst = (w.stats.busy ?? 0) > standing;
+      const settle = burst ? SETTLE_MS : this.settleFor(w, now);
       const due = Math.max(since + settle, (this.orderedAt.get(w) ?? -Infinity) + ORDER_INTERVAL_MS);
       if (now < due) {
         recheck = Math.min(recheck, due - now);
         continue;
       }
       this.orderedAt.set(w, now);
-      this.settleMs = settle;
+      if (!burst) this.settleMs = settle;
       this.lastOrder = { to: new WeakRef(w), at: now };
       w.send({ type: 'balance', target, limit });
     }
