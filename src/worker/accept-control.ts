@@ -47,7 +47,7 @@ const BUSY_WINDOW_MS = 1000;
  * moved here, or part of a burst still being counted, and its client would pay a second
  * reconnection for nothing.
  */
-export const SHED_MIN_AGE_MS = 1000;
+export const SHED_MIN_AGE_MS = 500;
 
 /** What the busy count saw of a socket: its bytesRead then, when that last changed, and when it was first seen. */
 interface Seen {

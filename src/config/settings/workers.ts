@@ -123,7 +123,7 @@ export const workerSettings = [
     default: true,
     accepted: 'true or false',
     parse: bool,
-    doc: "Keep the workers' busy connections even (those that received a request within the last second, and upgraded ones; a proxy pool's idle spares do not count): a worker holding more than its share (over the mean by 10 % and by 2, for 100 ms; longer, up to 5 s, while the counts keep swapping sides) stops accepting for 250 ms and answers its surplus keep-alive connections older than 1 s with `Connection: close`, so they reconnect to another worker (docs/decisions.md).",
+    doc: "Keep the workers' busy connections even (those that received a request within the last second, and upgraded ones; a proxy pool's idle spares do not count): a worker holding more than its share (over the mean by 10 % and by 2, for 100 ms; longer, up to 5 s, while the counts keep swapping sides) stops accepting for 250 ms and answers its surplus keep-alive connections older than 0.5 s with `Connection: close`, so they reconnect to another worker (docs/decisions.md).",
   }),
   def({
     name: 'hangStacks',
