@@ -11,13 +11,13 @@
 export const SETTLE_MS = 100;
 /**
  * The settle time doubles, up to this, each time an order goes to another worker than the
- * last one did (a reversal): the counts then walk at random rather than stand uneven (a
- * count further over than a random walk goes, overShare's `standing`, waits SETTLE_MS only). A
+ * last one did (a reversal): the counts then walk at random rather than stand uneven. A
  * proxy's pool does that: nginx closes upstream connections idle past its keepalive_timeout
  * and opens new ones, and each lands by the accept race; two workers under 25 busy
  * connections each drift between 20 and 31 within seconds. Moving connections cannot even
- * that out, it only costs reconnections; a standing imbalance (a burst that landed on one
- * worker) stays over its share for this long and is still moved.
+ * that out, it only costs reconnections. A standing imbalance still moves: it stays over its
+ * share for this long, and a count further over than a random placement lands (overShare's
+ * `standing`) waits SETTLE_MS only.
  */
 export const MAX_SETTLE_MS = 5000;
 /** An order this long after the last one starts from SETTLE_MS again: it answers news. */
