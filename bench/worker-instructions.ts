@@ -101,14 +101,18 @@ for (const build of buildsFromArgs(values.cli, values.flags, ['--timeout', '600'
   });
 }
 
-/** What nginx/proxy-params.conf (the site of `ws-proxy-kit init`) sets on every proxied request (values as nginx would fill them in). */
+/**
+ * What nginx/proxy-params.conf (the site of `ws-proxy-kit init`) sets on every proxied request,
+ * spelled as nginx sends them (as the proxy_set_header lines write them; values as nginx would
+ * fill them in).
+ */
 const PROXY_HEADERS: Record<string, string> = {
-  'x-forwarded-for': '203.0.113.7',
-  'x-real-ip': '203.0.113.7',
-  'x-forwarded-proto': 'https',
-  'x-forwarded-host': 'example.com',
-  'x-forwarded-port': '443',
-  'x-request-id': '5f0c6e2b9a4d4c1e8f3a7b6d2c1e0f9a',
+  'X-Forwarded-For': '203.0.113.7',
+  'X-Real-IP': '203.0.113.7',
+  'X-Forwarded-Proto': 'https',
+  'X-Forwarded-Host': 'example.com',
+  'X-Forwarded-Port': '443',
+  'X-Request-Id': '5f0c6e2b9a4d4c1e8f3a7b6d2c1e0f9a',
 };
 
 async function load(socketPath: string, amount: number): Promise<void> {

@@ -2,7 +2,7 @@
 // before the app sees it. Each closes a gap where RFC 9110/9112 forbid a request, or where
 // a proxy in front of us could read the request differently from us (request smuggling,
 // host confusion). What node already rejects itself is listed in docs/hardening.md.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { removeFields } from '../http-fields.js';
 import { refuse, type ErrorStatus } from './error-answers.js';
 
@@ -13,6 +13,8 @@ export interface RequestHead {
   httpVersionMajor: number;
   httpVersionMinor: number;
   rawHeaders: string[];
+  /** node:http's object of the same fields: lower-case names, repeated ones joined with ", ". */
+  headers: IncomingHttpHeaders;
 }
 
 /**
@@ -37,45 +39,9 @@ const SINGLETON_NAMES = [
   'range',
 ];
 
-// What the scan does with a field: a singleton bit (1 << 0 … 1 << 12), or one of these
-// kinds above the bits; 0 for anything else (only measured).
-const TRANSFER_ENCODING = 1 << 20;
-const FORWARDING = 1 << 21;
-const X_FORWARDED_FOR = FORWARDING | (1 << 22);
-const X_FORWARDED_PROTO = FORWARDING | (1 << 23);
-const X_FORWARDED_HOST = FORWARDING | (1 << 24);
-const X_FORWARDED_PORT = FORWARDING | (1 << 25);
-const FORWARDED = FORWARDING | (1 << 26);
-const X_REQUEST_ID = FORWARDING | (1 << 27);
-const KINDS: [string, number][] = [
-  ...SINGLETON_NAMES.map((name, i): [string, number] => [name, 1 << i]),
-  ['transfer-encoding', TRANSFER_ENCODING],
-  ['x-forwarded-for', X_FORWARDED_FOR],
-  ['x-forwarded-proto', X_FORWARDED_PROTO],
-  ['x-forwarded-host', X_FORWARDED_HOST],
-  ['x-forwarded-port', X_FORWARDED_PORT],
-  ['forwarded', FORWARDED],
-  ['x-real-ip', FORWARDING],
-  ['x-request-id', X_REQUEST_ID],
-];
-/** The names above, by length, with the Canonical-Case spelling most senders use. */
-interface KnownField {
-  lower: string;
-  canonical: string;
-  /** First and last character codes of `lower` (every known name starts and ends with a letter). */
-  first: number;
-  last: number;
-  kind: number;
-}
-const BY_LENGTH: KnownField[][] = [];
-for (const [lower, kind] of KINDS) {
-  const canonical =
-    lower === 'x-real-ip' ? 'X-Real-IP' : lower.replace(/(^|-)([a-z])/g, (_, dash: string, letter: string) => dash + letter.toUpperCase());
-  (BY_LENGTH[lower.length] ??= []).push({ lower, canonical, first: lower.charCodeAt(0), last: lower.charCodeAt(lower.length - 1), kind });
-}
-const HOST_BIT = 1 << SINGLETON_NAMES.indexOf('host');
-const CONTENT_LENGTH_BIT = 1 << SINGLETON_NAMES.indexOf('content-length');
-const SINGLETON_MASK = (1 << SINGLETON_NAMES.length) - 1;
+/** The names above by length, each with its bit. */
+const SINGLETONS_BY_LENGTH: { lower: string; bit: number }[][] = [];
+SINGLETON_NAMES.forEach((lower, i) => (SINGLETONS_BY_LENGTH[lower.length] ??= []).push({ lower, bit: 1 << i }));
 
 /** name starts with the lower-case `lower`, ignoring ASCII case (no toLowerCase copy per field). */
 function sameLower(name: string, lower: string): boolean {
@@ -87,28 +53,11 @@ function sameLower(name: string, lower: string): boolean {
   return true;
 }
 
-/**
- * What the scan does with a field name: no hashing or lower-casing of every name. First the
- * usual spellings of the known names of the same length, each compared whole only when the
- * last letter matches, ignoring case (a string comparison costs ~100 instructions, a
- * character code ~5); then case-blind, so that "hOsT" is a Host field too.
- */
-function fieldKind(name: string): number {
-  const known = BY_LENGTH[name.length];
-  if (known !== undefined) {
-    const last = name.charCodeAt(name.length - 1) | 0x20; // lower-cases a letter, turns nothing else into one
-    for (let j = 0; j < known.length; j++) {
-      const f = known[j]!;
-      if (f.last === last && (name === f.lower || name === f.canonical)) return f.kind;
-    }
-    const first = name.charCodeAt(0) | 0x20;
-    for (let j = 0; j < known.length; j++) {
-      const f = known[j]!;
-      if (f.first === first && sameLower(name, f.lower)) return f.kind;
-    }
-  }
-  // Any other X-Forwarded-* field is a forwarding field too.
-  return name.length >= 12 && (name.charCodeAt(0) | 0x20) === 0x78 && sameLower(name, 'x-forwarded-') ? FORWARDING : 0;
+/** The bit of a field that may appear once, whatever its letter case; 0 for any other field. */
+function singletonBit(name: string): number {
+  const known = SINGLETONS_BY_LENGTH[name.length];
+  if (known !== undefined) for (const f of known) if (sameLower(name, f.lower)) return f.bit;
+  return 0;
 }
 
 /** Our request limits (0 = no limit), finer than node:http's one header-size cap. */
@@ -129,17 +78,11 @@ export class HeadScan {
   chunked = false;
   /** Any forwarding field (X-Forwarded-*, Forwarded, X-Real-IP, X-Request-Id) is present. */
   forwarding = false;
-  /** Values of the fields the trusted-proxy logic reads; repeated fields joined with ", " as node:http does. */
-  xForwardedFor: string | undefined = undefined;
-  xForwardedProto: string | undefined = undefined;
-  xForwardedHost: string | undefined = undefined;
-  xForwardedPort: string | undefined = undefined;
-  forwarded: string | undefined = undefined;
+  /**
+   * X-Request-Id, repeated fields joined with ", " as node:http does. (The other forwarding
+   * fields are read from req.headers only when something asks who the client is.)
+   */
   requestId: string | undefined = undefined;
-}
-
-function joined(previous: string | undefined, value: string): string {
-  return previous === undefined ? value : `${previous}, ${value}`;
 }
 
 /**
@@ -150,16 +93,46 @@ function joined(previous: string | undefined, value: string): string {
  * implement, 505 a protocol version we do not serve.
  */
 export function scanHead(req: RequestHead, limits: HeadLimits, scan: HeadScan): 0 | ErrorStatus {
-  scan.host =
-    scan.xForwardedFor =
-    scan.xForwardedProto =
-    scan.xForwardedHost =
-    scan.xForwardedPort =
-    scan.forwarded =
-    scan.requestId =
-      undefined;
+  scan.host = scan.requestId = undefined;
   scan.chunked = scan.forwarding = false;
   return scanFields(req, limits, scan);
+}
+
+// Repeated names: each name goes to a slot by its length and its last two letters, case-blind
+// (no collision among 60 common field names); a slot already taken in this request means a
+// repeat or a collision, and only then are the names compared (repeatsSingleton). A slot is taken when it holds this
+// request's generation: nothing is cleared between requests.
+const SLOTS = 4096;
+const slotGeneration = new Int32Array(SLOTS);
+let generation = 0;
+
+function slotOf(name: string): number {
+  const n = name.length;
+  return ((n * 31 + (name.charCodeAt(n - 1) | 32)) * 31 + (name.charCodeAt(n - 2) | 32)) & (SLOTS - 1);
+}
+
+/**
+ * Whether a field that may appear once appears twice, whatever the letter case: the slow path,
+ * after two names landed in one slot.
+ */
+function repeatsSingleton(raw: string[]): boolean {
+  let seen = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const bit = singletonBit(raw[i]!);
+    if (seen & bit) return true;
+    seen |= bit;
+  }
+  return false;
+}
+
+/** Any X-Forwarded-* field besides the four looked up in node:http's headers object. */
+function hasOtherForwardingField(raw: string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length >= 12 && (name.charCodeAt(0) | 32) === 0x78 && name.charCodeAt(11) === 45 && sameLower(name, 'x-forwarded-'))
+      return true;
+  }
+  return false;
 }
 
 function scanFields(req: RequestHead, limits: HeadLimits, scan: HeadScan): 0 | ErrorStatus {
@@ -168,36 +141,38 @@ function scanFields(req: RequestHead, limits: HeadLimits, scan: HeadScan): 0 | E
   const raw = req.rawHeaders;
   if (limits.limitRequestFields && raw.length / 2 > limits.limitRequestFields) return 431;
   const fieldSize = limits.limitRequestFieldSize;
-  let seen = 0;
-  let duplicate = false;
-  let transferEncoding: string | undefined;
-  let contentLength: string | undefined;
+  if (++generation === 0x7fffffff) {
+    generation = 1;
+    slotGeneration.fill(0);
+  }
+  let sharedSlot = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    const value = raw[i + 1]!;
     // The line "Name: value" and its CRLF, as Gunicorn counts it (len(line) + 2 > limit).
-    if (fieldSize && name.length + value.length + 4 > fieldSize) return 431;
-    const kind = fieldKind(name);
-    if (kind === 0) continue;
-    if (kind & SINGLETON_MASK) {
-      if (seen & kind) duplicate = true;
-      seen |= kind;
-      if (kind === HOST_BIT) scan.host = value;
-      else if (kind === CONTENT_LENGTH_BIT) contentLength = value;
-      continue;
-    }
-    if (kind === TRANSFER_ENCODING) {
-      transferEncoding = transferEncoding === undefined ? value : `${transferEncoding},${value}`;
-      continue;
-    }
-    scan.forwarding = true;
-    if (kind === X_FORWARDED_FOR) scan.xForwardedFor = joined(scan.xForwardedFor, value);
-    else if (kind === X_FORWARDED_PROTO) scan.xForwardedProto = joined(scan.xForwardedProto, value);
-    else if (kind === X_FORWARDED_HOST) scan.xForwardedHost = joined(scan.xForwardedHost, value);
-    else if (kind === X_FORWARDED_PORT) scan.xForwardedPort = joined(scan.xForwardedPort, value);
-    else if (kind === FORWARDED) scan.forwarded = joined(scan.forwarded, value);
-    else if (kind === X_REQUEST_ID) scan.requestId = joined(scan.requestId, value);
+    if (fieldSize && name.length + raw[i + 1]!.length + 4 > fieldSize) return 431;
+    const slot = slotOf(name);
+    if (slotGeneration[slot] === generation) sharedSlot = true;
+    else slotGeneration[slot] = generation;
   }
+  // The fields themselves from the object node:http built from the same list for every
+  // request (lower-case names, repeats joined with ", "): looking a name up there costs a
+  // fraction of comparing every raw name with the names we look for.
+  const h = req.headers;
+  const transferEncoding = h['transfer-encoding'];
+  const contentLength = h['content-length'];
+  const requestId = h['x-request-id'] as string | undefined; // node joins a field it does not know
+  scan.host = h.host;
+  scan.requestId = requestId;
+  scan.forwarding =
+    requestId !== undefined ||
+    h['x-forwarded-for'] !== undefined ||
+    h['x-forwarded-proto'] !== undefined ||
+    h['x-forwarded-host'] !== undefined ||
+    h['x-forwarded-port'] !== undefined ||
+    h.forwarded !== undefined ||
+    h['x-real-ip'] !== undefined ||
+    hasOtherForwardingField(raw);
+  const duplicate = sharedSlot && repeatsSingleton(raw);
 
   // node parses HTTP/0.9 ("GET /") and HTTP/2.0 request lines and hands them over as such.
   if (req.httpVersionMajor !== 1) return 505;
