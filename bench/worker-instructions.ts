@@ -9,7 +9,7 @@
 // the worker is counted). After a warm-up the worker's counters are zeroed, `--requests`
 // keep-alive requests are sent by autocannon (outside valgrind), and the counters dumped.
 //
-// node --import tsx bench/worker-instructions.ts [--requests 10000] [--connections 16]
+// node --import tsx bench/worker-instructions.ts [--requests 40000] [--connections 16]
 //   [--cli name=path/to/dist/cli/main.js ...] [--flags "name=--access-logfile /dev/null"]
 //   [--churn]      a new connection per request (Connection: close) instead of keep-alive
 //   [--keep DIR]   keep each variant's callgrind file as DIR/NAME.callgrind (callgrind_annotate reads it)
@@ -40,7 +40,7 @@ import { churnLoad } from './load.js';
 
 const { values } = parseArgs({
   options: {
-    requests: { type: 'string', default: '10000' },
+    requests: { type: 'string', default: '40000' },
     warmup: { type: 'string', default: '5000' },
     connections: { type: 'string', default: '16' },
     path: { type: 'string', default: '/' },
