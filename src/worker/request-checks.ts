@@ -100,8 +100,8 @@ export function scanHead(req: RequestHead, limits: HeadLimits, scan: HeadScan): 
 
 // Repeated names: each name goes to a slot by its length and its last two letters, case-blind
 // (no collision among 60 common field names); a slot already taken in this request means a
-// repeat or a collision, and only then are the names compared (repeatsSingleton). A slot is taken when it holds this
-// request's generation: nothing is cleared between requests.
+// repeat or a collision, and only then are the names compared (repeatsSingleton). A slot is
+// taken when it holds this request's generation: nothing is cleared between requests.
 const SLOTS = 4096;
 const slotGeneration = new Int32Array(SLOTS);
 let generation = 0;
