@@ -109,8 +109,8 @@ test('X-Real-IP and any other X-Forwarded-* field count as forwarding fields', (
 });
 
 test('each known name is found in its usual spellings and in odd ones; common and object-like names are nothing', () => {
-  // The usual spellings go through one lookup table, the rest through the case-blind comparison:
-  // both must classify every known name the same way.
+  // The fields are read from node's headers object and repeats found by slot: whatever the
+  // spelling, a known name must be found, and a name that is only an object's property is nothing.
   for (const name of ['host', 'Host', 'HOST']) {
     const scan = new HeadScan();
     assert.is(scanHead(head([name, 'v']), LIMITS, scan), 0, name);
