@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert';
 import { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { HeadScan, scanHead, type HeadLimits } from '../src/worker/request-checks.js';
+import { isForwardingHeader } from '../src/proxy/trust.js';
 
 const LIMITS: HeadLimits = { limitRequestLine: 4094, limitRequestFields: 100, limitRequestFieldSize: 8190, limitRequestBody: 0 };
 const NO_LIMITS: HeadLimits = { limitRequestLine: 0, limitRequestFields: 0, limitRequestFieldSize: 0, limitRequestBody: 0 };
@@ -178,6 +179,32 @@ test('repeats are found by slot: names that only share a slot are no repeat, a r
   // Many requests in a row: a slot taken by an earlier request is free in the next one.
   const scan = new HeadScan();
   for (let i = 0; i < 1000; i++) assert.is(scanHead(head(['Host', 'a', 'Content-Type', 't']), LIMITS, scan), 0);
+});
+
+test('the scan flags a forwarding field exactly where the trust code strips one (isForwardingHeader)', () => {
+  // Two lists of the same fields: the scan's fast lookups and the predicate stripping uses.
+  for (const name of [
+    'X-Forwarded-For',
+    'x-forwarded-proto',
+    'X-Forwarded-Host',
+    'X-Forwarded-Port',
+    'X-Forwarded-Prefix',
+    'X-FORWARDED-SSL',
+    'Forwarded',
+    'X-Real-IP',
+    'X-Request-Id',
+    'X-Forwarded',
+    'X-Original-Forwarded-For',
+    'Forwarded-For',
+    'X-Real-Host',
+    'X-Request',
+    'Via',
+    'Accept',
+  ]) {
+    const scan = new HeadScan();
+    scanHead(head(['Host', 'a', name, 'v']), LIMITS, scan);
+    assert.is(scan.forwarding, isForwardingHeader(name.toLowerCase()), name);
+  }
 });
 
 test('the scan object is refilled: nothing leaks from one request to the next', () => {

@@ -163,6 +163,8 @@ function scanFields(req: RequestHead, limits: HeadLimits, scan: HeadScan): 0 | E
   const requestId = h['x-request-id'] as string | undefined; // node joins a field it does not know
   scan.host = h.host;
   scan.requestId = requestId;
+  // The fields isForwardingHeader (src/proxy/trust.ts) strips from an untrusted peer; a test
+  // holds the two lists together.
   scan.forwarding =
     requestId !== undefined ||
     h['x-forwarded-for'] !== undefined ||
