@@ -61,6 +61,21 @@ async function serve(
   return { server, sock, ctl: join(r.dir, 'app.ctl') };
 }
 
+/**
+ * Until every worker of the first generation has exited (each one spawned, recycled ones and
+ * their replacements too). "reload complete" means the new workers serve and the old ones
+ * drain; a draining worker still takes what reaches the shared socket while it empties its
+ * queue, so only after its exit is every answer the new version's.
+ */
+function oldWorkersGone(server: ServerProcess): Promise<unknown> {
+  const count = (msg: string) => server.logs.filter((l) => l.msg === msg && l.generation === 1).length;
+  return server.waitForLog(
+    (l) => l.msg === 'worker exited' && l.generation === 1 && count('worker exited') >= count('worker spawned'),
+    15_000,
+    'the old workers to exit',
+  );
+}
+
 async function lastReload(ctl: string): Promise<{ outcome: string; reason?: string }> {
   const out = await runCli(['ctl', '--socket', ctl, 'status', '--json']);
   return (JSON.parse(out.stdout) as { lastReload: { outcome: string; reason?: string } }).lastReload;
@@ -83,6 +98,7 @@ test('a good version: the canary serves first, passes, then the rest rolls out; 
     load.answers.some((a) => pidOf(a.body) === canary.canaryPid && a.body.startsWith('ok v2')),
     'answers from the canary',
   );
+  await oldWorkersGone(server);
   const after = await request({ socketPath: sock }, '/');
   assert.match(after.body, /^ok v2 /);
   assert.is((await lastReload(ctl)).outcome, 'completed');
@@ -179,6 +195,7 @@ test('--max-requests during the canary window: the canary is recycled after it p
   await load.stop();
   assert.equal(load.errors, [], 'no request failed');
   assert.is((await lastReload(ctl)).outcome, 'completed');
+  await oldWorkersGone(server);
   assert.match((await request({ socketPath: sock }, '/')).body, /^ok v2 /);
 });
 
