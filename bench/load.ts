@@ -121,19 +121,39 @@ function percentile(sorted: number[], p: number): number {
 }
 
 /**
- * Connection churn: `concurrency` loops, each opening a connection, sending one request with
- * `Connection: close`, reading the response to the server's close, and starting over.
- * Latency is from connect() to the response's last byte.
+ * What nginx/proxy-params.conf (the site of `ws-proxy-kit init`) sets on every proxied request,
+ * spelled as nginx sends them (as the proxy_set_header lines write them; values as nginx would
+ * fill them in).
  */
-/** A new connection per request, `concurrency` at a time, for durationS seconds or until maxRequests have been sent. */
+export const PROXY_HEADERS: Record<string, string> = {
+  'X-Forwarded-For': '203.0.113.7',
+  'X-Real-IP': '203.0.113.7',
+  'X-Forwarded-Proto': 'https',
+  'X-Forwarded-Host': 'example.com',
+  'X-Forwarded-Port': '443',
+  'X-Request-Id': '5f0c6e2b9a4d4c1e8f3a7b6d2c1e0f9a',
+};
+
+/**
+ * Connection churn: `concurrency` loops, each opening a connection, sending one request with
+ * `Connection: close`, reading the response to the server's close, and starting over, for
+ * durationS seconds or until maxRequests have been sent. Latency is from connect() to the
+ * response's last byte. `asNginx`: the request nginx sends upstream without keepalive
+ * (HTTP/1.0, the init site's fields), instead of a bare HTTP/1.1 one.
+ */
 export function churnLoad(
   socketPath: string,
   concurrency: number,
   path: string,
   durationS: number,
   maxRequests = Infinity,
+  asNginx = false,
 ): Promise<LoadResult> {
-  const request = `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`;
+  const request = asNginx
+    ? `GET ${path} HTTP/1.0\r\nHost: example.com\r\n${Object.entries(PROXY_HEADERS)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('')}Connection: close\r\n\r\n`
+    : `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`;
   const latencies: number[] = [];
   let errors = 0;
   const t0 = performance.now();

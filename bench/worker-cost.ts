@@ -5,6 +5,8 @@
 //
 // node --import tsx bench/worker-cost.ts [--rounds 5] [--requests 60000] [--shape keepalive|slow|churn]
 // (churn: a new connection per request, for --duration seconds instead of a request count)
+//   [--proxy-headers]  churn only: the request nginx sends upstream without keepalive (HTTP/1.0,
+//                  the init site's forwarding fields)
 //   [--cli name=path/to/dist/cli/main.js ...] [--flags name="--access-logfile -" ...]
 // Each --cli adds a ws-proxy-kit build to compare (default: this checkout's dist as "ws-proxy-kit").
 import autocannon from 'autocannon';
@@ -26,6 +28,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '4' },
     cli: { type: 'string', multiple: true, default: [] },
     flags: { type: 'string', multiple: true, default: [] },
+    'proxy-headers': { type: 'boolean', default: false },
   },
 });
 const rounds = Number(values.rounds);
@@ -52,7 +55,14 @@ for (const build of buildsFromArgs(values.cli, values.flags)) {
 
 async function load(socketPath: string, amount: number): Promise<number> {
   if (values.shape === 'churn') {
-    const r = await churnLoad(socketPath, connections, '/', amount === requests ? Number(values.duration) : 1);
+    const r = await churnLoad(
+      socketPath,
+      connections,
+      '/',
+      amount === requests ? Number(values.duration) : 1,
+      Infinity,
+      values['proxy-headers'],
+    );
     if (r.errors) throw new Error(`errors: ${r.errors}`);
     return r.requests;
   }
@@ -87,7 +97,9 @@ try {
 }
 
 const base = median(results.get('cluster-none')!);
-console.log(`\nshape=${values.shape} requests=${requests} connections=${connections} rounds=${rounds}\n`);
+console.log(
+  `\nshape=${values.shape}${values['proxy-headers'] ? ' proxy-headers' : ''} requests=${requests} connections=${connections} rounds=${rounds}\n`,
+);
 console.log('| variant | worker CPU µs/req (median) | × cluster-none | rounds |');
 console.log('|---|---:|---:|---|');
 for (const [name, xs] of results)

@@ -13,7 +13,8 @@
 //   [--cli name=path/to/dist/cli/main.js ...] [--flags "name=--access-logfile /dev/null"]
 //   [--churn]      a new connection per request (Connection: close) instead of keep-alive
 //   [--keep DIR]   keep each variant's callgrind file as DIR/NAME.callgrind (callgrind_annotate reads it)
-//   [--proxy-headers]  send what the nginx site of `ws-proxy-kit init` adds (X-Forwarded-*, X-Real-IP, X-Request-Id)
+//   [--proxy-headers]  send what the nginx site of `ws-proxy-kit init` adds (X-Forwarded-*, X-Real-IP, X-Request-Id);
+//                  with --churn, as nginx's request without upstream keepalive (HTTP/1.0)
 //   [--balanced]   leave connection balancing on (see below why it is off by default here)
 //   [--idle S]     after the counted requests, count S seconds without load (0: not)
 //
@@ -36,7 +37,7 @@ import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import { start, childrenOf, stopAll, type Proc } from './procs.js';
 import { ROOT, buildsFromArgs } from './engines.js';
-import { churnLoad } from './load.js';
+import { churnLoad, PROXY_HEADERS } from './load.js';
 
 const { values } = parseArgs({
   options: {
@@ -101,24 +102,9 @@ for (const build of buildsFromArgs(values.cli, values.flags, ['--timeout', '600'
   });
 }
 
-/**
- * What nginx/proxy-params.conf (the site of `ws-proxy-kit init`) sets on every proxied request,
- * spelled as nginx sends them (as the proxy_set_header lines write them; values as nginx would
- * fill them in).
- */
-const PROXY_HEADERS: Record<string, string> = {
-  'X-Forwarded-For': '203.0.113.7',
-  'X-Real-IP': '203.0.113.7',
-  'X-Forwarded-Proto': 'https',
-  'X-Forwarded-Host': 'example.com',
-  'X-Forwarded-Port': '443',
-  'X-Request-Id': '5f0c6e2b9a4d4c1e8f3a7b6d2c1e0f9a',
-};
-
 async function load(socketPath: string, amount: number): Promise<void> {
   if (values.churn) {
-    if (values['proxy-headers']) throw new Error('--proxy-headers: keep-alive only');
-    const r = await churnLoad(socketPath, Number(values.connections), values.path, Infinity, amount);
+    const r = await churnLoad(socketPath, Number(values.connections), values.path, Infinity, amount, values['proxy-headers']);
     if (r.errors || r.requests !== amount) throw new Error(`churn: ${r.errors} failed, ${r.requests} of ${amount} answered`);
     return;
   }
