@@ -22,6 +22,7 @@ import {
   type Reply,
 } from './helpers/server.js';
 import { startLoad, failures } from './helpers/load.js';
+import { RawConnection } from './helpers/raw-socket.js';
 import { notifySink } from './helpers/notify-sink.js';
 import { hasCommand, testWithTool } from './helpers/tools.js';
 
@@ -171,6 +172,39 @@ for (const path of ['/throw-later', '/reject-later']) {
     assert.is(line.url, path);
   });
 }
+
+test('an async error from a request already answered names that request and spares the next one on its connection', async () => {
+  const sock = join(tempDir(), 'app.sock');
+  // The ids the test sends are taken as they are from a trusted peer.
+  const server = startServer([HELLO, '-b', `unix:${sock}`, '-w', '1', '--graceful-timeout', '8', '--forwarded-allow-unix']);
+  await server.ready();
+  // One keep-alive connection: the request whose timer throws 100 ms after its answer, then a
+  // slow one in progress when the timer fires. Only the connection is in the async context
+  // (request-context.ts), so the slow request must not be taken for the one that threw.
+  const conn = await new RawConnection({ socketPath: sock }).ready();
+  await conn.write('GET /throw-after-answer HTTP/1.1\r\nHost: x\r\nX-Request-Id: first-one\r\n\r\n');
+  await conn.waitFor(/answered\n/);
+  await conn.write('GET /slow?ms=600 HTTP/1.1\r\nHost: x\r\nX-Request-Id: second-one\r\n\r\n');
+  const line = await server.waitForMsg(/^uncaught error/);
+  await conn.waitFor(/slow done/);
+  assert.equal(conn.statuses(), [200, 200], conn.text);
+  assert.match(String(line.msg), /already answered/);
+  assert.is(line.requestId, 'first-one');
+});
+
+test("a request's async context does not keep its response alive after the answer", async () => {
+  const sock = join(tempDir(), 'app.sock');
+  const server = startServer([HELLO, '-b', `unix:${sock}`, '-w', '1']);
+  await server.ready();
+  // The answered request's connection stays open and idle: node:http's keep-alive timer on it
+  // was armed from within that request, so it holds whatever the request's context holds.
+  const idle = await new RawConnection({ socketPath: sock }).ready();
+  await idle.write('GET /remember HTTP/1.1\r\nHost: x\r\n\r\n');
+  await idle.waitFor(/remembered\n/);
+  const reply = await request({ socketPath: sock }, '/collected');
+  assert.is(reply.body, 'collected\n', 'the answered response outlived a full GC');
+  assert.not.ok(idle.closed, 'the idle connection stayed open meanwhile');
+});
 
 test('a broken app on disk after a refused deploy: the pool serves on degraded, says so, and recovers when the file is fixed', async () => {
   const dir = tempDir();

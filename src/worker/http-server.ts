@@ -19,7 +19,7 @@ import { answerError, rawErrorResponse, refuse } from './error-answers.js';
 import { AcceptControl, closeGently } from './accept-control.js';
 import { expiredHeads, openConnections, type TrackedSocket } from './connections.js';
 import { ForwardingGate, type ListenerInfo } from './forwarding-gate.js';
-import { requestContext } from './request-context.js';
+import { RequestMark, requestContext } from './request-context.js';
 
 export interface ServeStats {
   requests: number;
@@ -310,7 +310,7 @@ export class HttpWorker {
       return;
     }
     try {
-      requestContext.enterWith(res);
+      requestContext.enterWith(new RequestMark(req.socket, requestId));
       const result = handler(req, res) as Promise<unknown> | undefined;
       if (result && typeof result.then === 'function') result.then(undefined, (err: unknown) => this.appError(err, req, res, requestId));
     } catch (err) {

@@ -1,7 +1,6 @@
 // The worker process's side of the pool: loads the app, serves on the inherited fds,
 // heartbeats to the arbiter, drains or quits when told. The entry (worker.ts) reads the boot
 // data, builds one Worker and hands it the process's signals and messages.
-import { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { EXIT_BOOT_ERROR, type MasterMessage, type WorkerBoot, type WorkerMessage } from '../protocol.js';
 import type { Settings } from '../config/settings.js';
@@ -234,17 +233,22 @@ export class Worker {
    * worker takes no more work.
    */
   onUncaught(event: 'uncaughtException' | 'unhandledRejection', err: unknown): void {
-    const target = currentRequest();
-    const req = target instanceof ServerResponse ? target.req : undefined;
-    const where = req ? { requestId: req.headers['x-request-id'], method: req.method, url: req.url?.slice(0, 200) } : {};
+    const running = currentRequest();
+    const req = running?.response?.req;
+    const where =
+      running?.requestId !== undefined ? { requestId: running.requestId, method: req?.method, url: req?.url?.slice(0, 200) } : {};
     this.log.fatal(
       { err: errorInfo(err), event, ...where },
-      target
+      running?.response
         ? `uncaught error in a request's code: that request is answered 500; the worker takes no more work and exits once its other requests finish`
-        : 'uncaught error outside a request: the worker takes no more work and exits once its requests finish',
+        : running?.upgraded
+          ? "uncaught error in an upgraded connection's code: that connection is closed; the worker takes no more work and exits once its other requests finish"
+          : running?.requestId !== undefined
+            ? 'uncaught error in the code of a request already answered: the worker takes no more work and exits once its requests finish'
+            : 'uncaught error outside a request: the worker takes no more work and exits once its requests finish',
     );
-    if (target instanceof ServerResponse) answerError(target, 500);
-    else target?.destroy(); // an upgraded connection
+    if (running?.response) answerError(running.response, 500);
+    else running?.upgraded?.destroy();
     void this.send({ type: 'fatal', reason: event, error: errorInfo(err) });
     this.drain(event, 1, true);
   }
