@@ -33,6 +33,13 @@ function head(rawHeaders: string[], extra: { method?: string; url?: string; mino
   };
 }
 
+/** Whether the scan flags a forwarding field in a request with Host and one field `name`. */
+function flagsForwarding(name: string): boolean {
+  const scan = new HeadScan();
+  scanHead(head(['Host', 'a', name, 'v']), LIMITS, scan);
+  return scan.forwarding;
+}
+
 test('a plain request passes and records its Host', () => {
   const scan = new HeadScan();
   assert.is(scanHead(head(['Host', 'example.com', 'Accept', '*/*']), LIMITS, scan), 0);
@@ -97,16 +104,9 @@ test('X-Real-IP and any other X-Forwarded-* field count as forwarding fields', (
     'x-forwarded-server',
     'X-FORWARDED-SSL',
     'X-Forwarded-',
-  ]) {
-    const scan = new HeadScan();
-    scanHead(head(['Host', 'a', name, 'v']), LIMITS, scan);
-    assert.is(scan.forwarding, true, name);
-  }
-  for (const name of ['X-Forwarded', 'x-forwardedfor', 'Accept-Encoding', 'Connection']) {
-    const scan = new HeadScan();
-    scanHead(head(['Host', 'a', name, 'v']), LIMITS, scan);
-    assert.is(scan.forwarding, false, name);
-  }
+  ])
+    assert.is(flagsForwarding(name), true, name);
+  for (const name of ['X-Forwarded', 'x-forwardedfor', 'Accept-Encoding', 'Connection']) assert.is(flagsForwarding(name), false, name);
 });
 
 test('each known name is found in its usual spellings and in odd ones; common and object-like names are nothing', () => {
@@ -200,11 +200,8 @@ test('the scan flags a forwarding field exactly where the trust code strips one 
     'X-Request',
     'Via',
     'Accept',
-  ]) {
-    const scan = new HeadScan();
-    scanHead(head(['Host', 'a', name, 'v']), LIMITS, scan);
-    assert.is(scan.forwarding, isForwardingHeader(name.toLowerCase()), name);
-  }
+  ])
+    assert.is(flagsForwarding(name), isForwardingHeader(name.toLowerCase()), name);
 });
 
 test('the scan object is refilled: nothing leaks from one request to the next', () => {
